@@ -1,0 +1,27 @@
+"""lstm_flax: fast LSTMs for JAX and Flax.
+
+Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it.
+
+  * ``lstm_flax.kernel``: the functional LSTM (fused gates, hoisted input
+    projection, custom VJP, padding masks).
+  * ``lstm_flax.stack``: multi-layer / bidirectional stacks with dropout.
+  * ``lstm_flax.LSTM`` / ``lstm_flax.LSTMCell``: Linen modules.
+  * ``lstm_flax.nnx``: the same layer for ``flax.nnx``.
+  * ``lstm_flax.interop``: PyTorch ``nn.LSTM`` and Flax ``LSTMCell`` weights.
+"""
+
+from lstm_flax.kernel import LSTMState, lstm, lstm_cell, lstm_time_major
+from lstm_flax.linen import LSTM, LSTMCell
+from lstm_flax.stack import DropoutConfig, lstm_stack
+
+__all__ = [
+    'LSTM',
+    'LSTMCell',
+    'LSTMState',
+    'DropoutConfig',
+    'lstm',
+    'lstm_cell',
+    'lstm_stack',
+    'lstm_time_major',
+]
+__version__ = '0.1.0'

@@ -1,0 +1,487 @@
+"""Functional LSTM kernel: parameters + inputs -> outputs, final carry.
+
+Independent of Linen and NNX. Gate order is PyTorch's and cuDNN's, ``i f g o``::
+
+  [i f g o] = x W_x + h W_h + b
+  c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+  m' = sigmoid(o) * tanh(c')
+  h' = m'                    (or m' W_p with a projection, PyTorch's ``proj_size``)
+
+Design:
+  * The four gates are fused: ``input_kernel`` is ``[in, 4H]`` and
+    ``recurrent_kernel`` is ``[P, 4H]`` (``P = H`` without a projection).
+  * The input projection ``x W_x + b`` of every timestep is one matrix product
+    before the recurrence, so ``lax.scan`` only carries ``h W_h`` and the gate
+    arithmetic.
+  * The recurrence has a ``jax.custom_vjp``. Its backward scan computes only
+    the per-step gate gradients and the carry gradients; ``dW_h`` (and the
+    projection's gradient) are whole-sequence matrix products after the scan.
+    ``dW_x``, ``db`` and ``dx`` follow by autodiff of the hoisted input
+    projection, which are whole-sequence matrix products too (cuDNN's
+    approach).
+  * Padding: a mask ``[time, batch]`` (or lengths) marks valid steps. A padded
+    step leaves the carry unchanged and outputs zeros, so the final carry is each
+    sequence's last valid carry, in either direction, with no per-step carry
+    stored to find it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+DType = Any
+
+INPUT_KERNEL = 'input_kernel'  # [in, 4*hidden]
+RECURRENT_KERNEL = 'recurrent_kernel'  # [proj or hidden, 4*hidden]
+BIAS = 'bias'  # [4*hidden]
+PROJECTION_KERNEL = 'projection_kernel'  # [hidden, proj], optional
+
+
+class LSTMState(NamedTuple):
+  """Carry of one LSTM layer (one direction).
+
+  Attributes:
+    h: hidden state, ``[batch, P]`` (``P`` is the projection size, else ``H``).
+    c: cell state, ``[batch, H]``, always float32.
+  """
+
+  h: Array
+  c: Array
+
+
+def hidden_size(params: Mapping[str, Array]) -> int:
+  """Returns ``H`` for a parameter dict of one layer direction."""
+  return params[RECURRENT_KERNEL].shape[-1] // 4
+
+
+def output_size(params: Mapping[str, Array]) -> int:
+  """Returns ``P``: the size of ``h`` (the projection size, else ``H``)."""
+  return params[RECURRENT_KERNEL].shape[0]
+
+
+def zero_state(params: Mapping[str, Array], batch_size: int) -> LSTMState:
+  """An all-zero carry for ``batch_size`` sequences."""
+  return LSTMState(
+      h=jnp.zeros((batch_size, output_size(params)), jnp.float32),
+      c=jnp.zeros((batch_size, hidden_size(params)), jnp.float32),
+  )
+
+
+def lengths_to_mask(lengths: Array, max_length: int) -> Array:
+  """``[batch]`` lengths -> ``[time, batch]`` bool mask of valid steps."""
+  return jnp.arange(max_length)[:, None] < lengths[None, :]
+
+
+# ---------------------------------------------------------------------------
+# Validation (trace time: shapes are static).
+# ---------------------------------------------------------------------------
+
+
+def check_params(params: Mapping[str, Array], name: str = 'params') -> None:
+  """Raises ValueError when a layer's parameter dict is incomplete or inconsistent."""
+  missing = [k for k in (INPUT_KERNEL, RECURRENT_KERNEL, BIAS) if k not in params]
+  if missing:
+    raise ValueError(
+        f'{name} is missing {missing}; an LSTM layer needs {INPUT_KERNEL!r} '
+        f'[in, 4H], {RECURRENT_KERNEL!r} [P, 4H] and {BIAS!r} [4H] (got keys '
+        f'{sorted(params)}).'
+    )
+  w_x, w_h, b = params[INPUT_KERNEL], params[RECURRENT_KERNEL], params[BIAS]
+  if w_h.ndim != 2 or w_h.shape[1] % 4:
+    raise ValueError(
+        f'{name}[{RECURRENT_KERNEL!r}] must be [P, 4H]; got shape {w_h.shape}.'
+    )
+  four_h = w_h.shape[1]
+  if w_x.ndim != 2 or w_x.shape[1] != four_h:
+    raise ValueError(
+        f'{name}[{INPUT_KERNEL!r}] must be [in, {four_h}] to match '
+        f'{RECURRENT_KERNEL!r} {w_h.shape}; got shape {w_x.shape}.'
+    )
+  if b.shape != (four_h,):
+    raise ValueError(f'{name}[{BIAS!r}] must have shape ({four_h},); got {b.shape}.')
+  w_p = params.get(PROJECTION_KERNEL)
+  expected_p = (four_h // 4, w_h.shape[0])
+  if w_p is None and w_h.shape[0] != four_h // 4:
+    raise ValueError(
+        f'{name}[{RECURRENT_KERNEL!r}] has {w_h.shape[0]} rows but there is no '
+        f'{PROJECTION_KERNEL!r}; without a projection it must be [H, 4H] = '
+        f'[{four_h // 4}, {four_h}].'
+    )
+  if w_p is not None and w_p.shape != expected_p:
+    raise ValueError(
+        f'{name}[{PROJECTION_KERNEL!r}] must be [H, P] = {expected_p}; got '
+        f'{w_p.shape}.'
+    )
+
+
+def _check_carry(carry: LSTMState, batch: int, h_size: int, p_size: int) -> None:
+  h, c = carry
+  if jnp.shape(h) != (batch, p_size) or jnp.shape(c) != (batch, h_size):
+    raise ValueError(
+        f'initial_carry must be LSTMState(h=[batch, P], c=[batch, H]) = '
+        f'(h={(batch, p_size)}, c={(batch, h_size)}); got '
+        f'(h={jnp.shape(h)}, c={jnp.shape(c)}).'
+    )
+
+
+def check_mask(mask: Array, time: int, batch: int, time_major: bool) -> None:
+  """Raises ValueError when a padding mask does not match the inputs."""
+  expected = (time, batch) if time_major else (batch, time)
+  layout = '[time, batch]' if time_major else '[batch, time]'
+  if jnp.shape(mask) != expected:
+    raise ValueError(
+        f'mask must be {layout} = {expected} to match the inputs; got shape '
+        f'{jnp.shape(mask)}.'
+    )
+
+
+def check_lengths(lengths: Array, batch: int) -> None:
+  """Raises ValueError when ``lengths`` is not ``[batch]``."""
+  if jnp.shape(lengths) != (batch,):
+    raise ValueError(
+        f'lengths must be [batch] = ({batch},) to match the inputs; got shape '
+        f'{jnp.shape(lengths)}.'
+    )
+
+
+# ---------------------------------------------------------------------------
+# Recurrence.
+# ---------------------------------------------------------------------------
+
+
+def _split_gates(gates: Array) -> tuple[Array, Array, Array, Array]:
+  return tuple(jnp.split(gates, 4, axis=-1))  # type: ignore[return-value]
+
+
+def _accumulation_dtype(compute_dtype: DType) -> DType:
+  """float32, or float64 when computing in float64 (reference runs)."""
+  return jnp.promote_types(jnp.float32, compute_dtype)
+
+
+def _dot(a: Array, b: Array, dtype: DType) -> Array:
+  """``a @ b`` in ``dtype`` with float32 (or float64) accumulation and result."""
+  return jnp.dot(
+      a.astype(dtype), b.astype(dtype), preferred_element_type=_accumulation_dtype(dtype)
+  )
+
+
+def _cell(
+    gates_x: Array,  # [batch, 4H] input projection (+ bias) of this step
+    h: Array,  # [batch, P]
+    c: Array,  # [batch, H] float32
+    w_h: Array,  # [P, 4H]
+    w_p: Optional[Array],  # [H, P] or None
+    compute_dtype: DType,
+) -> tuple[Array, Array, Array]:
+  """One LSTM step on a precomputed input projection.
+
+  Returns (h' [batch, P] float32, c' [batch, H] float32, activations
+  [batch, 4H] = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] float32).
+  """
+  gates = gates_x.astype(h.dtype) + _dot(h, w_h, compute_dtype)  # [B, 4H]
+  i, f, g, o = _split_gates(gates)
+  i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+  c_new = f * c + i * g
+  m = o * jnp.tanh(c_new)
+  h_new = m if w_p is None else _dot(m, w_p, compute_dtype)
+  return h_new, c_new, jnp.concatenate([i, f, g, o], axis=-1)
+
+
+def _scan_xs(gates_x: Array, mask: Optional[Array]) -> tuple[Array, Optional[Array]]:
+  return gates_x, (None if mask is None else mask[:, :, None])
+
+
+def _recurrence_forward(
+    gates_x: Array,  # [T, B, 4H]
+    mask: Optional[Array],  # [T, B] bool or None
+    h0: Array,  # [B, P]
+    c0: Array,  # [B, H]
+    w_h: Array,
+    w_p: Optional[Array],
+    reverse: bool,
+    unroll: int,
+    compute_dtype: DType,
+    keep_activations: bool,
+):
+  """Scans the cell; returns (hs [T,B,P], cs [T,B,H] | None, acts | None, hT, cT).
+
+  ``hs[t]``/``cs[t]`` are the carry after step ``t`` (unchanged at a padded step).
+  """
+
+  def step(carry, xs):
+    h, c = carry
+    gx, m = xs
+    h_new, c_new, acts = _cell(gx, h, c, w_h, w_p, compute_dtype)
+    if m is not None:
+      h_new = jnp.where(m, h_new, h)
+      c_new = jnp.where(m, c_new, c)
+    ys = (h_new, c_new, acts) if keep_activations else (h_new, None, None)
+    return (h_new, c_new), ys
+
+  (h_t, c_t), (hs, cs, acts) = lax.scan(
+      step, (h0, c0), _scan_xs(gates_x, mask), reverse=reverse, unroll=unroll
+  )
+  return hs, cs, acts, h_t, c_t
+
+
+def _previous(seq: Array, first: Array, reverse: bool) -> Array:
+  """The carry before each step: ``seq`` shifted by one in processing order."""
+  if reverse:
+    return jnp.concatenate([seq[1:], first[None]], axis=0)
+  return jnp.concatenate([first[None], seq[:-1]], axis=0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _recurrence(gates_x, mask, h0, c0, w_h, w_p, reverse, unroll, compute_dtype):
+  hs, _, _, h_t, c_t = _recurrence_forward(
+      gates_x, mask, h0, c0, w_h, w_p, reverse, unroll, compute_dtype, False
+  )
+  return hs, h_t, c_t
+
+
+def _recurrence_fwd(gates_x, mask, h0, c0, w_h, w_p, reverse, unroll, compute_dtype):
+  hs, cs, acts, h_t, c_t = _recurrence_forward(
+      gates_x, mask, h0, c0, w_h, w_p, reverse, unroll, compute_dtype, True
+  )
+  residuals = (mask, h0, c0, w_h, w_p, hs, cs, acts)
+  return (hs, h_t, c_t), residuals
+
+
+def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
+  mask, h0, c0, w_h, w_p, hs, cs, acts = residuals
+  acc = _accumulation_dtype(compute_dtype)
+  d_hs, d_h_t, d_c_t = cotangents  # [T,B,P], [B,P], [B,H]
+  c_prev = _previous(cs, c0, reverse)  # [T, B, H]
+  w_h_t = w_h.T  # [4H, P]
+  w_p_t = None if w_p is None else w_p.T  # [P, H]
+
+  def step(carry, xs):
+    dh, dc = carry  # [B, P], [B, H]
+    d_out, act, c, c_p, m = xs
+    dh = dh + d_out
+    i, f, g, o = _split_gates(act)
+    dm = dh if w_p_t is None else _dot(dh, w_p_t, compute_dtype)  # [B, H]
+    tanh_c = jnp.tanh(c)
+    dc_total = dc + dm * o * (1.0 - tanh_c * tanh_c)
+    d_gates = jnp.concatenate(
+        [
+            dc_total * g * i * (1.0 - i),
+            dc_total * c_p * f * (1.0 - f),
+            dc_total * i * (1.0 - g * g),
+            dm * tanh_c * o * (1.0 - o),
+        ],
+        axis=-1,
+    )  # [B, 4H] gradient of the pre-activation gates
+    dh_prev = _dot(d_gates, w_h_t, compute_dtype)  # [B, P]
+    dc_prev = dc_total * f
+    d_h_step = dh  # gradient reaching this step's h (for the projection)
+    if m is not None:
+      d_gates = jnp.where(m, d_gates, 0.0)
+      dh_prev = jnp.where(m, dh_prev, dh)
+      dc_prev = jnp.where(m, dc_prev, dc)
+      d_h_step = jnp.where(m, dh, 0.0)
+    ys = (d_gates, None if w_p is None else d_h_step)
+    return (dh_prev, dc_prev), ys
+
+  m_seq = None if mask is None else mask[:, :, None]
+  xs = (d_hs.astype(acc), acts, cs, c_prev, m_seq)
+  (dh0, dc0), (d_gates_seq, d_h_seq) = lax.scan(
+      step,
+      (d_h_t.astype(acc), d_c_t.astype(acc)),
+      xs,
+      reverse=not reverse,
+      unroll=unroll,
+  )
+  # Whole-sequence weight gradients, one matrix product each.
+  h_prev = _previous(hs, h0, reverse)  # [T, B, P]
+  d_w_h = jnp.einsum(
+      'tbp,tbg->pg', h_prev, d_gates_seq, preferred_element_type=acc
+  ).astype(w_h.dtype)
+  d_w_p = None
+  if w_p is not None:
+    o = acts[..., 3 * cs.shape[-1] :]
+    m_seq_out = o * jnp.tanh(cs)  # [T, B, H] pre-projection outputs
+    d_w_p = jnp.einsum(
+        'tbh,tbp->hp', m_seq_out, d_h_seq, preferred_element_type=acc
+    ).astype(w_p.dtype)
+  return (
+      d_gates_seq.astype(compute_dtype),
+      None,
+      dh0.astype(h0.dtype),
+      dc0.astype(c0.dtype),
+      d_w_h,
+      d_w_p,
+  )
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def lstm_time_major(
+    params: Mapping[str, Array],
+    inputs: Array,  # [time, batch, in]
+    initial_carry: Optional[LSTMState] = None,
+    mask: Optional[Array] = None,  # [time, batch] bool
+    *,
+    reverse: bool = False,
+    unroll: int = 1,
+    compute_dtype: DType = jnp.float32,
+    use_custom_vjp: bool = True,
+) -> tuple[Array, LSTMState]:
+  """Runs one LSTM layer (one direction) over time-major inputs.
+
+  Args:
+    params: ``{'input_kernel': [in, 4H], 'recurrent_kernel': [P, 4H],
+      'bias': [4H]}`` and optionally ``'projection_kernel': [H, P]``.
+    inputs: ``[time, batch, in]``.
+    initial_carry: ``LSTMState(h=[batch, P], c=[batch, H])``; zeros if None.
+    mask: ``[time, batch]``, true at valid steps. A padded step leaves the
+      carry unchanged and outputs zeros.
+    reverse: process time from last to first (the backward direction of a
+      bidirectional layer). With right padding this starts at each sequence's
+      last valid step.
+    unroll: ``lax.scan`` unroll factor.
+    compute_dtype: dtype of the matrix products (e.g. ``jnp.bfloat16``);
+      accumulation, gate arithmetic and the cell state stay float32.
+    use_custom_vjp: use the hand-written backward pass (else autodiff of the
+      plain scan; the two agree to float rounding).
+
+  Returns:
+    ``(outputs [time, batch, P] in compute_dtype, final LSTMState)``; the final
+    carry is each sequence's last valid one.
+  """
+  if inputs.ndim != 3:
+    raise ValueError(
+        f'inputs must be [time, batch, features]; got shape {inputs.shape} '
+        f'(rank {inputs.ndim}).'
+    )
+  check_params(params)
+  time, batch, features = inputs.shape
+  w_x, w_h, b = params[INPUT_KERNEL], params[RECURRENT_KERNEL], params[BIAS]
+  w_p = params.get(PROJECTION_KERNEL)
+  if features != w_x.shape[0]:
+    raise ValueError(
+        f'inputs have {features} features but {INPUT_KERNEL!r} expects '
+        f'{w_x.shape[0]} (its shape is {w_x.shape}); inputs shape {inputs.shape}.'
+    )
+  h_size, p_size = hidden_size(params), output_size(params)
+  if initial_carry is None:
+    initial_carry = zero_state(params, batch)
+  _check_carry(initial_carry, batch, h_size, p_size)
+  if mask is not None:
+    check_mask(mask, time, batch, time_major=True)
+    mask = mask.astype(bool)
+
+  # Hoisted input projection: one [T*B, in] x [in, 4H] product.
+  acc = _accumulation_dtype(compute_dtype)
+  gates_x = (_dot(inputs, w_x, compute_dtype) + b.astype(acc)).astype(
+      compute_dtype
+  )  # [T, B, 4H]
+  h0 = initial_carry.h.astype(acc)
+  c0 = initial_carry.c.astype(acc)
+  if use_custom_vjp:
+    hs, h_t, c_t = _recurrence(
+        gates_x, mask, h0, c0, w_h, w_p, reverse, unroll, compute_dtype
+    )
+  else:
+    hs, _, _, h_t, c_t = _recurrence_forward(
+        gates_x, mask, h0, c0, w_h, w_p, reverse, unroll, compute_dtype, False
+    )
+  outputs = hs if mask is None else jnp.where(mask[:, :, None], hs, 0.0)
+  return outputs.astype(compute_dtype), LSTMState(h=h_t, c=c_t)
+
+
+def lstm(
+    params: Mapping[str, Array],
+    inputs: Array,  # [batch, time, in] (or [time, batch, in] if time_major)
+    initial_carry: Optional[LSTMState] = None,
+    *,
+    lengths: Optional[Array] = None,  # [batch] int
+    mask: Optional[Array] = None,  # [batch, time] (or [time, batch]) bool
+    time_major: bool = False,
+    reverse: bool = False,
+    unroll: int = 1,
+    compute_dtype: DType = jnp.float32,
+    use_custom_vjp: bool = True,
+) -> tuple[Array, LSTMState]:
+  """One LSTM layer (one direction); see ``lstm_time_major``.
+
+  Args:
+    params: one layer direction's parameters (see ``lstm_time_major``).
+    inputs: ``[batch, time, in]``, or ``[time, batch, in]`` with ``time_major``.
+    initial_carry: ``LSTMState(h=[batch, P], c=[batch, H])``; zeros if None.
+    lengths: ``[batch]`` valid lengths of right-padded sequences.
+    mask: valid steps, ``[batch, time]`` (``[time, batch]`` if time_major).
+      Give ``lengths`` or ``mask``, not both.
+    time_major, reverse, unroll, compute_dtype, use_custom_vjp: as in
+      ``lstm_time_major``.
+
+  Returns:
+    ``(outputs, final LSTMState)``; outputs in the layout of ``inputs`` with
+    ``P`` features, zero at padded steps.
+  """
+  if inputs.ndim != 3:
+    layout = '[time, batch, features]' if time_major else '[batch, time, features]'
+    raise ValueError(
+        f'inputs must be {layout}; got shape {inputs.shape} (rank {inputs.ndim}).'
+    )
+  mask_tb = time_major_mask(inputs.shape, lengths, mask, time_major)
+  x_tb = inputs if time_major else jnp.swapaxes(inputs, 0, 1)  # [T, B, in]
+  outputs, carry = lstm_time_major(
+      params,
+      x_tb,
+      initial_carry,
+      mask_tb,
+      reverse=reverse,
+      unroll=unroll,
+      compute_dtype=compute_dtype,
+      use_custom_vjp=use_custom_vjp,
+  )
+  return (outputs if time_major else jnp.swapaxes(outputs, 0, 1)), carry
+
+
+def time_major_mask(
+    input_shape: tuple[int, ...],
+    lengths: Optional[Array],
+    mask: Optional[Array],
+    time_major: bool,
+) -> Optional[Array]:
+  """Validates ``lengths``/``mask`` and returns a ``[time, batch]`` bool mask (or None)."""
+  if lengths is not None and mask is not None:
+    raise ValueError('Give either lengths or mask, not both.')
+  time, batch = input_shape[:2] if time_major else input_shape[1::-1]
+  if lengths is not None:
+    check_lengths(lengths, batch)
+    return lengths_to_mask(jnp.asarray(lengths), time)
+  if mask is not None:
+    check_mask(mask, time, batch, time_major)
+    mask = jnp.asarray(mask, bool)
+    return mask if time_major else mask.T
+  return None
+
+
+def lstm_cell(
+    params: Mapping[str, Array],
+    carry: LSTMState,
+    inputs: Array,  # [batch, in]
+    compute_dtype: DType = jnp.float32,
+) -> tuple[LSTMState, Array]:
+  """One LSTM step: ``(carry, x [batch, in]) -> (carry', h' [batch, P])``."""
+  w_x, w_h, b = params[INPUT_KERNEL], params[RECURRENT_KERNEL], params[BIAS]
+  acc = _accumulation_dtype(compute_dtype)
+  gates_x = _dot(inputs, w_x, compute_dtype) + b.astype(acc)
+  h, c, _ = _cell(
+      gates_x,
+      carry.h.astype(acc),
+      carry.c.astype(acc),
+      w_h,
+      params.get(PROJECTION_KERNEL),
+      compute_dtype,
+  )
+  return LSTMState(h=h, c=c), h.astype(compute_dtype)
