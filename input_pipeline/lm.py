@@ -1,0 +1,325 @@
+"""Language-model batching: token streams for truncated BPTT, and sentences.
+
+Both batchers plan each epoch's global batches from token counts alone (with
+numpy, from ``seed`` and the epoch number), then materialise only this host's
+rows. Hence
+
+* every host plans the same global batches, and the union of the hosts'
+  batches (concatenated in process order) is the single-host batch;
+* the same seed gives the same batches, and ``iterate(start_step=k)`` yields
+  exactly what an uninterrupted run yields after ``k`` batches, by re-planning
+  the skipped epochs (cheap arithmetic on lengths) without reading or
+  gathering any skipped token.
+
+The plans are done in numpy rather than with ``tf.data`` shuffling and
+bucketing because those give neither property (their per-host sharding
+changes the batches with the number of hosts, and resuming means replaying the
+skipped data). ``tf.data`` reads TFDS sources and prefetches the batches
+(:mod:`input_pipeline.prefetch`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from input_pipeline import errors
+from input_pipeline.hosts import HostShard
+
+Batch = dict[str, np.ndarray]
+
+
+def round_up(value: int | np.ndarray, multiple: int) -> int | np.ndarray:
+  return -(-value // multiple) * multiple
+
+
+class StreamBatcher:
+  """Truncated-BPTT batches over B parallel streams (Zaremba et al.; AWD-LSTM).
+
+  The split (all lines, each ending in ``<eos>``) is cut into
+  ``batch_size`` equal streams (the last ``len(ids) % batch_size`` tokens are
+  dropped); a batch is the next window of each stream, so the LSTM state of
+  row ``r`` at the end of one batch is the right initial state for row ``r``
+  of the next. Each epoch restarts the streams at position 0.
+
+  Batches (``b = batch_size / process_count`` local rows, ``t`` the window):
+
+  * ``inputs``: int32 ``[b, t]``, tokens ``s .. s+t-1`` of each stream.
+  * ``targets``: int32 ``[b, t]``, tokens ``s+1 .. s+t`` (the next token).
+  * ``mask``: float32 ``[b, t]``, 1 on real positions, 0 on padding.
+
+  With fixed windows ``t = seq_len``; the last, shorter window of an epoch is
+  dropped when ``drop_remainder`` (training), else padded and masked
+  (evaluation: every token is scored exactly once). With ``random_window``
+  (AWD-LSTM) each window's length is drawn as in AWD-LSTM: ``seq_len`` (or
+  ``seq_len / 2`` with probability ``short_window_prob``) plus normal noise
+  with std ``window_std``, at least ``min_window`` and at most
+  ``seq_len + max_window_extra`` tokens; the arrays are padded to a multiple
+  of ``pad_to_multiple`` to bound recompilation. ``mask.sum(1)`` is the window
+  length (AWD-LSTM scales the learning rate by ``length / seq_len``).
+  """
+
+  def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int,
+               shard: HostShard, *, drop_remainder: bool = True,
+               random_window: bool = False, seed: int = 0,
+               window_std: float = 5.0, short_window_prob: float = 0.05,
+               min_window: int = 5, max_window_extra: int = 20,
+               pad_to_multiple: int = 8):
+    if seq_len < 1:
+      raise errors.ConfigError(f'seq_len={seq_len} must be >= 1.')
+    self.rows = shard.rows(batch_size)
+    self.batch_size = batch_size
+    self.seq_len = seq_len
+    self.stream_length = len(ids) // batch_size
+    if self.stream_length < 2:
+      raise errors.ConfigError(
+          f'The split has {len(ids)} tokens: too few for batch_size='
+          f'{batch_size} streams of at least 2 tokens. Use a smaller batch '
+          'size or more data.')
+    streams = np.asarray(ids[:batch_size * self.stream_length], np.int32)
+    self.local_streams = np.ascontiguousarray(
+        streams.reshape(batch_size, self.stream_length)[self.rows])
+    self.drop_remainder = drop_remainder
+    self.random_window = random_window
+    self.seed = seed
+    self.window_std = window_std
+    self.short_window_prob = short_window_prob
+    self.min_window = min_window
+    self.max_window = seq_len + max_window_extra
+    self.pad_to_multiple = pad_to_multiple
+    if not random_window and not self.windows(0).shape[0]:
+      raise errors.ConfigError(
+          f'Streams of {self.stream_length} tokens hold no full window of '
+          f'seq_len={seq_len}; use a smaller seq_len or batch_size.')
+
+  @property
+  def num_targets(self) -> int:
+    """Tokens with a target per epoch, over all hosts (fixed windows)."""
+    windows = self.windows(0)
+    return int(windows[:, 1].sum()) * self.batch_size
+
+  def windows(self, epoch: int) -> np.ndarray:
+    """int64 ``[num_batches, 2]``: (start, length) of each window of an epoch."""
+    usable = self.stream_length - 1  # Positions that have a next token.
+    if not self.random_window:
+      count = usable // self.seq_len if self.drop_remainder else math.ceil(
+          usable / self.seq_len)
+      starts = np.arange(count, dtype=np.int64) * self.seq_len
+      return np.stack([starts, np.minimum(self.seq_len, usable - starts)], 1)
+    rng = np.random.default_rng([self.seed, epoch])
+    draws = usable // self.min_window + 1
+    base = np.where(rng.random(draws) < self.short_window_prob,
+                    self.seq_len / 2, self.seq_len)
+    lengths = (base + self.window_std * rng.standard_normal(draws)).astype(
+        np.int64)
+    lengths = np.clip(lengths, self.min_window, self.max_window)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    keep = starts < usable
+    starts, lengths = starts[keep], lengths[keep]
+    lengths[-1] = min(lengths[-1], usable - starts[-1])
+    return np.stack([starts, lengths], 1)
+
+  def batch(self, start: int, length: int) -> Batch:
+    width = self.seq_len if not self.random_window else min(
+        round_up(length, self.pad_to_multiple), round_up(
+            self.max_window, self.pad_to_multiple))
+    rows = self.local_streams.shape[0]
+    inputs = np.zeros((rows, width), np.int32)
+    targets = np.zeros((rows, width), np.int32)
+    mask = np.zeros((rows, width), np.float32)
+    inputs[:, :length] = self.local_streams[:, start:start + length]
+    targets[:, :length] = self.local_streams[:, start + 1:start + 1 + length]
+    mask[:, :length] = 1.0
+    return {'inputs': inputs, 'targets': targets, 'mask': mask}
+
+  def iterate(self, start_step: int = 0,
+              num_epochs: int | None = None) -> Iterator[Batch]:
+    """Yields local batches from global step ``start_step`` on.
+
+    Args:
+      start_step: number of batches already taken (resumption).
+      num_epochs: passes over the split (``None``: forever).
+    """
+    epoch, skip = 0, start_step
+    while num_epochs is None or epoch < num_epochs:
+      windows = self.windows(epoch)
+      if skip >= len(windows):
+        if not self.random_window and len(windows):  # Skip epochs at once.
+          skipped = skip // len(windows)
+          if num_epochs is not None:
+            skipped = min(skipped, num_epochs - epoch)
+          epoch, skip = epoch + skipped, skip - skipped * len(windows)
+        else:
+          epoch, skip = epoch + 1, skip - len(windows)
+        continue
+      for start, length in windows[skip:]:
+        yield self.batch(int(start), int(length))
+      epoch, skip = epoch + 1, 0
+
+
+class SentenceBatcher:
+  """lm1b-style batches of whole sentences, length-bucketed or packed.
+
+  Each sentence (a line plus ``<eos>``) is truncated to ``max_length`` tokens;
+  its inputs are ``[bos, w_1, ..., w_{n-1}]`` and targets ``[w_1, ..., w_n]``
+  (``w_n`` = eos), so every token, the first included, is predicted.
+
+  Per epoch the sentences are shuffled (``shuffle``; seeded by ``seed`` and
+  the epoch). Then either
+
+  * bucketed (``packing=False``): pools of ``pool_batches`` batches are sorted
+    by length and cut into batches, and the batches shuffled, so sentences of a
+    batch have similar lengths. Each batch is padded to its longest sentence
+    rounded up to ``pad_to_multiple`` (at most ``max_length``). Keys
+    ``inputs``, ``targets`` (int32 ``[b, L]``), ``mask`` (float32 ``[b, L]``).
+  * packed (``packing=True``): sentences are concatenated greedily, in
+    shuffled order, into rows of exactly ``max_length`` tokens. Keys
+    ``inputs``, ``targets``, ``mask`` as above with ``L = max_length``, plus
+    ``segment_ids`` (int32 ``[b, L]``: 1, 2, ... per sentence in the row, 0 on
+    padding; attention / state resets at segment changes) and ``positions``
+    (int32 ``[b, L]``: position within the sentence).
+
+  ``b = batch_size / process_count``. A final incomplete batch is dropped when
+  ``drop_remainder`` (training), else filled with empty, fully masked rows.
+  """
+
+  def __init__(self, ids: np.ndarray, offsets: np.ndarray, batch_size: int,
+               max_length: int, shard: HostShard, *, bos_id: int,
+               packing: bool = False, shuffle: bool = True, seed: int = 0,
+               drop_remainder: bool = True, pad_to_multiple: int = 8,
+               pool_batches: int = 100):
+    self.rows = shard.rows(batch_size)
+    if max_length < 2:
+      raise errors.ConfigError(f'max_length={max_length} must be >= 2.')
+    self.ids = ids
+    self.starts = offsets[:-1]
+    self.lengths = np.minimum(np.diff(offsets), max_length)
+    keep = self.lengths > 0
+    self.starts, self.lengths = self.starts[keep], self.lengths[keep]
+    if not len(self.lengths):
+      raise errors.EmptyDataError('The split has no sentences.')
+    self.batch_size = batch_size
+    self.max_length = max_length
+    self.bos_id = bos_id
+    self.packing = packing
+    self.shuffle = shuffle
+    self.seed = seed
+    self.drop_remainder = drop_remainder
+    self.pad_to_multiple = pad_to_multiple
+    self.pool_batches = pool_batches
+
+  def _order(self, epoch: int) -> tuple[np.ndarray, np.random.Generator]:
+    rng = np.random.default_rng([self.seed, epoch])
+    n = len(self.lengths)
+    return (rng.permutation(n) if self.shuffle else np.arange(n)), rng
+
+  def plan(self, epoch: int) -> list[np.ndarray]:
+    """The global batches of an epoch, from lengths only.
+
+    Returns:
+      Bucketed: per batch an int64 ``[batch_size]`` array of sentence
+      indices (-1: empty row). Packed: per batch an int64
+      ``[batch_size, 2]`` array of (first, end) positions into the epoch's
+      sentence order (``self._order``) for each row (first == end: empty).
+    """
+    order, rng = self._order(epoch)
+    b = self.batch_size
+    if self.packing:
+      row_bounds = self._pack(self.lengths[order])
+      rows = len(row_bounds)
+      count = rows // b if self.drop_remainder else math.ceil(rows / b)
+      padded = np.full((count * b, 2), len(order), np.int64)
+      usable = min(rows, count * b)
+      padded[:usable] = row_bounds[:usable]
+      return list(padded.reshape(count, b, 2))
+    pool = b * self.pool_batches
+    batches = []
+    for begin in range(0, len(order), pool):
+      chunk = order[begin:begin + pool]
+      chunk = chunk[np.argsort(self.lengths[chunk], kind='stable')]
+      batches.extend(chunk[i:i + b] for i in range(0, len(chunk), b))
+    last = batches[-1] if len(batches[-1]) < b else None
+    if last is not None:
+      batches.pop()
+    if self.shuffle:
+      batches = [batches[i] for i in rng.permutation(len(batches))]
+    if last is not None and not self.drop_remainder:
+      batches.append(np.concatenate([last, np.full(b - len(last), -1)]))
+    return batches
+
+  def _pack(self, lengths: np.ndarray) -> np.ndarray:
+    """Greedy packing of consecutive sentences: int64 [rows, 2] (first, end)."""
+    bounds = []
+    first, used = 0, 0
+    for k, length in enumerate(lengths.tolist()):
+      if used + length > self.max_length:
+        bounds.append((first, k))
+        first, used = k, 0
+      used += length
+    bounds.append((first, len(lengths)))
+    return np.asarray(bounds, np.int64)
+
+  def _sentence(self, index: int) -> np.ndarray:
+    start = self.starts[index]
+    return self.ids[start:start + self.lengths[index]]
+
+  def batch(self, epoch_order: np.ndarray, planned: np.ndarray) -> Batch:
+    """Materialises this host's rows of one planned global batch."""
+    local = planned[self.rows]
+    if self.packing:
+      width = self.max_length
+    else:
+      real = planned[planned >= 0]
+      longest = int(self.lengths[real].max()) if len(real) else 1
+      width = min(round_up(longest, self.pad_to_multiple), self.max_length)
+    shape = (len(local), width)
+    inputs = np.zeros(shape, np.int32)
+    targets = np.zeros(shape, np.int32)
+    mask = np.zeros(shape, np.float32)
+    if not self.packing:
+      for r, index in enumerate(local.tolist()):
+        if index < 0:
+          continue
+        tokens = self._sentence(index)
+        n = len(tokens)
+        targets[r, :n] = tokens
+        inputs[r, 0] = self.bos_id
+        inputs[r, 1:n] = tokens[:-1]
+        mask[r, :n] = 1.0
+      return {'inputs': inputs, 'targets': targets, 'mask': mask}
+    segment_ids = np.zeros(shape, np.int32)
+    positions = np.zeros(shape, np.int32)
+    for r, (first, end) in enumerate(local.tolist()):
+      at = 0
+      for segment, index in enumerate(epoch_order[first:end].tolist(), 1):
+        tokens = self._sentence(index)
+        n = len(tokens)
+        targets[r, at:at + n] = tokens
+        inputs[r, at] = self.bos_id
+        inputs[r, at + 1:at + n] = tokens[:-1]
+        mask[r, at:at + n] = 1.0
+        segment_ids[r, at:at + n] = segment
+        positions[r, at:at + n] = np.arange(n)
+        at += n
+    return {'inputs': inputs, 'targets': targets, 'mask': mask,
+            'segment_ids': segment_ids, 'positions': positions}
+
+  def iterate(self, start_step: int = 0,
+              num_epochs: int | None = None) -> Iterator[Batch]:
+    """Yields local batches from global step ``start_step`` on."""
+    epoch, skip = 0, start_step
+    while num_epochs is None or epoch < num_epochs:
+      plan = self.plan(epoch)
+      if not plan and num_epochs is None:
+        raise errors.ConfigError(
+            f'batch_size={self.batch_size} is larger than the number of '
+            'sentences (or packed rows) of the split; no batch can be made.')
+      if skip >= len(plan):
+        epoch, skip = epoch + 1, skip - len(plan)
+        continue
+      order = self._order(epoch)[0] if self.packing else None
+      for planned in plan[skip:]:
+        yield self.batch(order, planned)
+      epoch, skip = epoch + 1, 0

@@ -1,0 +1,461 @@
+"""Tokenizers: word, character and SentencePiece, saved with the run.
+
+All tokenizers share one interface (:class:`Tokenizer`): ``encode(text)``
+gives the ids of one line without end-of-line marker, ``encode_lines`` gives
+the flat int32 ids of many lines each followed by ``eos_id`` plus line
+offsets, and ``decode(ids)`` inverts them (``eos_id`` -> ``'\\n'``; ``pad_id``
+and ``bos_id`` dropped).
+
+* :class:`WordTokenizer`: whitespace split (``str.split``), vocabulary from the
+  training split ordered by count (ties by word), optional size cap and
+  minimum count, ``<eos>`` = 0 and ``<unk>`` = 1. Lossless up to whitespace:
+  ``decode(encode(s)) == ' '.join(s.split())`` when every word is in the
+  vocabulary. For PTB / WikiText, ``<unk>`` and ``<eos>`` are counted as words,
+  giving the standard 10,000 / 33,278 vocabularies.
+* :class:`CharTokenizer`: one id per character; id 0 is ``<unk>`` (decoded as
+  U+FFFD), the rest the sorted characters of the training split plus ``\\n``,
+  which is the end-of-line marker. Lossless for in-vocabulary text, for
+  models evaluated in bits per character.
+* :class:`SentencePieceTokenizer`: a unigram or BPE model trained on the
+  training split with the sentencepiece library (identity normalisation, no
+  whitespace collapsing, so detokenisation gives back the text), ids
+  pad = 0, unk = 1, bos = 2, eos = 3; or loaded from a given model file.
+
+:func:`get_tokenizer` builds or loads the tokenizer of a run and saves it in
+``workdir/tokenizer/`` so a restarted run, evaluation and generation use the
+same one; a different vocabulary for the same workdir is an error.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from input_pipeline import errors
+
+TOKENIZER_DIR = 'tokenizer'
+METADATA_FILE = 'tokenizer.json'
+SPM_MODEL_FILE = 'spm.model'
+EOS = '<eos>'
+UNK = '<unk>'
+KINDS = ('word', 'char', 'sentencepiece')
+
+
+class Tokenizer(abc.ABC):
+  """Maps text to int32 ids and back."""
+
+  kind: str
+  pad_id: int
+  unk_id: int
+  bos_id: int
+  eos_id: int
+
+  @property
+  @abc.abstractmethod
+  def vocab_size(self) -> int:
+    """Number of ids; every id is in ``[0, vocab_size)``."""
+
+  @abc.abstractmethod
+  def encode(self, text: str) -> list[int]:
+    """Ids of one line of text, without ``eos_id``."""
+
+  @abc.abstractmethod
+  def _decode_segment(self, ids: Sequence[int]) -> str:
+    """Text of ids that contain no eos / pad / bos."""
+
+  @abc.abstractmethod
+  def fingerprint(self) -> str:
+    """Hex digest of the vocabulary / model; equal iff the mapping is equal."""
+
+  @abc.abstractmethod
+  def _save_payload(self, directory: Path) -> dict[str, Any]:
+    """Writes model files into ``directory``; returns metadata to store."""
+
+  def encode_batch(self, lines: Sequence[str]) -> list[list[int]]:
+    return [self.encode(line) for line in lines]
+
+  def encode_lines(self, lines: Sequence[str],
+                   add_eos: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encodes lines into one flat array.
+
+    Returns:
+      ids: int32 ``[num_tokens]``, line after line, each followed by
+        ``eos_id`` when ``add_eos``.
+      offsets: int64 ``[num_lines + 1]``; line i is
+        ``ids[offsets[i]:offsets[i + 1]]``.
+    """
+    encoded = self.encode_batch(lines)
+    lengths = np.fromiter((len(x) for x in encoded), np.int64, len(encoded))
+    lengths += int(add_eos)
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    eos = [self.eos_id] if add_eos else []
+    ids = np.fromiter(
+        itertools.chain.from_iterable(list(x) + eos for x in encoded),
+        np.int32, count=int(offsets[-1]))
+    return ids, offsets
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """Text of ids: ``eos_id`` becomes ``'\\n'``, pad and bos are dropped."""
+    segments: list[str] = []
+    current: list[int] = []
+    skip = {self.pad_id, self.bos_id} - {self.eos_id, self.unk_id}
+    for i in ids:
+      i = int(i)
+      if i == self.eos_id:
+        segments.append(self._decode_segment(current) + '\n')
+        current = []
+      elif i not in skip:
+        current.append(i)
+    if current:
+      segments.append(self._decode_segment(current))
+    return ''.join(segments)
+
+  def save(self, directory: str | os.PathLike[str],
+           extra: Mapping[str, Any] | None = None) -> None:
+    """Saves the tokenizer (and ``extra`` metadata) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = {'kind': self.kind, 'fingerprint': self.fingerprint(),
+                **self._save_payload(directory), **(extra or {})}
+    _atomic_write(directory / METADATA_FILE,
+                  json.dumps(metadata, indent=1, ensure_ascii=False).encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+  """Writes via a temporary file + rename, so readers never see half a file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.NamedTemporaryFile(dir=path.parent, delete=False,
+                                   prefix=path.name + '.tmp') as f:
+    f.write(data)
+  os.replace(f.name, path)
+
+
+class VocabularyTokenizer(Tokenizer):
+  """A tokenizer with an explicit list of tokens (word, char)."""
+
+  def __init__(self, vocab: Sequence[str]):
+    self.vocab = list(vocab)
+    self.token_to_id = {token: i for i, token in enumerate(self.vocab)}
+    if len(self.token_to_id) != len(self.vocab):
+      raise errors.ConfigError('Vocabulary has duplicate tokens.')
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self.vocab)
+
+  def fingerprint(self) -> str:
+    return hashlib.sha256(
+        json.dumps([self.kind, self.vocab]).encode()).hexdigest()
+
+  def _save_payload(self, directory: Path) -> dict[str, Any]:
+    return {'vocab': self.vocab}
+
+
+class WordTokenizer(VocabularyTokenizer):
+  """Whitespace words; ``<eos>`` = 0, ``<unk>`` = 1, then by count."""
+
+  kind = 'word'
+
+  def __init__(self, vocab: Sequence[str]):
+    if list(vocab[:2]) != [EOS, UNK]:
+      raise errors.ConfigError(
+          f'A word vocabulary starts with {EOS!r}, {UNK!r}; got '
+          f'{list(vocab[:2])}.')
+    super().__init__(vocab)
+    self.eos_id, self.unk_id = 0, 1
+    self.pad_id = self.bos_id = self.eos_id
+
+  @classmethod
+  def build(cls, lines: Iterable[str], max_size: int = 0,
+            min_count: int = 1) -> WordTokenizer:
+    """Builds the vocabulary from training lines.
+
+    Args:
+      lines: training text.
+      max_size: keep at most this many tokens including ``<eos>`` and
+        ``<unk>`` (0: no cap).
+      min_count: drop words seen fewer times.
+    """
+    counts = collections.Counter()
+    for line in lines:
+      counts.update(line.split())
+    counts.pop(EOS, None)
+    counts.pop(UNK, None)
+    words = sorted((w for w, c in counts.items() if c >= min_count),
+                   key=lambda w: (-counts[w], w))
+    if max_size:
+      if max_size < 3:
+        raise errors.ConfigError(
+            f'vocab_size={max_size} is too small for a word vocabulary '
+            f'(needs {EOS}, {UNK} and at least one word).')
+      words = words[:max_size - 2]
+    return cls([EOS, UNK, *words])
+
+  def encode(self, text: str) -> list[int]:
+    get, unk = self.token_to_id.get, self.unk_id
+    return [get(w, unk) for w in text.split()]
+
+  def _decode_segment(self, ids: Sequence[int]) -> str:
+    return ' '.join(self.vocab[i] for i in ids)
+
+
+class CharTokenizer(VocabularyTokenizer):
+  """Characters; 0 = ``<unk>`` (decoded as U+FFFD), ``\\n`` = end of line."""
+
+  kind = 'char'
+
+  def __init__(self, vocab: Sequence[str]):
+    if not vocab or vocab[0] != UNK or '\n' not in vocab:
+      raise errors.ConfigError(
+          f"A char vocabulary starts with {UNK!r} and contains '\\n'.")
+    super().__init__(vocab)
+    self.unk_id = 0
+    self.eos_id = self.token_to_id['\n']
+    self.pad_id = self.unk_id
+    self.bos_id = self.eos_id
+
+  @classmethod
+  def build(cls, lines: Iterable[str]) -> CharTokenizer:
+    chars = set('\n')
+    for line in lines:
+      chars.update(line)
+    return cls([UNK, *sorted(chars)])
+
+  def encode(self, text: str) -> list[int]:
+    get, unk = self.token_to_id.get, self.unk_id
+    return [get(c, unk) for c in text]
+
+  def _decode_segment(self, ids: Sequence[int]) -> str:
+    return ''.join('\ufffd' if i == self.unk_id else self.vocab[i] for i in ids)
+
+
+class SentencePieceTokenizer(Tokenizer):
+  """A SentencePiece model; pad = 0, unk = 1, bos = 2, eos = 3 when trained."""
+
+  kind = 'sentencepiece'
+
+  def __init__(self, model_proto: bytes):
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    self.model_proto = model_proto
+    self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
+    self.pad_id = self.processor.pad_id()
+    self.unk_id = self.processor.unk_id()
+    self.bos_id = self.processor.bos_id()
+    self.eos_id = self.processor.eos_id()
+    if min(self.bos_id, self.eos_id) < 0:
+      raise errors.ConfigError(
+          'The SentencePiece model has no BOS or EOS piece; train it with '
+          'bos_id and eos_id set (this pipeline trains with pad=0, unk=1, '
+          'bos=2, eos=3).')
+    if self.pad_id < 0:  # Models without a pad piece pad with unk (masked).
+      self.pad_id = self.unk_id
+
+  @classmethod
+  def train(cls, lines: Iterable[str], vocab_size: int,
+            model_type: str = 'unigram', character_coverage: float = 1.0,
+            max_training_lines: int = 1_000_000, seed: int = 0,
+            ) -> SentencePieceTokenizer:
+    """Trains a model on ``lines`` (empty lines skipped).
+
+    Args:
+      lines: training text.
+      vocab_size: pieces including pad / unk / bos / eos. A soft limit: on a
+        corpus too small for it, SentencePiece makes fewer pieces.
+      model_type: ``'unigram'`` or ``'bpe'``.
+      character_coverage: fraction of characters covered by the vocabulary.
+      max_training_lines: at most this many lines (sampled with ``seed``) are
+        used for training.
+      seed: seeds SentencePiece's sampling, for reproducible models.
+    """
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    if model_type not in ('unigram', 'bpe'):
+      raise errors.ConfigError(
+          f"spm_model_type={model_type!r}; use 'unigram' or 'bpe'.")
+    sentences = [line for line in lines if line.strip()]
+    if not sentences:
+      raise errors.EmptyDataError(
+          'No training text to train a SentencePiece model on.')
+    spm.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=model,
+        vocab_size=vocab_size, model_type=model_type,
+        character_coverage=character_coverage,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        normalization_rule_name='identity', remove_extra_whitespaces=False,
+        input_sentence_size=max_training_lines,
+        shuffle_input_sentence=True, max_sentence_length=1 << 16,
+        hard_vocab_limit=False, num_threads=1, minloglevel=2)
+    return cls(model.getvalue())
+
+  @classmethod
+  def load(cls, path: str | os.PathLike[str]) -> SentencePieceTokenizer:
+    path = Path(path).expanduser()
+    if not path.is_file():
+      raise errors.TokenizerNotFoundError(
+          f'SentencePiece model {path} (data config spm_model_path) does not '
+          'exist. Point spm_model_path at an existing .model file, or set it '
+          "to '' to train one on the training split.")
+    return cls(path.read_bytes())
+
+  @property
+  def vocab_size(self) -> int:
+    return self.processor.get_piece_size()
+
+  def encode(self, text: str) -> list[int]:
+    return self.processor.encode(text)
+
+  def encode_batch(self, lines: Sequence[str]) -> list[list[int]]:
+    return self.processor.encode(list(lines))
+
+  def _decode_segment(self, ids: Sequence[int]) -> str:
+    return self.processor.decode(list(ids))
+
+  def fingerprint(self) -> str:
+    return hashlib.sha256(self.model_proto).hexdigest()
+
+  def _save_payload(self, directory: Path) -> dict[str, Any]:
+    _atomic_write(directory / SPM_MODEL_FILE, self.model_proto)
+    return {'model_file': SPM_MODEL_FILE}
+
+
+def load_saved(directory: str | os.PathLike[str]
+               ) -> tuple[Tokenizer, dict[str, Any]] | None:
+  """Loads the tokenizer saved in ``directory``; ``None`` if there is none.
+
+  Returns:
+    (tokenizer, its metadata dict as saved).
+  """
+  directory = Path(directory)
+  metadata_path = directory / METADATA_FILE
+  if not metadata_path.is_file():
+    return None
+  metadata = json.loads(metadata_path.read_text('utf-8'))
+  kind = metadata['kind']
+  if kind == 'word':
+    tokenizer: Tokenizer = WordTokenizer(metadata['vocab'])
+  elif kind == 'char':
+    tokenizer = CharTokenizer(metadata['vocab'])
+  elif kind == 'sentencepiece':
+    tokenizer = SentencePieceTokenizer(
+        (directory / metadata['model_file']).read_bytes())
+  else:
+    raise errors.ConfigError(f'{metadata_path}: unknown tokenizer {kind!r}.')
+  return tokenizer, metadata
+
+
+def _vocab_difference(saved: Tokenizer, new: Tokenizer) -> str:
+  if isinstance(saved, VocabularyTokenizer) and isinstance(
+      new, VocabularyTokenizer):
+    for i, (a, b) in enumerate(zip(saved.vocab, new.vocab)):
+      if a != b:
+        return f'first difference at id {i}: saved {a!r}, now {b!r}'
+  return f'saved size {saved.vocab_size}, now {new.vocab_size}'
+
+
+def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
+                  train_lines: Callable[[], Iterable[str]],
+                  data_fingerprint: str) -> Tokenizer:
+  """Returns the run's tokenizer: the saved one, or a new one that is saved.
+
+  Args:
+    spec: what to build: ``kind`` (``'word'``, ``'char'``,
+      ``'sentencepiece'``), ``vocab_size`` (word: cap, 0 = none;
+      sentencepiece: size), ``min_count`` (word), ``spm_model_type``,
+      ``spm_model_path`` (load instead of train), ``spm_character_coverage``,
+      ``spm_max_training_lines``, ``seed``.
+    workdir: the run directory; the tokenizer lives in
+      ``workdir/tokenizer/``.
+    train_lines: returns the training text (only called when building).
+    data_fingerprint: fingerprint of the training text; with ``spec`` it
+      decides whether the saved tokenizer is still the right one.
+
+  Raises:
+    errors.VocabularyMismatchError: a tokenizer is saved in the workdir and
+      the config / data now give a different one.
+    errors.TokenizerNotFoundError: ``spm_model_path`` does not exist.
+  """
+  spec = dict(spec)
+  kind = spec['kind']
+  if kind not in KINDS:
+    raise errors.ConfigError(
+        f'tokenizer={kind!r} is unknown; use one of {list(KINDS)}.')
+  directory = Path(workdir) / TOKENIZER_DIR
+  model_path = spec.get('spm_model_path') or ''
+  loaded = SentencePieceTokenizer.load(model_path) if (
+      kind == 'sentencepiece' and model_path) else None
+  saved = load_saved(directory)
+  if saved is not None:
+    tokenizer, metadata = saved
+    if loaded is not None:
+      if loaded.fingerprint() == tokenizer.fingerprint():
+        return tokenizer
+      raise errors.VocabularyMismatchError(
+          f'The SentencePiece model {model_path} differs from the tokenizer '
+          f'saved with this run in {directory}. Use the model the run was '
+          'started with, or start a new run in a fresh workdir.')
+    if metadata.get('spec') == spec and (
+        metadata.get('data_fingerprint') == data_fingerprint):
+      return tokenizer
+    if kind == 'sentencepiece' or metadata['kind'] != kind:
+      raise errors.VocabularyMismatchError(
+          f'The tokenizer saved with this run in {directory} was built with '
+          f"{metadata.get('spec')} on other training data "
+          f"({metadata.get('data_fingerprint', '?')[:12]}) than the config "
+          f'now asks for: {spec} ({data_fingerprint[:12]}); its vocabulary '
+          'would differ, and the saved model weights only fit the saved '
+          'vocabulary. Restore the data config the run was started with, or '
+          f'start a new run in a fresh workdir (or delete {directory} if no '
+          'model was trained with it).')
+  new = _build(spec, loaded, train_lines)
+  if saved is not None:
+    if new.fingerprint() != saved[0].fingerprint():
+      raise errors.VocabularyMismatchError(
+          f'The vocabulary built now ({new.vocab_size} tokens) differs from '
+          f'the one saved with this run in {directory} '
+          f'({saved[0].vocab_size} tokens; {_vocab_difference(saved[0], new)}'
+          '). The saved model weights only fit the saved vocabulary. Restore '
+          'the training data and tokenizer config the run was started with, '
+          f'or start a new run in a fresh workdir (or delete {directory} if '
+          'no model was trained with it).')
+  new.save(directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
+  logging.info('Saved %s tokenizer (%d ids) in %s', kind, new.vocab_size,
+               directory)
+  return new
+
+
+def _build(spec: Mapping[str, Any], loaded: SentencePieceTokenizer | None,
+           train_lines: Callable[[], Iterable[str]]) -> Tokenizer:
+  kind = spec['kind']
+  if kind == 'word':
+    return WordTokenizer.build(train_lines(), max_size=spec.get(
+        'vocab_size', 0), min_count=spec.get('min_count', 1))
+  if kind == 'char':
+    return CharTokenizer.build(train_lines())
+  if loaded is not None:
+    return loaded
+  if not spec.get('vocab_size'):
+    raise errors.ConfigError(
+        'tokenizer=sentencepiece needs vocab_size > 0 (e.g. 8000), or '
+        'spm_model_path pointing at a trained model.')
+  logging.info('Training a %s SentencePiece model with %d pieces...',
+               spec.get('spm_model_type', 'unigram'), spec['vocab_size'])
+  return SentencePieceTokenizer.train(
+      train_lines(), spec['vocab_size'],
+      model_type=spec.get('spm_model_type', 'unigram'),
+      character_coverage=spec.get('spm_character_coverage', 1.0),
+      max_training_lines=spec.get('spm_max_training_lines', 1_000_000),
+      seed=spec.get('seed', 0))
