@@ -171,12 +171,27 @@ def _dot(a: Array, b: Array, dtype: DType) -> Array:
   )
 
 
+def _dot_nt(a: Array, b_t: Array, dtype: DType) -> Array:
+  """``a @ b_t.T`` (``a [M, K]``, ``b_t [N, K]``) with float32 accumulation.
+
+  CPU matrix-product libraries run the small per-step products of the
+  recurrence about 1.4x faster in this "NT" form than as ``a @ b`` (it is
+  PyTorch's weight layout), so the scans take transposed weights.
+  """
+  return lax.dot_general(
+      a.astype(dtype),
+      b_t.astype(dtype),
+      (((a.ndim - 1,), (1,)), ((), ())),
+      preferred_element_type=_accumulation_dtype(dtype),
+  )
+
+
 def _cell(
     gates_x: Array,  # [batch, 4H] input projection (+ bias) of this step
     h: Array,  # [batch, P]
     c: Array,  # [batch, H] float32
-    w_h: Array,  # [P, 4H]
-    w_p: Optional[Array],  # [H, P] or None
+    w_h_t: Array,  # [4H, P] (transposed recurrent kernel)
+    w_p_t: Optional[Array],  # [P, H] (transposed projection) or None
     compute_dtype: DType,
 ) -> tuple[Array, Array, Array]:
   """One LSTM step on a precomputed input projection.
@@ -184,12 +199,12 @@ def _cell(
   Returns (h' [batch, P] float32, c' [batch, H] float32, activations
   [batch, 4H] = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] float32).
   """
-  gates = gates_x.astype(h.dtype) + _dot(h, w_h, compute_dtype)  # [B, 4H]
+  gates = gates_x.astype(h.dtype) + _dot_nt(h, w_h_t, compute_dtype)  # [B, 4H]
   i, f, g, o = _split_gates(gates)
   i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
   c_new = f * c + i * g
   m = o * jnp.tanh(c_new)
-  h_new = m if w_p is None else _dot(m, w_p, compute_dtype)
+  h_new = m if w_p_t is None else _dot_nt(m, w_p_t, compute_dtype)
   return h_new, c_new, jnp.concatenate([i, f, g, o], axis=-1)
 
 
@@ -214,10 +229,13 @@ def _recurrence_forward(
   ``hs[t]``/``cs[t]`` are the carry after step ``t`` (unchanged at a padded step).
   """
 
+  w_h_t = w_h.T.astype(compute_dtype)  # [4H, P], transposed once per call
+  w_p_t = None if w_p is None else w_p.T.astype(compute_dtype)  # [P, H]
+
   def step(carry, xs):
     h, c = carry
     gx, m = xs
-    h_new, c_new, acts = _cell(gx, h, c, w_h, w_p, compute_dtype)
+    h_new, c_new, acts = _cell(gx, h, c, w_h_t, w_p_t, compute_dtype)
     if m is not None:
       h_new = jnp.where(m, h_new, h)
       c_new = jnp.where(m, c_new, c)
@@ -258,15 +276,15 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   acc = _accumulation_dtype(compute_dtype)
   d_hs, d_h_t, d_c_t = cotangents  # [T,B,P], [B,P], [B,H]
   c_prev = _previous(cs, c0, reverse)  # [T, B, H]
-  w_h_t = w_h.T  # [4H, P]
-  w_p_t = None if w_p is None else w_p.T  # [P, H]
+  w_h_c = w_h.astype(compute_dtype)  # [P, 4H]: dh = dgates @ w_h.T is "NT"
+  w_p_c = None if w_p is None else w_p.astype(compute_dtype)  # [H, P]
 
   def step(carry, xs):
     dh, dc = carry  # [B, P], [B, H]
     d_out, act, c, c_p, m = xs
     dh = dh + d_out
     i, f, g, o = _split_gates(act)
-    dm = dh if w_p_t is None else _dot(dh, w_p_t, compute_dtype)  # [B, H]
+    dm = dh if w_p_c is None else _dot_nt(dh, w_p_c, compute_dtype)  # [B, H]
     tanh_c = jnp.tanh(c)
     dc_total = dc + dm * o * (1.0 - tanh_c * tanh_c)
     d_gates = jnp.concatenate(
@@ -278,7 +296,7 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
         ],
         axis=-1,
     )  # [B, 4H] gradient of the pre-activation gates
-    dh_prev = _dot(d_gates, w_h_t, compute_dtype)  # [B, P]
+    dh_prev = _dot_nt(d_gates, w_h_c, compute_dtype)  # [B, P]
     dc_prev = dc_total * f
     d_h_step = dh  # gradient reaching this step's h (for the projection)
     if m is not None:
@@ -476,12 +494,13 @@ def lstm_cell(
   w_x, w_h, b = params[INPUT_KERNEL], params[RECURRENT_KERNEL], params[BIAS]
   acc = _accumulation_dtype(compute_dtype)
   gates_x = _dot(inputs, w_x, compute_dtype) + b.astype(acc)
+  w_p = params.get(PROJECTION_KERNEL)
   h, c, _ = _cell(
       gates_x,
       carry.h.astype(acc),
       carry.c.astype(acc),
-      w_h,
-      params.get(PROJECTION_KERNEL),
+      w_h.T,
+      None if w_p is None else w_p.T,
       compute_dtype,
   )
   return LSTMState(h=h, c=c), h.astype(compute_dtype)

@@ -1,0 +1,327 @@
+"""Training-step speed of LSTM language models, side by side in one process.
+
+For each shape, the training step (forward, backward, SGD update) of
+embedding -> 2-layer LSTM -> softmax over the vocabulary (``--mode=lm``), and of
+the LSTM alone (``--mode=lstm``: loss = <outputs, fixed random cotangent>), for
+
+  * ``lstm_flax``          this library (fused gates, hoisted input projection,
+                           hand-written backward pass);
+  * ``lstm_flax_autodiff`` the same kernel with its custom VJP switched off;
+  * ``flax_rnn``           stock Flax ``nn.RNN(nn.OptimizedLSTMCell)``;
+  * ``torch``              ``torch.nn.LSTM`` (CPU: oneDNN; GPU: cuDNN), when
+                           torch is installed (else printed as ``skipped``);
+  * ``jax_cudnn``          ``jax.experimental.rnn`` (cuDNN), on GPU only.
+
+Timing: after compilation and warm-up, ``--rounds`` rounds; in each round every
+implementation runs ``--steps`` steps in turn (interleaved, so machine noise
+hits all alike). Reported: median tokens/s over rounds, the ratio to
+``lstm_flax``, and model FLOPs utilisation (MFU): model FLOPs per second over
+the float32 matrix-product rate measured here on the same device.
+
+  python benchmarks/lstm_speed.py                    # all shapes, both modes
+  python benchmarks/lstm_speed.py --shapes=medium --mode=lm
+
+Only jax, flax and numpy are needed (torch optional); no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import lstm_flax  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  name: str
+  vocab: int
+  hidden: int
+  batch: int
+  time: int
+  layers: int = 2
+
+
+SHAPES = {
+    'small': Shape('PTB-small', 10000, 200, 20, 35),
+    'medium': Shape('PTB-medium', 10000, 650, 20, 35),
+    'wide': Shape('wide', 10000, 1024, 64, 35),
+}
+LEARNING_RATE = 0.1
+
+
+def model_flops_per_step(shape: Shape, with_softmax: bool) -> float:
+  """Matrix-product FLOPs of one training step (forward + backward = 3x forward)."""
+  h = shape.hidden
+  lstm = shape.layers * 2 * (h + h) * 4 * h  # x W_x + h W_h per token per layer
+  softmax = 2 * h * shape.vocab if with_softmax else 0
+  return 3.0 * (lstm + softmax) * shape.batch * shape.time
+
+
+def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
+  """Measured float32 [n, n] x [n, n] rate on the default JAX device (median)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  f = jax.jit(lambda a, b: a @ b)
+  f(a, b).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    f(a, b).block_until_ready()
+    times.append(time.perf_counter() - t0)
+  return 2.0 * n**3 / statistics.median(times)
+
+
+# ---------------------------------------------------------------------------
+# JAX implementations.
+# ---------------------------------------------------------------------------
+
+
+class _FlaxRNNStack(nn.Module):
+  hidden: int
+  layers: int
+
+  @nn.compact
+  def __call__(self, x):
+    for _ in range(self.layers):
+      x = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(x)
+    return x
+
+
+class _LanguageModel(nn.Module):
+  shape: Shape
+  impl: str
+  with_softmax: bool
+
+  @nn.compact
+  def __call__(self, tokens):  # [batch, time] int32
+    s = self.shape
+    x = nn.Embed(s.vocab, s.hidden)(tokens)  # [batch, time, H]
+    if self.impl == 'flax_rnn':
+      y = _FlaxRNNStack(s.hidden, s.layers)(x)
+    else:
+      y, _ = lstm_flax.LSTM(
+          s.hidden,
+          num_layers=s.layers,
+          use_custom_vjp=self.impl == 'lstm_flax',
+      )(x)
+    if not self.with_softmax:
+      return y  # [batch, time, H]
+    return nn.Dense(s.vocab)(y)  # [batch, time, V]
+
+
+def _jax_step(shape: Shape, impl: str, with_softmax: bool) -> Callable[[], None]:
+  model = _LanguageModel(shape, impl, with_softmax)
+  rng = np.random.default_rng(0)
+  tokens = jnp.asarray(rng.integers(0, shape.vocab, (shape.batch, shape.time)), jnp.int32)
+  targets = jnp.asarray(rng.integers(0, shape.vocab, (shape.batch, shape.time)), jnp.int32)
+  cotangent = jnp.asarray(
+      rng.standard_normal((shape.batch, shape.time, shape.hidden)), jnp.float32
+  )
+  params = model.init(jax.random.key(0), tokens)['params']
+
+  def loss_fn(params):
+    out = model.apply({'params': params}, tokens)
+    if with_softmax:
+      logp = jax.nn.log_softmax(out)
+      return -jnp.mean(jnp.take_along_axis(logp, targets[..., None], -1))
+    return jnp.sum(out * cotangent)
+
+  @jax.jit
+  def train_step(params):
+    grads = jax.grad(loss_fn)(params)
+    return jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads)
+
+  train_step = jax.jit(train_step, donate_argnums=0)
+  state = {'params': params}
+
+  def run():
+    state['params'] = train_step(state['params'])
+
+  def sync():
+    jax.block_until_ready(state['params'])
+
+  return run, sync
+
+
+def _jax_cudnn_step(shape: Shape, with_softmax: bool):
+  """``jax.experimental.rnn.lstm`` (cuDNN); GPU only."""
+  from jax.experimental import rnn  # pylint: disable=g-import-not-at-top
+
+  h, layers = shape.hidden, shape.layers
+  rng = np.random.default_rng(0)
+  tokens = jnp.asarray(rng.integers(0, shape.vocab, (shape.batch, shape.time)), jnp.int32)
+  targets = jnp.asarray(rng.integers(0, shape.vocab, (shape.batch, shape.time)), jnp.int32)
+  cotangent = jnp.asarray(rng.standard_normal((shape.batch, shape.time, h)), jnp.float32)
+  n_weights = rnn.get_num_params_in_lstm(h, h, layers, False)
+  params = {
+      'embed': jax.random.normal(jax.random.key(0), (shape.vocab, h)) * 0.05,
+      'lstm': jax.random.uniform(jax.random.key(1), (n_weights,), minval=-0.05, maxval=0.05),
+      'out': jax.random.normal(jax.random.key(2), (h, shape.vocab)) * 0.05,
+  }
+  lengths = jnp.full((shape.batch,), shape.time, jnp.int32)
+
+  def loss_fn(params):
+    x = params['embed'][tokens]
+    zeros = jnp.zeros((layers, shape.batch, h))
+    y, _, _ = rnn.lstm(x, zeros, zeros, params['lstm'], lengths, h, h, layers, 0.0, False)
+    if not with_softmax:
+      return jnp.sum(y * cotangent)
+    logp = jax.nn.log_softmax(y @ params['out'])
+    return -jnp.mean(jnp.take_along_axis(logp, targets[..., None], -1))
+
+  def train_step(params):
+    grads = jax.grad(loss_fn)(params)
+    return jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads)
+
+  train_step = jax.jit(train_step, donate_argnums=0)
+  state = {'params': params}
+
+  def run():
+    state['params'] = train_step(state['params'])
+
+  def sync():
+    jax.block_until_ready(state['params'])
+
+  return run, sync
+
+
+def _torch_step(shape: Shape, with_softmax: bool, device: str):
+  import torch  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(0)
+
+  class TorchLM(torch.nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.embed = torch.nn.Embedding(shape.vocab, shape.hidden)
+      self.lstm = torch.nn.LSTM(shape.hidden, shape.hidden, shape.layers, batch_first=True)
+      self.out = torch.nn.Linear(shape.hidden, shape.vocab)
+
+    def forward(self, tokens):
+      y, _ = self.lstm(self.embed(tokens))
+      return self.out(y) if with_softmax else y
+
+  model = TorchLM().to(device)
+  optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+  gen = torch.Generator().manual_seed(0)
+  tokens = torch.randint(0, shape.vocab, (shape.batch, shape.time), generator=gen).to(device)
+  targets = torch.randint(0, shape.vocab, (shape.batch, shape.time), generator=gen).to(device)
+  cotangent = torch.randn(shape.batch, shape.time, shape.hidden, generator=gen).to(device)
+
+  def run():
+    optimizer.zero_grad(set_to_none=True)
+    out = model(tokens)
+    if with_softmax:
+      loss = torch.nn.functional.cross_entropy(out.reshape(-1, shape.vocab), targets.reshape(-1))
+    else:
+      loss = (out * cotangent).sum()
+    loss.backward()
+    optimizer.step()
+
+  def sync():
+    if device == 'cuda':
+      torch.cuda.synchronize()
+
+  return run, sync
+
+
+def build(impl: str, shape: Shape, with_softmax: bool, on_gpu: bool):
+  """Returns (run, sync) or a string saying why the implementation is skipped."""
+  if impl == 'torch':
+    try:
+      import torch  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError:
+      return 'skipped (torch not installed; pip install torch)'
+    torch.set_num_threads(int(os.environ.get('BENCH_THREADS', '2')))
+    if on_gpu and not torch.cuda.is_available():
+      return 'skipped (torch has no CUDA here)'
+    return _torch_step(shape, with_softmax, 'cuda' if on_gpu else 'cpu')
+  if impl == 'jax_cudnn':
+    if not on_gpu:
+      return 'skipped (GPU only)'
+    try:
+      return _jax_cudnn_step(shape, with_softmax)
+    except Exception as e:  # pylint: disable=broad-except
+      return f'skipped ({type(e).__name__}: {e})'.splitlines()[0][:100]
+  return _jax_step(shape, impl, with_softmax)
+
+
+def benchmark(shape: Shape, impls: list[str], with_softmax: bool, on_gpu: bool,
+              rounds: int, steps: int, warmup: int) -> dict[str, object]:
+  runners = {impl: build(impl, shape, with_softmax, on_gpu) for impl in impls}
+  live = {k: v for k, v in runners.items() if not isinstance(v, str)}
+  for run, sync in live.values():  # compile + warm up
+    for _ in range(warmup):
+      run()
+    sync()
+  per_round: dict[str, list[float]] = {k: [] for k in live}
+  for _ in range(rounds):
+    for name, (run, sync) in live.items():
+      sync()
+      t0 = time.perf_counter()
+      for _ in range(steps):
+        run()
+      sync()
+      per_round[name].append(shape.batch * shape.time * steps / (time.perf_counter() - t0))
+  results: dict[str, object] = {k: v for k, v in runners.items() if isinstance(v, str)}
+  for name, rates in per_round.items():
+    results[name] = statistics.median(rates)
+  return results
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--shapes', default='small,medium,wide')
+  parser.add_argument('--mode', default='lm,lstm', help='lm (with softmax), lstm (alone)')
+  parser.add_argument(
+      '--impls', default='lstm_flax,flax_rnn,torch,lstm_flax_autodiff,jax_cudnn'
+  )
+  parser.add_argument('--rounds', type=int, default=7)
+  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--warmup', type=int, default=3)
+  args = parser.parse_args(argv)
+
+  on_gpu = jax.default_backend() == 'gpu'
+  impls = args.impls.split(',')
+  matmul_rate = matmul_flops_per_second()
+  device = jax.devices()[0].device_kind
+  print(f'device: {jax.default_backend()} ({device}), jax {jax.__version__}, '
+        f'threads: {os.environ.get("BENCH_THREADS", "2")}')
+  print(f'measured float32 matmul rate: {matmul_rate / 1e9:.1f} GFLOP/s')
+  print('| shape | mode | implementation | tokens/s (median) | vs lstm_flax | MFU |')
+  print('|---|---|---|---|---|---|')
+  for shape_key in args.shapes.split(','):
+    shape = SHAPES[shape_key]
+    for mode in args.mode.split(','):
+      with_softmax = mode == 'lm'
+      results = benchmark(shape, impls, with_softmax, on_gpu, args.rounds, args.steps,
+                          args.warmup)
+      reference = results.get('lstm_flax')
+      flops = model_flops_per_step(shape, with_softmax) / (shape.batch * shape.time)
+      for name in impls:
+        value = results[name]
+        if isinstance(value, str):
+          print(f'| {shape.name} | {mode} | {name} | {value} | | |')
+          continue
+        ratio = f'{value / reference:.2f}x' if isinstance(reference, float) else ''
+        mfu = value * flops / matmul_rate
+        print(f'| {shape.name} | {mode} | {name} | {value:,.0f} | {ratio} | {mfu:.0%} |')
+      sys.stdout.flush()
+
+
+if __name__ == '__main__':
+  main()
