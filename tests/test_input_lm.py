@@ -47,7 +47,8 @@ def test_ptb_exact_counts(tmp_path: Path):
   train = data.splits['train'].ids
   assert train.dtype == np.int32 and train.max() == 9_999
   assert (train == data.tokenizer.eos_id).sum() == 42_068
-  first_line = (SHARED_DATA / 'ptb' / 'ptb.train.txt').open().readline()
+  with (SHARED_DATA / 'ptb' / 'ptb.train.txt').open() as f:
+    first_line = f.readline()
   ids = data.tokenizer.encode(first_line)
   assert data.tokenizer.decode(ids) == ' '.join(first_line.split())
   batch = next(data.train_batches())
