@@ -42,7 +42,7 @@ EMBEDDED_TRAIN_FRACTION = 0.90
 EMBEDDED_VALID_FRACTION = 0.05
 
 
-def _sha256(*parts: str | bytes) -> str:
+def fingerprint_of(*parts: str | bytes) -> str:
   digest = hashlib.sha256()
   for part in parts:
     digest.update(part.encode('utf-8') if isinstance(part, str) else part)
@@ -181,7 +181,7 @@ class EmbeddedCorpus(TextCorpus):
 
   def fingerprint(self, split: str) -> str:
     self._check_split(split)
-    return _sha256('embedded', split, sys.version.split()[0],
+    return fingerprint_of('embedded', split, sys.version.split()[0],
                    *_embedded_lines()[slice(*self._bounds()[split])])
 
 
@@ -235,7 +235,7 @@ class TextFilesCorpus(TextCorpus):
   def fingerprint(self, split: str) -> str:
     path = self.path(split).resolve()
     stat = path.stat()
-    return _sha256('text_files', str(path), str(stat.st_size),
+    return fingerprint_of('text_files', str(path), str(stat.st_size),
                    str(stat.st_mtime_ns), self.encoding_errors)
 
 
@@ -357,7 +357,7 @@ class TfdsTextCorpus(TextCorpus):
 
   def fingerprint(self, split: str) -> str:
     self._check_split(split)
-    return _sha256('tfds', self.name, str(self.builder.version),
+    return fingerprint_of('tfds', self.name, str(self.builder.version),
                    self.split_map[split], self.text_key,
                    str(self.builder.data_dir))
 
@@ -406,7 +406,7 @@ def parallel_files_fingerprint(data_dir: str | os.PathLike[str], prefix: str,
           'source_lang / target_lang.')
     stat = path.stat()
     parts += [str(path), str(stat.st_size), str(stat.st_mtime_ns)]
-  return _sha256(*parts)
+  return fingerprint_of(*parts)
 
 
 def read_tfds_translation(name: str, split: str, source_key: str,
@@ -441,7 +441,7 @@ def tfds_translation_fingerprint(name: str, split: str, source_key: str,
                                  target_key: str,
                                  data_dir: str | None = None) -> str:
   builder = tfds_builder(name, data_dir)
-  return _sha256('tfds_translation', name, str(builder.version), split,
+  return fingerprint_of('tfds_translation', name, str(builder.version), split,
                  source_key, target_key, str(builder.data_dir))
 
 

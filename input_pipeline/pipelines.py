@@ -270,7 +270,7 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
     return lines
 
   def fingerprint(split: str) -> str:
-    return corpora._sha256(corpus.fingerprint(split), str(max_lines))  # pylint: disable=protected-access
+    return corpora.fingerprint_of(corpus.fingerprint(split), str(max_lines))
 
   spec = {'kind': cfg['tokenizer'],
           **{k: cfg[k] for k in _TOKENIZER_KEYS}}
@@ -403,7 +403,7 @@ def _read_pairs(cfg: Mapping[str, Any], split: str
     source, target = read()
     return source[:limit], target[:limit]
 
-  return read_limited, corpora._sha256(fingerprint, str(limit))  # pylint: disable=protected-access
+  return read_limited, corpora.fingerprint_of(fingerprint, str(limit))
 
 
 def get_translation_datasets(
