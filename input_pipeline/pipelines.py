@@ -229,6 +229,14 @@ class LMDatasets:
         f"batching={cfg['batching']!r} is unknown; use 'stream' or "
         "'sentences'.")
 
+  def steps_per_epoch(self, split: str = 'train') -> int:
+    """Batches in the first epoch of ``split`` (later epochs have as many,
+    except with AWD-LSTM random windows or dropped remainders)."""
+    batcher = self.batcher(split)
+    if isinstance(batcher, lm.StreamBatcher):
+      return len(batcher.windows(0))
+    return len(batcher.plan(0))
+
   def train_batches(self, start_step: int = 0) -> Iterator[Batch]:
     """Training batches forever, from global step ``start_step`` on."""
     return prefetch.prefetch(self.batcher('train').iterate(start_step),
@@ -419,6 +427,7 @@ def get_translation_datasets(
   """
   cfg = resolve_config(config, default_translation_config())
   shard = _shard(process_index, process_count)
+  shard.rows(cfg['batch_size_multiple'], 'batch_size_multiple')
   read_train, train_fingerprint = _read_pairs(cfg, 'train')
   read_eval, eval_fingerprint = _read_pairs(cfg, 'eval')
 

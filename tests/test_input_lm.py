@@ -1,6 +1,9 @@
 """Tests of LM datasets: exact counts, stream / sentence batches, hosts,
 determinism, resumption, caching and config errors."""
 
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +54,7 @@ def test_ptb_exact_counts(tmp_path: Path):
     first_line = f.readline()
   ids = data.tokenizer.encode(first_line)
   assert data.tokenizer.decode(ids) == ' '.join(first_line.split())
+  assert data.steps_per_epoch() == (929_589 // 20 - 1) // 35
   batch = next(data.train_batches())
   assert batch['inputs'].shape == (20, 35)
   np.testing.assert_array_equal(batch['inputs'][0], train[:35])
@@ -315,3 +319,14 @@ def test_config_errors(tmp_path: Path):
     input_pipeline.get_lm_datasets(
         {'source': 'text_files', 'data_dir': str(tmp_path / 'nowhere')},
         tmp_path, process_index=0, process_count=1)
+
+
+def test_pipeline_does_not_import_the_model_library():
+  code = ('import sys, input_pipeline, input_pipeline.pipelines; '
+          "assert 'lstm_flax' not in sys.modules; "
+          "assert 'tensorflow' not in sys.modules")
+  subprocess.run([sys.executable, '-c', code], check=True,
+                 cwd=Path(__file__).resolve().parents[1])
+  source = Path(__file__).resolve().parents[1] / 'input_pipeline'
+  imports = re.compile(r'^\s*(import|from)\s+lstm_flax', re.MULTILINE)
+  assert not any(imports.search(p.read_text()) for p in source.glob('*.py'))
