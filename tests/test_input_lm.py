@@ -330,3 +330,21 @@ def test_pipeline_does_not_import_the_model_library():
   source = Path(__file__).resolve().parents[1] / 'input_pipeline'
   imports = re.compile(r'^\s*(import|from)\s+lstm_flax', re.MULTILINE)
   assert not any(imports.search(p.read_text()) for p in source.glob('*.py'))
+
+
+def test_configdict_default_embedded_word_level(tmp_path: Path):
+  config = input_pipeline.default_lm_config()
+  config.random_window = True
+  config.prefetch = 0
+  data = input_pipeline.get_lm_datasets(config, tmp_path, process_index=0,
+                                        process_count=1)
+  assert data.config['source'] == 'embedded'
+  lines = corpora.EmbeddedCorpus().read_lines('train')
+  assert data.num_tokens('train') == sum(len(l.split()) + 1 for l in lines)
+  assert set(data.splits) == {'train', 'valid'}
+  full = _take(data.train_batches(), 12)
+  _assert_same(full[7:], _take(data.train_batches(start_step=7), 5))
+  assert len({b['inputs'].shape[1] for b in full}) > 1
+  eval_batches = list(data.eval_batches('valid'))
+  assert sum(b['mask'].sum() for b in eval_batches) == (
+      data.num_tokens('valid') // 10 - 1) * 10
