@@ -48,12 +48,12 @@ class LayerParams(nnx.Module):
 
   def as_dict(self) -> dict[str, Array]:
     params = {
-        kernel.INPUT_KERNEL: self.input_kernel.value,
-        kernel.RECURRENT_KERNEL: self.recurrent_kernel.value,
-        kernel.BIAS: self.bias.value,
+        kernel.INPUT_KERNEL: self.input_kernel[...],
+        kernel.RECURRENT_KERNEL: self.recurrent_kernel[...],
+        kernel.BIAS: self.bias[...],
     }
     if self.projection_kernel is not None:
-      params[kernel.PROJECTION_KERNEL] = self.projection_kernel.value
+      params[kernel.PROJECTION_KERNEL] = self.projection_kernel[...]
     return params
 
 
