@@ -1,0 +1,54 @@
+"""Trains or evaluates an LSTM language model.
+
+  python train.py --config=configs/lm.py --workdir=/tmp/lm
+  python train.py --config=configs/ptb.py:medium --workdir=/tmp/ptb \
+      --config.model.hidden_size=700
+  python train.py --config=configs/lm.py --workdir=/tmp/lm \
+      --config.mode=evaluate --config.eval_split=test
+
+Rerunning the same command resumes from the workdir's latest checkpoint.
+The resolved config is written to ``workdir/config.json``.
+"""
+
+import json
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from trainer import config_lib, distributed, metrics
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, tokenizer.')
+flags.DEFINE_string('coordinator_address', '',
+                    'host:port of process 0 (multi-process runs without auto-detection).')
+flags.DEFINE_integer('num_processes', 0, 'Number of processes (0: detect).')
+flags.DEFINE_integer('process_id', -1, 'This process (-1: detect).')
+config_flags.DEFINE_config_file('config', None, 'Training config file.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  metrics.quiet_checkpoint_logs()
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                         FLAGS.process_id)
+  import jax  # pylint: disable=g-import-not-at-top
+  from trainer import train_lib  # pylint: disable=g-import-not-at-top
+
+  config = config_lib.resolve(FLAGS.config)  # Validates; writes nothing.
+  workdir = FLAGS.workdir
+  logging.info('JAX devices: %s', jax.devices())
+  if config.mode == 'evaluate':
+    train_lib.evaluate(config, workdir)
+  else:
+    result = train_lib.train_and_evaluate(config, workdir)
+    if result:
+      print(json.dumps({k: round(v, 4) for k, v in result.items()}), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,186 @@
+"""Orbax checkpoints of a run: async saves, resume, preemption, safety checks.
+
+A checkpoint (``workdir/checkpoints/<step>/``) holds two items:
+
+* ``state``: the train state pytree (parameters, optimiser state, step, RNG
+  key, LSTM carry), saved with ``StandardSave`` and restored onto the current
+  mesh's shardings (so 8 devices -> 1 works);
+* ``meta``: JSON with the step, the input pipeline position (global batches
+  consumed, epoch), the run signature (model shape, vocabulary size, tokenizer
+  fingerprint and location, batch size, optimiser structure) and the full
+  config.
+
+Orbax writes each checkpoint into a temporary directory and renames it when
+complete, so a save interrupted by a kill is never listed (hence never
+resumed from); the run resumes from the latest complete checkpoint. The
+last ``keep`` checkpoints and the ``keep_best`` best by validation
+perplexity are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from trainer import errors
+
+PyTree = Any
+CHECKPOINT_DIR = 'checkpoints'
+BEST_METRIC = 'valid_perplexity'
+
+
+def _best_metric(metrics: Mapping[str, float]) -> float:
+  return float(metrics[BEST_METRIC])
+
+
+class Checkpointer:
+  """A ``CheckpointManager`` for one run directory.
+
+  Args:
+    workdir: the run directory; checkpoints go to ``workdir/checkpoints``.
+    keep: the last this many checkpoints are kept.
+    keep_best: and the best this many by validation perplexity.
+    async_save: write in a background thread (the arrays are copied to host
+      memory before :meth:`save` returns).
+    read_only: never create or delete anything (evaluation, generation).
+  """
+
+  def __init__(self, workdir: str | os.PathLike[str], *, keep: int = 3,
+               keep_best: int = 1, async_save: bool = True,
+               read_only: bool = False):
+    self.directory = os.path.join(os.fspath(workdir), CHECKPOINT_DIR)
+    policies = [checkpoint_managers.LatestN(n=keep)]
+    if keep_best > 0:
+      policies.append(checkpoint_managers.BestN(
+          get_metric_fn=_best_metric, reverse=True, n=keep_best,
+          keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        best_fn=_best_metric, best_mode='min',
+        preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+        enable_async_checkpointing=async_save,
+        create=not read_only, read_only=read_only,
+        cleanup_tmp_directories=not read_only)
+    if read_only and not os.path.isdir(self.directory):
+      raise errors.CheckpointNotFoundError(
+          f'No checkpoints in {self.directory}: train a model with '
+          f'`python train.py --workdir={workdir}` first.')
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=('state', 'meta'))
+
+  # --------------------------------------------------------------- query --
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def best_step(self) -> int | None:
+    return self.manager.best_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def resolve_step(self, which: str | int) -> int:
+    """'latest', 'best' or a step -> a step that has a checkpoint."""
+    steps = self.all_steps()
+    if not steps:
+      raise errors.CheckpointNotFoundError(
+          f'No complete checkpoint in {self.directory}.')
+    if which == 'latest':
+      return self.latest_step()
+    if which == 'best':
+      return self.best_step()
+    if int(which) not in steps:
+      raise errors.CheckpointNotFoundError(
+          f'No checkpoint of step {which} in {self.directory}; there are '
+          f'steps {sorted(steps)}.')
+    return int(which)
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    """The JSON ``meta`` item of a checkpoint."""
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored['meta'])
+
+  # ------------------------------------------------------------- compare --
+
+  def check_compatible(self, step: int, signature: Mapping[str, Any]) -> None:
+    """Raises CheckpointMismatchError if the checkpoint at ``step`` was
+    made with another model shape / vocabulary / batch / optimiser."""
+    saved = self.read_meta(step).get('signature', {})
+    differences = [
+        f'{key}: checkpoint has {saved.get(key)!r}, config gives {value!r}'
+        for key, value in signature.items() if saved.get(key) != value]
+    if differences:
+      raise errors.CheckpointMismatchError(
+          f'The workdir holds a checkpoint (step {step}, in {self.directory}) '
+          'of a different model than this config describes; refusing to '
+          'resume or overwrite it. Differing fields: ' + '; '.join(differences)
+          + '. Restore the config the run was started with, or use a fresh '
+          '--workdir.')
+
+  # ---------------------------------------------------------- save / load --
+
+  def save(self, step: int, state: PyTree, meta: Mapping[str, Any],
+           metrics: Mapping[str, float] | None = None) -> None:
+    """Starts saving ``state`` and ``meta`` as step ``step``.
+
+    Raises:
+      CheckpointSaveError: this save, or an earlier asynchronous one, failed.
+        Earlier complete checkpoints are left as they are.
+    """
+    try:
+      self.manager.save(
+          step, args=ocp.args.Composite(
+              state=ocp.args.StandardSave(state),
+              meta=ocp.args.JsonSave(dict(meta))),
+          metrics=dict(metrics) if metrics else None, force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.CheckpointSaveError(
+          f'Saving the checkpoint of step {step} in {self.directory} failed: '
+          f'{type(e).__name__}: {e}. Earlier checkpoints are intact '
+          f'(latest complete: {self._safe_latest()}).') from e
+
+  def wait(self) -> None:
+    """Blocks until pending saves are written.
+
+    Raises:
+      CheckpointSaveError: a pending save failed.
+    """
+    try:
+      self.manager.wait_until_finished()
+      self.manager.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.CheckpointSaveError(
+          f'Writing a checkpoint in {self.directory} failed: '
+          f'{type(e).__name__}: {e}. Earlier checkpoints are intact '
+          f'(latest complete: {self._safe_latest()}).') from e
+
+  def _safe_latest(self) -> int | None:
+    try:
+      self.manager.reload()
+      return self.manager.latest_step()
+    except Exception:  # pylint: disable=broad-except
+      return None
+
+  def restore(self, step: int, abstract_state: PyTree
+              ) -> tuple[PyTree, dict[str, Any]]:
+    """(state placed like ``abstract_state``'s shardings, meta)."""
+    logging.info('Restoring checkpoint of step %d from %s', step,
+                 self.directory)
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            meta=ocp.args.JsonRestore()))
+    return restored['state'], dict(restored['meta'])
+
+  def reached_preemption(self, step: int) -> bool:
+    """Orbax's multi-host preemption sync point (all hosts agree on the step
+    to save at; False when JAX's preemption service is not running)."""
+    return self.manager.reached_preemption(step)
+
+  def close(self) -> None:
+    self.manager.close()

@@ -1,0 +1,31 @@
+"""Errors raised by the trainer. Each names the key, field or step at fault."""
+
+from input_pipeline import errors as input_errors
+
+
+class TrainerError(Exception):
+  """Base class of the trainer's errors."""
+
+
+class ConfigError(TrainerError, input_errors.ConfigError):
+  """A config key is unknown or a value is invalid."""
+
+
+class BatchSizeError(TrainerError, input_errors.BatchSizeError):
+  """A global batch cannot be split evenly over the data-parallel devices."""
+
+
+class CheckpointMismatchError(TrainerError, ValueError):
+  """The workdir holds a checkpoint of another model shape or vocabulary."""
+
+
+class CheckpointNotFoundError(TrainerError, FileNotFoundError):
+  """No (complete) checkpoint where one is needed."""
+
+
+class CheckpointSaveError(TrainerError, RuntimeError):
+  """Writing a checkpoint failed (earlier checkpoints are intact)."""
+
+
+class NonFiniteLossError(TrainerError, FloatingPointError):
+  """The training loss became NaN or infinite."""
