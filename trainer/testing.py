@@ -1,0 +1,80 @@
+"""Helpers for the trainer's tests: the tiny config, runs, per-step losses."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import ml_collections
+
+from trainer import metrics
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``configs/<name>.py``'s ``get_config(arg)``."""
+  path = REPO_ROOT / 'configs' / f'{name}.py'
+  spec = importlib.util.spec_from_file_location(f'configs_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def tiny_config(cache_dir: str | os.PathLike[str] = '',
+                **overrides: Any) -> ml_collections.ConfigDict:
+  """configs/tiny.py with ``prefetch=0``, a shared data cache and overrides
+  given as ``section__key=value``."""
+  config = load_config('tiny')
+  config.data.prefetch = 0
+  config.async_checkpoints = True
+  if cache_dir:
+    config.data.cache_dir = os.fspath(cache_dir)
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('__')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def config_flags(config_overrides: dict[str, Any]) -> list[str]:
+  """``--config.a.b=value`` flags for train.py."""
+  return [f'--config.{k.replace("__", ".")}={v}'
+          for k, v in config_overrides.items()]
+
+
+def train_losses(workdir: str | os.PathLike[str]) -> dict[int, float]:
+  """Step -> training loss from metrics.jsonl (log_every_steps=1); a
+  re-run step keeps its last value."""
+  return {row['step']: row['train_loss']
+          for row in metrics.read_metrics(workdir) if 'train_loss' in row}
+
+
+def python_env(num_cpu_devices: int = 1) -> dict[str, str]:
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
+                      f' --xla_force_host_platform_device_count={num_cpu_devices}')
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['TF_CPP_MIN_LOG_LEVEL'] = '3'
+  env['PYTHONPATH'] = os.pathsep.join(
+      [str(REPO_ROOT), env.get('PYTHONPATH', '')])
+  return env
+
+
+def train_command(workdir: str | os.PathLike[str], *extra: str,
+                  config: str = 'configs/tiny.py') -> list[str]:
+  return [sys.executable, str(REPO_ROOT / 'train.py'),
+          f'--config={REPO_ROOT / config}', f'--workdir={workdir}', *extra]
+
+
+def run(cmd: list[str], num_cpu_devices: int = 1, timeout: float = 300,
+        **kwargs: Any) -> subprocess.CompletedProcess:
+  return subprocess.run(cmd, env=python_env(num_cpu_devices), cwd=REPO_ROOT,
+                        capture_output=True, text=True, timeout=timeout,
+                        check=False, **kwargs)
