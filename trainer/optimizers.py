@@ -126,6 +126,9 @@ def create_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int,
     total_updates: updates of the whole run (for 'cosine').
   """
   o = config
+  # Only the schedules that use them depend on these (keeps jit caches warm).
+  updates_per_epoch = updates_per_epoch if o.schedule == 'zaremba' else 1
+  total_updates = total_updates if o.schedule == 'cosine' else 1
   schedule = learning_rate_schedule(o, updates_per_epoch, total_updates)
   chain = []
   if o.max_grad_norm > 0:

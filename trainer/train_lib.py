@@ -135,7 +135,7 @@ def train_step(state: TrainState, batch: Batch, reset: jax.Array, *,
   metrics = {
       'loss_sum': loss_sum,
       'weight': weight,
-      'grad_norm': optax.global_norm(grads),
+      'grad_norm': optax.tree.norm(grads),
       'learning_rate': jnp.asarray(
           schedule(state.step // grad_accum_steps), jnp.float32),
   }
@@ -251,6 +251,10 @@ def make_steps(config: ml_collections.ConfigDict, vocab_size: int,
                updates_per_epoch: int, total_updates: int,
                partitioner: partitioning.Partitioner) -> Steps:
   """Builds (or reuses, within a process) the jit-compiled steps."""
+  if config.optimizer.schedule != 'zaremba':
+    updates_per_epoch = 1  # Only these schedules use them (see optimizers).
+  if config.optimizer.schedule != 'cosine':
+    total_updates = 1
   key = json.dumps([config.model.to_dict(), config.optimizer.to_dict(),
                     config.data.batch_size, config.data.eval_batch_size,
                     vocab_size, updates_per_epoch, total_updates,
@@ -378,7 +382,8 @@ def summarize(prefix: str, loss_sum: float, weight: float,
               tokenizer_kind: str) -> dict[str, float]:
   loss = loss_sum / max(weight, 1.0)
   out = {f'{prefix}_loss': loss,
-         f'{prefix}_perplexity': math.exp(min(loss, 700.0))}
+         # inf beyond float32 (TensorBoard stores float32 scalars).
+         f'{prefix}_perplexity': math.exp(loss) if loss < 88.0 else math.inf}
   if tokenizer_kind == 'char':
     out[f'{prefix}_bits_per_char'] = loss / math.log(2.0)
   return out
@@ -510,8 +515,8 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
       if not math.isfinite(loss):
         ckpt.wait()  # Earlier (good) saves complete; this state is never saved.
         raise errors.NonFiniteLossError(
-            f'The training loss is {loss} at step {first + i + 1} (the '
-            f'update of batch {first + i}); stopping. The last good '
+            f'The training loss is {loss} at step {first + i + 1}; '
+            'stopping. The last good '
             f'checkpoint (step {ckpt.latest_step()}) stays the latest. Lower '
             'optimizer.learning_rate or set optimizer.max_grad_norm.')
     loss_sum = sum(np.float64(m['loss_sum']) for m in fetched)
@@ -526,7 +531,8 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
         'train_tokens_per_sec': window['tokens'] / elapsed,
         'epoch': float(tracker.epoch(step - 1)),
     })
-    writer.write_scalars(step, scalars)
+    writer.write_scalars(step, {k: v if abs(v) < 3e38 else math.copysign(
+        math.inf, v) for k, v in scalars.items()})
     pending.clear()
     window.update(time=now, tokens=0.0)
 

@@ -1,0 +1,240 @@
+"""The training loop in-process: metrics, checkpoints, exact resume, bad input,
+evaluate mode and generation, on the tiny config (configs/tiny.py)."""
+
+import glob
+import json
+import math
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import input_pipeline
+from trainer import checkpoints, errors, generate, metrics, testing, train_lib
+
+NUM_STEPS = 30  # configs/tiny.py
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+  return tmp_path_factory.mktemp('data_cache')
+
+
+@pytest.fixture(scope='module')
+def trained(cache, tmp_path_factory):
+  """An uninterrupted tiny run: (workdir, its result)."""
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  result = train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+  return workdir, result
+
+
+def _copy(trained_dir, tmp_path):
+  target = str(tmp_path / 'run')
+  shutil.copytree(trained_dir, target)
+  return target
+
+
+def _snapshot(directory):
+  out = {}
+  for path in sorted(glob.glob(os.path.join(directory, '**'), recursive=True)):
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        out[path] = f.read()
+  return out
+
+
+def test_trains_evaluates_and_checkpoints(trained):
+  workdir, result = trained
+  rows = metrics.read_metrics(workdir)
+  losses = testing.train_losses(workdir)
+  assert sorted(losses) == list(range(1, NUM_STEPS + 1))
+  assert np.mean([losses[s] for s in range(26, 31)]) < losses[1] - 0.5
+  train_row = next(r for r in rows if r['step'] == 5 and 'train_loss' in r)
+  for key in ('train_perplexity', 'learning_rate', 'grad_norm',
+              'train_steps_per_sec', 'train_tokens_per_sec'):
+    assert train_row[key] > 0, key
+  assert train_row['train_perplexity'] == pytest.approx(
+      math.exp(train_row['train_loss']))
+  evals = {r['step']: r['valid_perplexity'] for r in rows
+           if 'valid_perplexity' in r}
+  assert sorted(evals) == [10, 20, 30]
+  assert result['valid_perplexity'] == evals[30] < 300  # vocab is 300
+  assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['hidden_size'] == 16
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  # Last 3 saves (every 4 steps, at evals and at the end) + the best eval.
+  best = min(evals, key=evals.get)
+  assert ckpt.latest_step() == NUM_STEPS
+  assert ckpt.best_step() == best
+  assert set(ckpt.all_steps()) == {24, 28, 30, best}
+  meta = ckpt.read_meta(30)
+  assert meta['input_pipeline']['next_step'] == 30
+  assert meta['tokenizer']['directory'] == 'tokenizer'
+  assert meta['tokenizer']['vocab_size'] == 300
+  assert os.path.isfile(os.path.join(workdir, 'tokenizer', 'tokenizer.json'))
+  ckpt.close()
+
+
+def test_carry_flows_between_batches_and_resets_each_epoch(cache):
+  config = testing.tiny_config(cache)
+  config = train_lib.config_lib.resolve(config)
+  datasets = input_pipeline.get_lm_datasets(config.data, str(cache.parent / 'c'))
+  partitioner = train_lib.partitioning.Partitioner(1)
+  steps = train_lib.make_steps(config, datasets.vocab_size, 11, 30, partitioner)
+  state = steps.init(jax.random.PRNGKey(0))
+  batches = datasets.train_batches()
+  state, _ = steps.train(state, partitioner.global_batch(next(batches)),
+                         np.asarray(True))
+  assert float(jnp.abs(state.carry.c).sum()) > 0  # Carried to the next batch.
+  batch = partitioner.global_batch(next(batches))
+  copy = lambda s: jax.tree.map(jnp.copy, s)
+  _, kept = steps.train(copy(state), batch, np.asarray(False))
+  _, reset = steps.train(copy(state), batch, np.asarray(True))
+  zero = state.replace(carry=jax.tree.map(jnp.zeros_like, state.carry))
+  _, zeroed = steps.train(zero, batch, np.asarray(False))
+  assert float(kept['loss_sum']) != float(reset['loss_sum'])
+  assert float(reset['loss_sum']) == float(zeroed['loss_sum'])
+  tracker = train_lib.EpochTracker(datasets)
+  assert [s for s in range(30) if tracker.is_epoch_start(s)] == [0, 11, 22]
+
+
+def test_resume_after_a_crash_is_exact(trained, cache, tmp_path, monkeypatch):
+  """A crash at step 14 (checkpoints at 4, 8, 10, 12); the rerun resumes
+  from 12 and every loss equals the uninterrupted run's, bit for bit.
+  (A real kill -9 is in test_train_processes.py.)"""
+  workdir = str(tmp_path / 'crashed')
+  original = input_pipeline.LMDatasets.train_batches
+
+  def crashing(self, start_step=0):
+    for i, batch in enumerate(original(self, start_step)):
+      if start_step + i == 14:
+        raise RuntimeError('simulated crash')
+      yield batch
+
+  monkeypatch.setattr(input_pipeline.LMDatasets, 'train_batches', crashing)
+  with pytest.raises(RuntimeError, match='simulated crash'):
+    train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+  monkeypatch.undo()
+  assert max(testing.train_losses(workdir)) == 14
+  result = train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+  rows = metrics.read_metrics(workdir)
+  reference = testing.train_losses(trained[0])
+  assert testing.train_losses(workdir) == reference  # Bit-identical floats.
+  assert result == trained[1]
+  # The rerun started at step 13 (after the checkpoint of step 12).
+  steps = [r['step'] for r in rows if 'train_loss' in r]
+  assert steps[14:] == list(range(13, NUM_STEPS + 1))
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    cache, tmp_path):
+  workdir = str(tmp_path / 'nan')
+  config = testing.tiny_config(
+      cache, optimizer__name='sgd', optimizer__learning_rate=1e37,
+      optimizer__max_grad_norm=0.0, checkpoint_every_steps=1)
+  with pytest.raises(errors.NonFiniteLossError,
+                     match=r'loss is (nan|inf) at step 3;.*checkpoint \(step 2\)'):
+    train_lib.train_and_evaluate(config, workdir)
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  assert ckpt.latest_step() == 2
+  assert ckpt.all_steps() == [1, 2]
+  ckpt.close()
+
+
+def test_failed_save_errors_and_keeps_earlier_checkpoints(
+    trained, cache, tmp_path, monkeypatch):
+  workdir = str(tmp_path / 'failing')
+  real = ocp.args.StandardSave
+  calls = []
+
+  def failing_save(state, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:  # The save of step 10 gets an unsavable leaf.
+      state = {'state': state, 'bad': object()}
+    return real(state, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.args, 'StandardSave', failing_save)
+  with pytest.raises(errors.CheckpointSaveError,
+                     match=r'step 10 .*failed.*latest complete: 8'):
+    train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+  monkeypatch.undo()
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  assert ckpt.all_steps() == [4, 8]
+  ckpt.close()
+  # The earlier checkpoints are intact: resuming reproduces the clean run.
+  train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+  assert testing.train_losses(workdir) == testing.train_losses(trained[0])
+
+
+@pytest.mark.parametrize('override, field', [
+    ({'model__hidden_size': 32}, 'model.hidden_size: checkpoint has 16, config gives 32'),
+    ({'model__num_layers': 1}, 'model.num_layers'),
+    ({'data__batch_size': 4}, 'data.batch_size'),
+    ({'data__vocab_size': 200}, 'data.vocab_size: checkpoint has 300, config gives 200'),
+])
+def test_mismatched_checkpoint_is_refused_and_not_overwritten(
+    trained, cache, tmp_path, override, field):
+  workdir = _copy(trained[0], tmp_path)
+  before = _snapshot(workdir)
+  with pytest.raises(errors.CheckpointMismatchError, match=field):
+    train_lib.train_and_evaluate(testing.tiny_config(cache, **override),
+                                 workdir)
+  after = _snapshot(workdir)
+  assert after == before
+
+
+def test_half_written_checkpoint_is_never_resumed(trained, cache, tmp_path):
+  """A save killed mid-write leaves Orbax's temporary directory; resume
+  ignores it and starts from the latest complete checkpoint."""
+  workdir = _copy(trained[0], tmp_path)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  partial = os.path.join(ckpt_dir, '40.orbax-checkpoint-tmp-1234')
+  shutil.copytree(os.path.join(ckpt_dir, '30'), partial)
+  for path in glob.glob(os.path.join(partial, 'state', '**'), recursive=True):
+    if os.path.isfile(path):
+      with open(path, 'r+b') as f:
+        f.truncate(max(0, os.path.getsize(path) // 2))
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  assert ckpt.latest_step() == 30
+  ckpt.close()
+  train_lib.train_and_evaluate(
+      testing.tiny_config(cache, num_train_steps=32), workdir)
+  rows = [r['step'] for r in metrics.read_metrics(workdir) if 'train_loss' in r]
+  assert rows[-2:] == [31, 32]
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  assert ckpt.latest_step() == 32
+  ckpt.close()
+
+
+def test_evaluate_mode_scores_any_checkpoint_on_any_split(trained, capsys):
+  workdir, result = trained
+  config = testing.tiny_config(mode='evaluate', eval_split='valid',
+                               checkpoint='latest')
+  valid = train_lib.evaluate(config, workdir)
+  assert valid['valid_perplexity'] == pytest.approx(
+      result['valid_perplexity'], rel=1e-6)
+  config = testing.tiny_config(mode='evaluate', eval_split='test',
+                               checkpoint='24')
+  test = train_lib.evaluate(config, workdir)
+  assert 1.0 < test['test_perplexity'] < 300
+  assert "Checkpoint step 24, split 'test': test_loss = " in capsys.readouterr().out
+  with pytest.raises(errors.CheckpointNotFoundError, match='step 5'):
+    train_lib.evaluate(testing.tiny_config(checkpoint='5'), workdir)
+
+
+def test_generation_is_deterministic_for_a_seed(trained):
+  generator = generate.load(trained[0], 'best')
+  assert generator.step in (10, 20, 30)
+  a = generator.generate('The for statement', num_tokens=12, seed=3)
+  b = generator.generate('The for statement', num_tokens=12, seed=3)
+  c = generator.generate('The for statement', num_tokens=12, seed=4)
+  assert a == b and a[0].strip()
+  assert c != a
+  greedy = [generator.generate('The', num_tokens=12, seed=s, top_k=1)
+            for s in (1, 2)]
+  assert greedy[0] == greedy[1]
