@@ -6,7 +6,8 @@ the LSTM alone (``--mode=lstm``: loss = <outputs, fixed random cotangent>), for
 
   * ``lstm_flax``          this library (fused gates, hoisted input projection,
                            hand-written backward pass);
-  * ``lstm_flax_unroll8``  the same with ``lax.scan(unroll=8)``;
+  * ``lstm_flax_unrollN``  the same with ``lax.scan(unroll=N)`` (the default,
+                           ``lstm_flax``, unrolls 1 step on CPU, 8 on GPU/TPU);
   * ``lstm_flax_autodiff`` the same kernel with its custom VJP switched off;
   * ``flax_rnn``           stock Flax ``nn.RNN(nn.OptimizedLSTMCell)``;
   * ``torch``              ``torch.nn.LSTM`` (CPU: oneDNN; GPU: cuDNN), when
@@ -121,7 +122,8 @@ class _LanguageModel(nn.Module):
           s.hidden,
           num_layers=s.layers,
           use_custom_vjp=self.impl != 'lstm_flax_autodiff',
-          unroll=8 if self.impl == 'lstm_flax_unroll8' else 1,
+          unroll=int(self.impl[len('lstm_flax_unroll'):])
+          if self.impl.startswith('lstm_flax_unroll') else None,
       )(x)
     if not self.with_softmax:
       return y  # [batch, time, H]
@@ -295,7 +297,8 @@ def main(argv=None) -> None:
   parser.add_argument('--mode', default='lm,lstm', help='lm (with softmax), lstm (alone)')
   parser.add_argument(
       '--impls',
-      default='lstm_flax,flax_rnn,torch,lstm_flax_autodiff,lstm_flax_unroll8,jax_cudnn',
+      default='lstm_flax,flax_rnn,torch,lstm_flax_autodiff,jax_cudnn',
+      help='also lstm_flax_unrollN for an explicit lax.scan unroll',
   )
   parser.add_argument('--rounds', type=int, default=7)
   parser.add_argument('--steps', type=int, default=5)

@@ -174,7 +174,7 @@ class LSTM(nn.Module):
     recurrent_kernel_init: recurrent-kernel initialiser, per gate block
       (orthogonal by default).
     time_major: inputs and outputs are ``[time, batch, ...]``.
-    unroll: ``lax.scan`` unroll factor.
+    unroll: ``lax.scan`` unroll factor (None: 1 on CPU, 8 on GPU/TPU).
     dtype: compute dtype of the matrix products (bfloat16 on TPU/GPU); the
       cell state and gate arithmetic stay float32.
     param_dtype: parameter dtype.
@@ -195,7 +195,7 @@ class LSTM(nn.Module):
   kernel_init: Initializer = initializers.default_kernel_init
   recurrent_kernel_init: Initializer = initializers.default_recurrent_kernel_init
   time_major: bool = False
-  unroll: int = 1
+  unroll: Optional[int] = None
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   use_custom_vjp: bool = True

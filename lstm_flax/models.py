@@ -42,7 +42,7 @@ class LanguageModel(nn.Module):
       ``[-init_scale, init_scale]`` (Zaremba et al.: 0.1 / 0.05 / 0.04);
       else Flax's default initialisers.
     dtype: compute dtype.
-    unroll: ``lax.scan`` unroll factor.
+    unroll: ``lax.scan`` unroll factor (None: 1 on CPU, 8 on GPU/TPU).
     use_custom_vjp: the LSTM's hand-written backward pass.
   """
 
@@ -61,7 +61,7 @@ class LanguageModel(nn.Module):
   forget_bias: float = 0.0
   init_scale: Optional[float] = None
   dtype: Any = jnp.float32
-  unroll: int = 1
+  unroll: Optional[int] = None
   use_custom_vjp: bool = True
 
   @property

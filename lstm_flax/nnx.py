@@ -85,7 +85,7 @@ class LSTM(nnx.Module):
       kernel_init: Initializer = initializers.default_kernel_init,
       recurrent_kernel_init: Initializer = initializers.default_recurrent_kernel_init,
       time_major: bool = False,
-      unroll: int = 1,
+      unroll: Optional[int] = None,
       dtype: Any = jnp.float32,
       param_dtype: Any = jnp.float32,
       use_custom_vjp: bool = True,

@@ -128,7 +128,7 @@ def lstm_stack(
     dropout_rng: Optional[Array] = None,
     deterministic: bool = True,
     time_major: bool = False,
-    unroll: int = 1,
+    unroll: Optional[int] = None,
     compute_dtype=jnp.float32,
     use_custom_vjp: bool = True,
 ) -> tuple[Array, kernel.LSTMState]:

@@ -195,3 +195,10 @@ def test_errors_name_argument_and_shapes(mutate, message):
   with pytest.raises(ValueError) as err:
     jax.jit(lambda p, x, c: kernel.lstm(p, x, c, **kw))(p, x, c)
   assert message in str(err.value)
+
+
+def test_unroll_default_depends_on_backend():
+  assert kernel.resolve_unroll(None) == (1 if jax.default_backend() == 'cpu' else kernel.UNROLL_ON_ACCELERATORS)
+  assert kernel.resolve_unroll(4) == 4
+  with pytest.raises(ValueError, match='unroll must be >= 1'):
+    kernel.resolve_unroll(0)
