@@ -25,11 +25,9 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def trained(cache, tmp_path_factory):
-  """An uninterrupted tiny run: (workdir, its result)."""
-  workdir = str(tmp_path_factory.mktemp('trained'))
-  result = train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
-  return workdir, result
+def trained(tmp_path_factory, request):
+  """An uninterrupted tiny run (shared, read-only): (workdir, its result)."""
+  return testing.shared_tiny_run(tmp_path_factory, request)
 
 
 def _copy(trained_dir, tmp_path):
@@ -71,6 +69,7 @@ def test_trains_evaluates_and_checkpoints(trained):
   best = min(evals, key=evals.get)
   assert ckpt.latest_step() == NUM_STEPS
   assert ckpt.best_step() == best
+  assert result['valid_perplexity'] == evals[30]
   assert set(ckpt.all_steps()) == {24, 28, 30, best}
   meta = ckpt.read_meta(30)
   assert meta['input_pipeline']['next_step'] == 30
@@ -211,8 +210,9 @@ def test_half_written_checkpoint_is_never_resumed(trained, cache, tmp_path):
   ckpt.close()
 
 
-def test_evaluate_mode_scores_any_checkpoint_on_any_split(trained, capsys):
-  workdir, result = trained
+def test_evaluate_mode_scores_any_checkpoint_on_any_split(trained, tmp_path,
+                                                         capsys):
+  workdir, result = _copy(trained[0], tmp_path), trained[1]
   config = testing.tiny_config(mode='evaluate', eval_split='valid',
                                checkpoint='latest')
   valid = train_lib.evaluate(config, workdir)

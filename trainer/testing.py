@@ -78,3 +78,30 @@ def run(cmd: list[str], num_cpu_devices: int = 1, timeout: float = 300,
   return subprocess.run(cmd, env=python_env(num_cpu_devices), cwd=REPO_ROOT,
                         capture_output=True, text=True, timeout=timeout,
                         check=False, **kwargs)
+
+
+def shared_tiny_run(tmp_path_factory: Any, request: Any
+                    ) -> tuple[str, dict[str, float]]:
+  """(workdir, result) of one uninterrupted configs/tiny.py run, trained once
+  per test session and shared by all pytest-xdist workers. Read it, or copy
+  it before changing anything."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from trainer import train_lib  # pylint: disable=g-import-not-at-top
+  base = pathlib.Path(tmp_path_factory.getbasetemp())
+  workerinput = getattr(request.config, 'workerinput', None)
+  uid = 'local'
+  if workerinput is not None:  # .../pytest-N/popen-gwK -> .../pytest-N
+    base, uid = base.parent, workerinput['testrunuid']
+  root = base / f'shared_tiny_run_{uid}'
+  root.mkdir(exist_ok=True)
+  run_dir, done = root / 'run', root / 'run' / 'DONE.json'
+  with open(root / 'lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(run_dir, ignore_errors=True)
+      result = train_lib.train_and_evaluate(tiny_config(root / 'cache'),
+                                            str(run_dir))
+      done.write_text(json.dumps(result))
+  return str(run_dir), json.loads(done.read_text())
