@@ -82,7 +82,7 @@ def from_torch_state_dict(
       weights = entries.get((layer, reverse), {})
       for required in ('weight_ih', 'weight_hh'):
         if required not in weights:
-          raise ValueError(f'state_dict is missing {prefix}{required}{suffix!r}.')
+          raise ValueError(f"state_dict is missing '{prefix}{required}{suffix}'.")
       w_ih, w_hh = weights['weight_ih'], weights['weight_hh']
       four_h = w_ih.shape[0]
       if w_ih.ndim != 2 or four_h % 4 or w_hh.ndim != 2 or w_hh.shape[0] != four_h:
@@ -93,7 +93,7 @@ def from_torch_state_dict(
       has_bias = [k in weights for k in ('bias_ih', 'bias_hh')]
       if any(has_bias) and not all(has_bias):
         missing = 'bias_hh' if has_bias[0] else 'bias_ih'
-        raise ValueError(f'state_dict is missing {prefix}{missing}{suffix}.')
+        raise ValueError(f"state_dict is missing '{prefix}{missing}{suffix}'.")
       bias = np.zeros((four_h,), w_ih.dtype)
       if all(has_bias):
         for name in ('bias_ih', 'bias_hh'):
