@@ -38,11 +38,21 @@ def round_up(value: int | np.ndarray, multiple: int) -> int | np.ndarray:
 class StreamBatcher:
   """Truncated-BPTT batches over B parallel streams (Zaremba et al.; AWD-LSTM).
 
-  The split (all lines, each ending in ``<eos>``) is cut into
-  ``batch_size`` equal streams (the last ``len(ids) % batch_size`` tokens are
-  dropped); a batch is the next window of each stream, so the LSTM state of
+  The split (all lines, each ending in ``<eos>``) is cut into ``batch_size``
+  streams; a batch is the next window of each stream, so the LSTM state of
   row ``r`` at the end of one batch is the right initial state for row ``r``
   of the next. Each epoch restarts the streams at position 0.
+
+  * Training (``drop_remainder``): as Zaremba et al. / AWD-LSTM, ``batch_size``
+    disjoint streams of ``L = len(ids) // batch_size`` tokens (the last
+    ``len(ids) % batch_size`` tokens are dropped); the ``L - 1`` positions of
+    a stream with a next token are split into windows and the last, shorter
+    window of an epoch is dropped.
+  * Evaluation (not ``drop_remainder``): the targets ``ids[1:]`` are cut into
+    ``batch_size`` streams of ``S = ceil((len(ids) - 1) / batch_size)``
+    positions (the last ones padded and masked) and the inputs are the token
+    before each target, so every token but the first is scored exactly once;
+    the last window is padded and masked.
 
   Batches (``b = batch_size / process_count`` local rows, ``t`` the window):
 
@@ -50,12 +60,10 @@ class StreamBatcher:
   * ``targets``: int32 ``[b, t]``, tokens ``s+1 .. s+t`` (the next token).
   * ``mask``: float32 ``[b, t]``, 1 on real positions, 0 on padding.
 
-  With fixed windows ``t = seq_len``; the last, shorter window of an epoch is
-  dropped when ``drop_remainder`` (training), else padded and masked
-  (evaluation: every token is scored exactly once). With ``random_window``
-  (AWD-LSTM) each window's length is drawn as in AWD-LSTM: ``seq_len`` (or
-  ``seq_len / 2`` with probability ``short_window_prob``) plus normal noise
-  with std ``window_std``, at least ``min_window`` and at most
+  With fixed windows ``t = seq_len``. With ``random_window`` (AWD-LSTM) each
+  window's length is drawn as in AWD-LSTM: ``seq_len`` (or ``seq_len / 2``
+  with probability ``short_window_prob``) plus normal noise with std
+  ``window_std``, at least ``min_window`` and at most
   ``seq_len + max_window_extra`` tokens; the arrays are padded to a multiple
   of ``pad_to_multiple`` to bound recompilation. ``mask.sum(1)`` is the window
   length (AWD-LSTM scales the learning rate by ``length / seq_len``).
@@ -72,15 +80,35 @@ class StreamBatcher:
     self.rows = shard.rows(batch_size)
     self.batch_size = batch_size
     self.seq_len = seq_len
-    self.stream_length = len(ids) // batch_size
-    if self.stream_length < 2:
-      raise errors.ConfigError(
-          f'The split has {len(ids)} tokens: too few for batch_size='
-          f'{batch_size} streams of at least 2 tokens. Use a smaller batch '
-          'size or more data.')
-    streams = np.asarray(ids[:batch_size * self.stream_length], np.int32)
-    self.local_streams = np.ascontiguousarray(
-        streams.reshape(batch_size, self.stream_length)[self.rows])
+    ids = np.asarray(ids, np.int32)
+    if drop_remainder:
+      # stream_length: positions of a stream that have a next token.
+      self.stream_length = len(ids) // batch_size - 1
+      if self.stream_length < 1:
+        raise errors.ConfigError(
+            f'The split has {len(ids)} tokens: too few for batch_size='
+            f'{batch_size} streams of at least 2 tokens. Use a smaller batch '
+            'size or more data.')
+      streams = ids[:batch_size * (self.stream_length + 1)].reshape(
+          batch_size, -1)
+      valid = np.full(batch_size, self.stream_length, np.int64)
+    else:
+      num_targets = len(ids) - 1
+      if num_targets < 1:
+        raise errors.EmptyDataError(
+            f'The split has {len(ids)} token(s): nothing to evaluate.')
+      self.stream_length = -(-num_targets // batch_size)
+      # Stream r: ids[r * S .. (r + 1) * S] (S + 1 tokens, the last one the
+      # first of stream r + 1), zero-padded past the end of the split.
+      padded = np.zeros(batch_size * self.stream_length + 1, np.int32)
+      padded[:len(ids)] = ids
+      streams = padded[np.arange(batch_size)[:, None] * self.stream_length +
+                       np.arange(self.stream_length + 1)]
+      valid = np.clip(num_targets - np.arange(batch_size) * self.stream_length,
+                      0, self.stream_length)
+    # [b, stream_length + 1] tokens and [b] valid positions of this host.
+    self.local_streams = np.ascontiguousarray(streams[self.rows])
+    self.local_valid = valid[self.rows]
     self.drop_remainder = drop_remainder
     self.random_window = random_window
     self.seed = seed
@@ -91,18 +119,12 @@ class StreamBatcher:
     self.pad_to_multiple = pad_to_multiple
     if not random_window and not self.windows(0).shape[0]:
       raise errors.ConfigError(
-          f'Streams of {self.stream_length} tokens hold no full window of '
-          f'seq_len={seq_len}; use a smaller seq_len or batch_size.')
-
-  @property
-  def num_targets(self) -> int:
-    """Tokens with a target per epoch, over all hosts (fixed windows)."""
-    windows = self.windows(0)
-    return int(windows[:, 1].sum()) * self.batch_size
+          f'Streams of {self.stream_length + 1} tokens hold no full window '
+          f'of seq_len={seq_len}; use a smaller seq_len or batch_size.')
 
   def windows(self, epoch: int) -> np.ndarray:
     """int64 ``[num_batches, 2]``: (start, length) of each window of an epoch."""
-    usable = self.stream_length - 1  # Positions that have a next token.
+    usable = self.stream_length
     if not self.random_window:
       count = usable // self.seq_len if self.drop_remainder else math.ceil(
           usable / self.seq_len)
@@ -131,7 +153,8 @@ class StreamBatcher:
     mask = np.zeros((rows, width), np.float32)
     inputs[:, :length] = self.local_streams[:, start:start + length]
     targets[:, :length] = self.local_streams[:, start + 1:start + 1 + length]
-    mask[:, :length] = 1.0
+    mask[:, :length] = np.arange(start, start + length) < self.local_valid[
+        :, None]
     return {'inputs': inputs, 'targets': targets, 'mask': mask}
 
   def iterate(self, start_step: int = 0,
@@ -162,9 +185,12 @@ class StreamBatcher:
 class SentenceBatcher:
   """lm1b-style batches of whole sentences, length-bucketed or packed.
 
-  Each sentence (a line plus ``<eos>``) is truncated to ``max_length`` tokens;
-  its inputs are ``[bos, w_1, ..., w_{n-1}]`` and targets ``[w_1, ..., w_n]``
-  (``w_n`` = eos), so every token, the first included, is predicted.
+  Each sentence (a line plus ``<eos>``) has inputs ``[bos, w_1, ...,
+  w_{n-1}]`` and targets ``[w_1, ..., w_n]`` (``w_n`` = eos), so every token,
+  the first included, is predicted. In training (``drop_remainder``) a
+  sentence is truncated to ``max_length`` tokens; in evaluation none is
+  truncated (the row length ``L`` grows to the longest sentence, rounded up to
+  ``pad_to_multiple``), so every token is scored exactly once.
 
   Per epoch the sentences are shuffled (``shuffle``; seeded by ``seed`` and
   the epoch). Then either
@@ -172,11 +198,11 @@ class SentenceBatcher:
   * bucketed (``packing=False``): pools of ``pool_batches`` batches are sorted
     by length and cut into batches, and the batches shuffled, so sentences of a
     batch have similar lengths. Each batch is padded to its longest sentence
-    rounded up to ``pad_to_multiple`` (at most ``max_length``). Keys
+    rounded up to ``pad_to_multiple`` (at most ``row_length``). Keys
     ``inputs``, ``targets`` (int32 ``[b, L]``), ``mask`` (float32 ``[b, L]``).
   * packed (``packing=True``): sentences are concatenated greedily, in
-    shuffled order, into rows of exactly ``max_length`` tokens. Keys
-    ``inputs``, ``targets``, ``mask`` as above with ``L = max_length``, plus
+    shuffled order, into rows of exactly ``row_length`` tokens. Keys
+    ``inputs``, ``targets``, ``mask`` as above with ``L = row_length``, plus
     ``segment_ids`` (int32 ``[b, L]``: 1, 2, ... per sentence in the row, 0 on
     padding; attention / state resets at segment changes) and ``positions``
     (int32 ``[b, L]``: position within the sentence).
@@ -195,13 +221,14 @@ class SentenceBatcher:
       raise errors.ConfigError(f'max_length={max_length} must be >= 2.')
     self.ids = ids
     self.starts = offsets[:-1]
-    self.lengths = np.minimum(np.diff(offsets), max_length)
-    keep = self.lengths > 0
-    self.starts, self.lengths = self.starts[keep], self.lengths[keep]
+    self.lengths = np.diff(offsets)
     if not len(self.lengths):
       raise errors.EmptyDataError('The split has no sentences.')
+    # The longest row: max_length in training, else the longest sentence.
+    self.row_length = max_length if drop_remainder else max(
+        max_length, int(round_up(int(self.lengths.max()), pad_to_multiple)))
+    self.lengths = np.minimum(self.lengths, self.row_length)
     self.batch_size = batch_size
-    self.max_length = max_length
     self.bos_id = bos_id
     self.packing = packing
     self.shuffle = shuffle
@@ -254,7 +281,7 @@ class SentenceBatcher:
     bounds = []
     first, used = 0, 0
     for k, length in enumerate(lengths.tolist()):
-      if used + length > self.max_length:
+      if used + length > self.row_length:
         bounds.append((first, k))
         first, used = k, 0
       used += length
@@ -269,42 +296,34 @@ class SentenceBatcher:
     """Materialises this host's rows of one planned global batch."""
     local = planned[self.rows]
     if self.packing:
-      width = self.max_length
+      width = self.row_length
+      # Per row, the sentences (indices into self.lengths) packed into it.
+      rows = [epoch_order[first:end] for first, end in local.tolist()]
     else:
       real = planned[planned >= 0]
       longest = int(self.lengths[real].max()) if len(real) else 1
-      width = min(round_up(longest, self.pad_to_multiple), self.max_length)
+      width = min(round_up(longest, self.pad_to_multiple), self.row_length)
+      rows = [local[r:r + 1] if local[r] >= 0 else local[:0]
+              for r in range(len(local))]
     shape = (len(local), width)
-    inputs = np.zeros(shape, np.int32)
-    targets = np.zeros(shape, np.int32)
-    mask = np.zeros(shape, np.float32)
-    if not self.packing:
-      for r, index in enumerate(local.tolist()):
-        if index < 0:
-          continue
-        tokens = self._sentence(index)
-        n = len(tokens)
-        targets[r, :n] = tokens
-        inputs[r, 0] = self.bos_id
-        inputs[r, 1:n] = tokens[:-1]
-        mask[r, :n] = 1.0
-      return {'inputs': inputs, 'targets': targets, 'mask': mask}
-    segment_ids = np.zeros(shape, np.int32)
-    positions = np.zeros(shape, np.int32)
-    for r, (first, end) in enumerate(local.tolist()):
+    batch = {key: np.zeros(shape, np.float32 if key == 'mask' else np.int32)
+             for key in ('inputs', 'targets', 'mask', 'segment_ids',
+                         'positions')}
+    for r, sentences in enumerate(rows):
       at = 0
-      for segment, index in enumerate(epoch_order[first:end].tolist(), 1):
+      for segment, index in enumerate(sentences.tolist(), 1):
         tokens = self._sentence(index)
         n = len(tokens)
-        targets[r, at:at + n] = tokens
-        inputs[r, at] = self.bos_id
-        inputs[r, at + 1:at + n] = tokens[:-1]
-        mask[r, at:at + n] = 1.0
-        segment_ids[r, at:at + n] = segment
-        positions[r, at:at + n] = np.arange(n)
+        batch['targets'][r, at:at + n] = tokens
+        batch['inputs'][r, at] = self.bos_id
+        batch['inputs'][r, at + 1:at + n] = tokens[:-1]
+        batch['mask'][r, at:at + n] = 1.0
+        batch['segment_ids'][r, at:at + n] = segment
+        batch['positions'][r, at:at + n] = np.arange(n)
         at += n
-    return {'inputs': inputs, 'targets': targets, 'mask': mask,
-            'segment_ids': segment_ids, 'positions': positions}
+    if not self.packing:
+      del batch['segment_ids'], batch['positions']
+    return batch
 
   def iterate(self, start_step: int = 0,
               num_epochs: int | None = None) -> Iterator[Batch]:

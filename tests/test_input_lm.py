@@ -93,16 +93,31 @@ def test_stream_batches_are_consecutive_windows():
   assert (np.concatenate([b['mask'] for b in batches]) == 1).all()
 
 
-def test_stream_eval_scores_every_target_once():
-  batcher = lm.StreamBatcher(_ids(), 4, 10, ONE_HOST, drop_remainder=False)
-  batches = list(batcher.iterate(num_epochs=1))
-  assert len(batches) == 25
-  assert sum(b['mask'].sum() for b in batches) == 4 * 249
-  last = batches[-1]
-  assert last['mask'][:, :9].all() and not last['mask'][:, 9:].any()
-  targets = np.concatenate([b['targets'][:, :int(b['mask'][0].sum())]
-                            for b in batches], axis=1)
-  np.testing.assert_array_equal(targets, _ids()[:1000].reshape(4, 250)[:, 1:])
+@pytest.mark.parametrize('num_tokens', [1003, 1001, 7])
+def test_stream_eval_scores_every_token_but_the_first_once(num_tokens: int):
+  ids = np.arange(num_tokens, dtype=np.int32)  # Token i is i: easy to track.
+  single = list(lm.StreamBatcher(ids, 4, 10, ONE_HOST,
+                                 drop_remainder=False).iterate(num_epochs=1))
+  per_host = [list(lm.StreamBatcher(ids, 4, 10, HostShard(p, 2),
+                                    drop_remainder=False).iterate(
+                                        num_epochs=1)) for p in range(2)]
+  assert len(single) == -(-(-(-(num_tokens - 1) // 4)) // 10)
+  scored = []
+  for step, batch in enumerate(single):
+    assert batch['inputs'].shape == (4, 10)
+    for key in batch:  # The hosts' rows make up the single-host batch.
+      np.testing.assert_array_equal(
+          np.concatenate([host[step][key] for host in per_host]), batch[key])
+    real = batch['mask'] > 0
+    np.testing.assert_array_equal(batch['inputs'][real] + 1,
+                                  batch['targets'][real])
+    scored.append(batch['targets'][real])
+  scored = np.sort(np.concatenate(scored))
+  np.testing.assert_array_equal(scored, np.arange(1, num_tokens))
+  # Each row continues its stream: row r of batch k + 1 starts where row r of
+  # batch k ended.
+  for a, b in zip(single, single[1:]):
+    np.testing.assert_array_equal(a['targets'][:, -1], b['inputs'][:, 0])
 
 
 @pytest.mark.parametrize('random_window', [False, True])
@@ -182,6 +197,19 @@ def test_sentence_batches_bucketed():
       drop_remainder=False).iterate(num_epochs=1))
   assert len(eval_batches) == 26
   assert sum(int(b['mask'].any(1).sum()) for b in eval_batches) == 203
+  # Evaluation truncates nothing: every token is scored once.
+  assert sum(int(b['mask'].sum()) for b in eval_batches) == len(ids)
+  assert max(b['inputs'].shape[1] for b in eval_batches) == 32
+
+
+def test_sentence_eval_packed_scores_every_token_once():
+  ids, offsets = _sentences()
+  batches = list(lm.SentenceBatcher(
+      ids, offsets, 4, 16, ONE_HOST, bos_id=0, packing=True, shuffle=False,
+      drop_remainder=False).iterate(num_epochs=1))
+  assert {b['inputs'].shape for b in batches} == {(4, 32)}  # 31 -> 32 wide.
+  real = np.concatenate([b['targets'][b['mask'] > 0] for b in batches])
+  np.testing.assert_array_equal(real, ids)  # In order, none lost.
 
 
 def test_sentence_batches_packed():
@@ -200,7 +228,7 @@ def test_sentence_batches_packed():
     np.testing.assert_array_equal(batch['inputs'][starts & (batch['mask'] > 0)],
                                   0)
     total += int(batch['mask'].sum())
-  assert total == int(np.minimum(np.diff(offsets), 32).sum())
+  assert total == len(ids)
   assert max(int(b['segment_ids'].max()) for b in batches) > 1
 
 
@@ -347,4 +375,4 @@ def test_configdict_default_embedded_word_level(tmp_path: Path):
   assert len({b['inputs'].shape[1] for b in full}) > 1
   eval_batches = list(data.eval_batches('valid'))
   assert sum(b['mask'].sum() for b in eval_batches) == (
-      data.num_tokens('valid') // 10 - 1) * 10
+      data.num_tokens('valid') - 1)
