@@ -51,6 +51,14 @@ SPM_MODEL_FILE = 'spm.model'
 EOS = '<eos>'
 UNK = '<unk>'
 KINDS = ('word', 'char', 'sentencepiece')
+# The spec keys that determine the vocabulary of each kind (get_tokenizer).
+SPEC_KEYS = {
+    'word': ('vocab_size', 'min_count'),
+    'char': (),
+    'sentencepiece': ('vocab_size', 'spm_model_type', 'spm_model_path',
+                      'spm_character_coverage', 'spm_max_training_lines',
+                      'seed'),
+}
 
 
 class Tokenizer(abc.ABC):
@@ -288,6 +296,13 @@ class SentencePieceTokenizer(Tokenizer):
     if not sentences:
       raise errors.EmptyDataError(
           'No training text to train a SentencePiece model on.')
+    if 0 < max_training_lines < len(sentences):
+      # Sampled here, not by SentencePiece: its sampling differs from one
+      # process to the next whatever the seed, so hosts (and restarts) would
+      # train different models.
+      chosen = np.random.default_rng(seed).choice(
+          len(sentences), max_training_lines, replace=False)
+      sentences = [sentences[i] for i in np.sort(chosen).tolist()]
     spm.set_random_generator_seed(seed)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -296,9 +311,9 @@ class SentencePieceTokenizer(Tokenizer):
         character_coverage=character_coverage,
         pad_id=0, unk_id=1, bos_id=2, eos_id=3,
         normalization_rule_name='identity', remove_extra_whitespaces=False,
-        input_sentence_size=max_training_lines,
-        shuffle_input_sentence=True, max_sentence_length=1 << 16,
-        hard_vocab_limit=False, num_threads=1, minloglevel=2)
+        input_sentence_size=0, shuffle_input_sentence=False,
+        max_sentence_length=1 << 16, hard_vocab_limit=False, num_threads=1,
+        minloglevel=2)
     return cls(model.getvalue())
 
   @classmethod
@@ -388,13 +403,14 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
       the config / data now give a different one.
     errors.TokenizerNotFoundError: ``spm_model_path`` does not exist.
   """
-  spec = dict(spec)
   kind = spec['kind']
   if kind not in KINDS:
     raise errors.ConfigError(
         f'tokenizer={kind!r} is unknown; use one of {list(KINDS)}.')
-  directory = Path(workdir) / TOKENIZER_DIR
   model_path = spec.get('spm_model_path') or ''
+  # Only the settings that determine this kind's vocabulary.
+  spec = {'kind': kind, **{k: spec[k] for k in SPEC_KEYS[kind] if k in spec}}
+  directory = Path(workdir) / TOKENIZER_DIR
   loaded = SentencePieceTokenizer.load(model_path) if (
       kind == 'sentencepiece' and model_path) else None
   saved = load_saved(directory)
@@ -404,33 +420,37 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
       if loaded.fingerprint() == tokenizer.fingerprint():
         return tokenizer
       raise errors.VocabularyMismatchError(
-          f'The SentencePiece model {model_path} differs from the tokenizer '
-          f'saved with this run in {directory}. Use the model the run was '
-          'started with, or start a new run in a fresh workdir.')
+          f'The SentencePiece model {model_path} (data config '
+          'spm_model_path) differs from the tokenizer saved with this run in '
+          f'{directory}. Use the model the run was started with, or start a '
+          'new run in a fresh workdir.')
     if metadata.get('spec') == spec and (
         metadata.get('data_fingerprint') == data_fingerprint):
       return tokenizer
-    if kind == 'sentencepiece' or metadata['kind'] != kind:
+    if metadata['kind'] != kind or (kind == 'sentencepiece' and
+                                    metadata.get('spec') != spec):
+      # Training another kind or SentencePiece with other settings cannot
+      # give the saved vocabulary back: fail before building anything.
       raise errors.VocabularyMismatchError(
           f'The tokenizer saved with this run in {directory} was built with '
-          f"{metadata.get('spec')} on other training data "
-          f"({metadata.get('data_fingerprint', '?')[:12]}) than the config "
-          f'now asks for: {spec} ({data_fingerprint[:12]}); its vocabulary '
-          'would differ, and the saved model weights only fit the saved '
-          'vocabulary. Restore the data config the run was started with, or '
-          f'start a new run in a fresh workdir (or delete {directory} if no '
-          'model was trained with it).')
+          f"{metadata.get('spec')}, but the data config now asks for {spec}; "
+          'its vocabulary would differ, and the saved model weights only fit '
+          'the saved vocabulary. Restore the tokenizer settings the run was '
+          'started with, or start a new run in a fresh workdir (or delete '
+          f'{directory} if no model was trained with it).')
+    # Same settings, other training data (or the same data touched / moved):
+    # rebuild, and accept the result if it is the saved vocabulary.
   new = _build(spec, loaded, train_lines)
-  if saved is not None:
-    if new.fingerprint() != saved[0].fingerprint():
-      raise errors.VocabularyMismatchError(
-          f'The vocabulary built now ({new.vocab_size} tokens) differs from '
-          f'the one saved with this run in {directory} '
-          f'({saved[0].vocab_size} tokens; {_vocab_difference(saved[0], new)}'
-          '). The saved model weights only fit the saved vocabulary. Restore '
-          'the training data and tokenizer config the run was started with, '
-          f'or start a new run in a fresh workdir (or delete {directory} if '
-          'no model was trained with it).')
+  if saved is not None and new.fingerprint() != saved[0].fingerprint():
+    raise errors.VocabularyMismatchError(
+        f'The vocabulary built now from the training data '
+        f'({new.vocab_size} tokens) differs from the one saved with this '
+        f'run in {directory} ({saved[0].vocab_size} tokens; '
+        f'{_vocab_difference(saved[0], new)}). The training data changed '
+        'since the run started, and the saved model weights only fit the '
+        'saved vocabulary. Restore the training data the run was started '
+        'with, or start a new run in a fresh workdir (or delete '
+        f'{directory} if no model was trained with it).')
   new.save(directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
   logging.info('Saved %s tokenizer (%d ids) in %s', kind, new.vocab_size,
                directory)

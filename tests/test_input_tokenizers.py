@@ -1,5 +1,7 @@
 """Tests of input_pipeline.tokenizers: word, char, SentencePiece, saving."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,51 @@ def test_trained_sentencepiece_spec_change_is_an_error(tmp_path: Path):
       first.fingerprint())  # Reused, not retrained.
   with pytest.raises(errors.VocabularyMismatchError, match="'vocab_size': 40"):
     tok.get_tokenizer({**spec, 'vocab_size': 40}, tmp_path, lambda: TRAIN, 'fp')
+
+
+@pytest.mark.parametrize('kind', ['word', 'char', 'sentencepiece'])
+def test_save_load_round_trip(tmp_path: Path, kind: str, unigram):
+  built = {'word': lambda: tok.WordTokenizer.build(TRAIN),
+           'char': lambda: tok.CharTokenizer.build(TRAIN + ['\u00e9\t"']),
+           'sentencepiece': lambda: unigram}[kind]()
+  built.save(tmp_path, {'spec': {'kind': kind}})
+  loaded, metadata = tok.load_saved(tmp_path)
+  assert type(loaded) is type(built) and metadata['spec'] == {'kind': kind}
+  assert loaded.fingerprint() == built.fingerprint() == metadata['fingerprint']
+  assert (loaded.pad_id, loaded.unk_id, loaded.bos_id, loaded.eos_id) == (
+      built.pad_id, built.unk_id, built.bos_id, built.eos_id)
+  text = 'the cat sat on the mat\n\u00e9 "dog"\n'
+  ids, _ = built.encode_lines(text.splitlines())
+  np.testing.assert_array_equal(loaded.encode_lines(text.splitlines())[0], ids)
+  assert loaded.decode(ids) == built.decode(ids)
+  assert tok.load_saved(tmp_path / 'empty') is None
+
+
+def test_same_sentencepiece_data_touched_or_moved_is_reused(tmp_path: Path):
+  spec = {'kind': 'sentencepiece', 'vocab_size': 30, 'spm_model_path': '',
+          'min_count': 1}
+  first = tok.get_tokenizer(spec, tmp_path, lambda: TRAIN * 5, 'fp-a')
+  # Another data fingerprint (file touched, copied or moved), same text, and
+  # a setting that does not concern SentencePiece: retrained, identical.
+  again = tok.get_tokenizer({**spec, 'min_count': 3}, tmp_path,
+                            lambda: TRAIN * 5, 'fp-b')
+  assert again.fingerprint() == first.fingerprint()
+  with pytest.raises(errors.VocabularyMismatchError,
+                     match='training data changed'):
+    tok.get_tokenizer(spec, tmp_path, lambda: ['other text'] * 20, 'fp-c')
+
+
+def test_sentencepiece_sampling_is_the_same_in_every_process(embedded_train):
+  code = ('import sys; from input_pipeline import corpora, tokenizers; '
+          "lines = corpora.EmbeddedCorpus().read_lines('train')[:3000]; "
+          'print(tokenizers.SentencePieceTokenizer.train('
+          'lines, 200, max_training_lines=500).fingerprint())')
+  other_process = subprocess.run(
+      [sys.executable, '-c', code], check=True, capture_output=True, text=True,
+      cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+  here = tok.SentencePieceTokenizer.train(embedded_train, 200,
+                                          max_training_lines=500)
+  assert here.fingerprint() == other_process
+  assert tok.SentencePieceTokenizer.train(
+      embedded_train, 200, max_training_lines=500, seed=1).fingerprint() != (
+          other_process)
