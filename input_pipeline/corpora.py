@@ -27,13 +27,12 @@ from __future__ import annotations
 import abc
 import functools
 import hashlib
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from input_pipeline import errors
+from input_pipeline import errors, prefetch
 
 SPLITS = ('train', 'valid', 'test')
 
@@ -48,6 +47,13 @@ def fingerprint_of(*parts: str | bytes) -> str:
     digest.update(part.encode('utf-8') if isinstance(part, str) else part)
     digest.update(b'\0')
   return digest.hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+  """Path, size and modification time of a file (cheap: reads no data)."""
+  path = path.resolve()
+  stat = path.stat()
+  return f'{path}:{stat.st_size}:{stat.st_mtime_ns}'
 
 
 def decode_utf8(data: bytes, path: str | os.PathLike[str],
@@ -233,20 +239,13 @@ class TextFilesCorpus(TextCorpus):
     return read_text_file(self.path(split), self.encoding_errors)
 
   def fingerprint(self, split: str) -> str:
-    path = self.path(split).resolve()
-    stat = path.stat()
-    return fingerprint_of('text_files', str(path), str(stat.st_size),
-                   str(stat.st_mtime_ns), self.encoding_errors)
+    return fingerprint_of('text_files', file_fingerprint(self.path(split)),
+                          self.encoding_errors)
 
 
 def _import_tfds():
   """Imports tensorflow_datasets with TensorFlow kept off any GPU."""
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:  # Devices already initialised; nothing to hide then.
-    pass
+  prefetch.import_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
 
@@ -362,6 +361,31 @@ class TfdsTextCorpus(TextCorpus):
                    str(self.builder.data_dir))
 
 
+def parallel_paths(data_dir: str | os.PathLike[str], prefix: str,
+                   source_lang: str, target_lang: str) -> tuple[Path, Path]:
+  """The existing files ``{prefix}.{source_lang}``, ``{prefix}.{target_lang}``.
+
+  Raises:
+    errors.DataFileNotFoundError: ``data_dir`` or a file does not exist.
+  """
+  data_dir = Path(data_dir).expanduser()
+  if not data_dir.is_dir():
+    raise errors.DataFileNotFoundError(
+        f'Data directory {data_dir} (data config data_dir) does not exist. '
+        f'Point data_dir at the directory with {prefix}.{source_lang} and '
+        f'{prefix}.{target_lang}.')
+  paths = (data_dir / f'{prefix}.{source_lang}',
+           data_dir / f'{prefix}.{target_lang}')
+  for path in paths:
+    if not path.is_file():
+      present = sorted(p.name for p in data_dir.iterdir())
+      raise errors.DataFileNotFoundError(
+          f'Parallel text file {path} does not exist (files in {data_dir}: '
+          f'{present}). Check the data config train_prefix / eval_prefix and '
+          'source_lang / target_lang.')
+  return paths
+
+
 def read_parallel_files(data_dir: str | os.PathLike[str], prefix: str,
                         source_lang: str, target_lang: str,
                         encoding_errors: str = 'strict'
@@ -376,14 +400,8 @@ def read_parallel_files(data_dir: str | os.PathLike[str], prefix: str,
     as :func:`read_text_file`; errors.ConfigError when the two files have
     different numbers of lines.
   """
-  data_dir = Path(data_dir).expanduser()
-  if not data_dir.is_dir():
-    raise errors.DataFileNotFoundError(
-        f'Data directory {data_dir} (data config data_dir) does not exist. '
-        f'Point data_dir at the directory with {prefix}.{source_lang} and '
-        f'{prefix}.{target_lang}.')
-  source_path = data_dir / f'{prefix}.{source_lang}'
-  target_path = data_dir / f'{prefix}.{target_lang}'
+  source_path, target_path = parallel_paths(data_dir, prefix, source_lang,
+                                            target_lang)
   source = read_text_file(source_path, encoding_errors)
   target = read_text_file(target_path, encoding_errors)
   if len(source) != len(target):
@@ -396,17 +414,10 @@ def read_parallel_files(data_dir: str | os.PathLike[str], prefix: str,
 def parallel_files_fingerprint(data_dir: str | os.PathLike[str], prefix: str,
                                source_lang: str, target_lang: str,
                                encoding_errors: str = 'strict') -> str:
-  parts = ['parallel_text', encoding_errors]
-  for lang in (source_lang, target_lang):
-    path = (Path(data_dir).expanduser() / f'{prefix}.{lang}').resolve()
-    if not path.is_file():
-      raise errors.DataFileNotFoundError(
-          f'Parallel text file {path} does not exist. Check the data config '
-          'data_dir, the split prefixes (train_prefix / eval_prefix) and '
-          'source_lang / target_lang.')
-    stat = path.stat()
-    parts += [str(path), str(stat.st_size), str(stat.st_mtime_ns)]
-  return fingerprint_of(*parts)
+  return fingerprint_of(
+      'parallel_text', encoding_errors,
+      *map(file_fingerprint, parallel_paths(data_dir, prefix, source_lang,
+                                            target_lang)))
 
 
 def read_tfds_translation(name: str, split: str, source_key: str,
@@ -444,7 +455,3 @@ def tfds_translation_fingerprint(name: str, split: str, source_key: str,
   return fingerprint_of('tfds_translation', name, str(builder.version), split,
                  source_key, target_key, str(builder.data_dir))
 
-
-def describe(value: object) -> str:
-  """Stable JSON text of a config value, for cache keys."""
-  return json.dumps(value, sort_keys=True, default=str)

@@ -141,11 +141,6 @@ def _cache_dir(cfg: Mapping[str, Any], workdir: str | os.PathLike[str]) -> Path:
   return Path(cfg['cache_dir'] or Path(workdir) / 'data_cache')
 
 
-def _shard(process_index: int | None, process_count: int | None
-           ) -> hosts.HostShard:
-  return hosts.resolve(process_index, process_count)
-
-
 # ------------------------------------------------------------------ LM ------
 
 
@@ -264,7 +259,7 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
     :class:`LMDatasets` with the train split and ``eval_splits``.
   """
   cfg = resolve_config(config, default_lm_config())
-  shard = _shard(process_index, process_count)
+  shard = hosts.resolve(process_index, process_count)
   shard.rows(cfg['batch_size'], 'batch_size')
   shard.rows(cfg['eval_batch_size'], 'eval_batch_size')
   corpus = make_text_corpus(cfg)
@@ -274,7 +269,10 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
   def read_lines(split: str) -> list[str]:
     lines = corpus.read_lines(split)[:max_lines]
     if not any(line.strip() for line in lines):
-      raise errors.EmptyDataError(f'Split {split!r} of {corpus!r} is empty.')
+      raise errors.EmptyDataError(
+          f'Split {split!r} of {corpus!r} has no text in its first '
+          f"{len(lines)} lines (data config max_lines={cfg['max_lines']}). "
+          'Put text in the split, or raise max_lines (0: all lines).')
     return lines
 
   def fingerprint(split: str) -> str:
@@ -426,7 +424,7 @@ def get_translation_datasets(
     process_index, process_count: this host among the JAX processes.
   """
   cfg = resolve_config(config, default_translation_config())
-  shard = _shard(process_index, process_count)
+  shard = hosts.resolve(process_index, process_count)
   shard.rows(cfg['batch_size_multiple'], 'batch_size_multiple')
   read_train, train_fingerprint = _read_pairs(cfg, 'train')
   read_eval, eval_fingerprint = _read_pairs(cfg, 'eval')

@@ -10,6 +10,17 @@ import numpy as np
 Batch = dict[str, np.ndarray]
 
 
+def import_tensorflow():
+  """Imports TensorFlow kept off any GPU (the accelerators are JAX's)."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # Devices already initialised; nothing to hide then.
+    pass
+  return tf
+
+
 def prefetch(batches: Iterator[Batch], buffer_size: int) -> Iterator[Batch]:
   """Yields the same batches, produced ``buffer_size`` ahead on a TF thread.
 
@@ -23,12 +34,7 @@ def prefetch(batches: Iterator[Batch], buffer_size: int) -> Iterator[Batch]:
   first = next(batches, None)
   if first is None:
     return iter(())
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:
-    pass
+  tf = import_tensorflow()
   signature = {key: tf.TensorSpec((None,) * value.ndim,
                                   tf.as_dtype(value.dtype))
                for key, value in first.items()}

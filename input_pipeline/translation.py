@@ -105,12 +105,8 @@ class TranslationBatcher:
           f'A pair has {longest} tokens, more than max_length={max_length}; '
           'filter the pairs with length_filter first.')
     self.boundaries = bucket_boundaries(max_length, boundaries)
-    multiple = shard.rounded(batch_size_multiple)
-    if multiple != batch_size_multiple:
-      raise errors.BatchSizeError(
-          f'batch_size_multiple={batch_size_multiple} is not divisible by the '
-          f'{shard.process_count} JAX processes; set it to a multiple of '
-          f'{shard.process_count} (e.g. {multiple}).')
+    # Every bucket batch size is a multiple of batch_size_multiple.
+    shard.rows(batch_size_multiple, 'batch_size_multiple')
     self.bucket_batch_sizes = np.maximum(
         batch_size_multiple,
         tokens_per_batch // self.boundaries // batch_size_multiple

@@ -162,3 +162,19 @@ def test_multi30k_slice(tmp_path: Path):
   assert data.tokenizer.decode(ids) == '\n'.join(reference) + '\n'
   batch = next(data.train_batches())
   assert batch['source'].shape[0] * batch['source'].shape[1] <= 2048
+
+
+def test_missing_or_unaligned_parallel_files(parallel_dir: Path,
+                                             tmp_path: Path):
+  missing = tmp_path / 'nowhere'
+  with pytest.raises(errors.DataFileNotFoundError, match=str(missing)):
+    input_pipeline.get_translation_datasets(
+        _config(missing), tmp_path, process_index=0, process_count=1)
+  with pytest.raises(errors.DataFileNotFoundError,
+                     match=r'test\.de.*eval_prefix'):
+    input_pipeline.get_translation_datasets(
+        _config(parallel_dir, eval_prefix='test'), tmp_path, process_index=0,
+        process_count=1)
+  with pytest.raises(errors.BatchSizeError, match='batch_size_multiple=4'):
+    input_pipeline.get_translation_datasets(
+        _config(parallel_dir), tmp_path, process_index=0, process_count=3)
