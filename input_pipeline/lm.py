@@ -21,7 +21,8 @@ skipped data). ``tf.data`` reads TFDS sources and prefetches the batches
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -29,10 +30,42 @@ from input_pipeline import errors
 from input_pipeline.hosts import HostShard
 
 Batch = dict[str, np.ndarray]
+T = TypeVar('T')
 
 
 def round_up(value: int | np.ndarray, multiple: int) -> int | np.ndarray:
   return -(-value // multiple) * multiple
+
+
+def planned_steps(plan: Callable[[int], Sequence[T]], start_step: int = 0,
+                  num_epochs: int | None = None, *, fixed_epochs: bool = False,
+                  empty_message: str = 'An epoch has no batch.'
+                  ) -> Iterator[tuple[int, T]]:
+  """Yields ``(epoch, item)`` for the items of ``plan(epoch)``, epoch after
+  epoch, from global step ``start_step`` on.
+
+  The skipped epochs are planned (cheap) but not materialised; with
+  ``fixed_epochs`` (every epoch has as many items as epoch 0) they are not
+  even planned. ``num_epochs=None`` repeats forever.
+
+  Raises:
+    errors.ConfigError: (``empty_message``) an epoch plans no batch and
+      ``num_epochs`` is ``None``, so iteration would never yield.
+  """
+  epoch, skip = 0, start_step
+  while num_epochs is None or epoch < num_epochs:
+    items = plan(epoch)
+    if not len(items) and num_epochs is None:
+      raise errors.ConfigError(empty_message)
+    if skip >= len(items):
+      skipped = skip // len(items) if fixed_epochs and len(items) else 1
+      if num_epochs is not None:
+        skipped = min(skipped, num_epochs - epoch)
+      epoch, skip = epoch + skipped, skip - skipped * len(items)
+      continue
+    for item in items[skip:]:
+      yield epoch, item
+    epoch, skip = epoch + 1, 0
 
 
 class StreamBatcher:
@@ -165,21 +198,10 @@ class StreamBatcher:
       start_step: number of batches already taken (resumption).
       num_epochs: passes over the split (``None``: forever).
     """
-    epoch, skip = 0, start_step
-    while num_epochs is None or epoch < num_epochs:
-      windows = self.windows(epoch)
-      if skip >= len(windows):
-        if not self.random_window and len(windows):  # Skip epochs at once.
-          skipped = skip // len(windows)
-          if num_epochs is not None:
-            skipped = min(skipped, num_epochs - epoch)
-          epoch, skip = epoch + skipped, skip - skipped * len(windows)
-        else:
-          epoch, skip = epoch + 1, skip - len(windows)
-        continue
-      for start, length in windows[skip:]:
-        yield self.batch(int(start), int(length))
-      epoch, skip = epoch + 1, 0
+    for _, (start, length) in planned_steps(
+        self.windows, start_step, num_epochs,
+        fixed_epochs=not self.random_window):
+      yield self.batch(int(start), int(length))
 
 
 class SentenceBatcher:
@@ -328,17 +350,12 @@ class SentenceBatcher:
   def iterate(self, start_step: int = 0,
               num_epochs: int | None = None) -> Iterator[Batch]:
     """Yields local batches from global step ``start_step`` on."""
-    epoch, skip = 0, start_step
-    while num_epochs is None or epoch < num_epochs:
-      plan = self.plan(epoch)
-      if not plan and num_epochs is None:
-        raise errors.ConfigError(
-            f'batch_size={self.batch_size} is larger than the number of '
-            'sentences (or packed rows) of the split; no batch can be made.')
-      if skip >= len(plan):
-        epoch, skip = epoch + 1, skip - len(plan)
-        continue
-      order = self._order(epoch)[0] if self.packing else None
-      for planned in plan[skip:]:
-        yield self.batch(order, planned)
-      epoch, skip = epoch + 1, 0
+    order_epoch, order = -1, None
+    for epoch, planned in planned_steps(
+        self.plan, start_step, num_epochs,
+        empty_message=f'batch_size={self.batch_size} is larger than the '
+        'number of sentences (or packed rows) of the split; no batch can be '
+        'made. Use a smaller batch_size.'):
+      if self.packing and epoch != order_epoch:
+        order_epoch, order = epoch, self._order(epoch)[0]
+      yield self.batch(order, planned)

@@ -200,6 +200,10 @@ class LMDatasets:
 
   def batcher(self, split: str) -> lm.StreamBatcher | lm.SentenceBatcher:
     """The batcher of ``split`` (train: shuffled / dropping remainders)."""
+    if split not in self.splits:
+      raise errors.ConfigError(
+          f'Split {split!r} was not loaded; loaded: {sorted(self.splits)}. '
+          'Add it to the data config eval_splits.')
     cfg, data = self.config, self.splits[split]
     training = split == 'train'
     batch_size = cfg['batch_size'] if training else cfg['eval_batch_size']

@@ -36,7 +36,7 @@ import numpy as np
 
 from input_pipeline import errors
 from input_pipeline.hosts import HostShard
-from input_pipeline.lm import Batch, round_up
+from input_pipeline.lm import Batch, planned_steps, round_up
 
 DEFAULT_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
@@ -177,20 +177,12 @@ class TranslationBatcher:
     """
     if num_epochs is None and not self.training:
       num_epochs = 1
-    epoch, skip = 0, start_step
-    while num_epochs is None or epoch < num_epochs:
-      plan = self.plan(epoch)
-      if not plan:
-        raise errors.ConfigError(
-            'No bucket fills one batch: tokens_per_batch / '
-            'batch_size_multiple ask for more pairs than the data has. Use a '
-            'smaller tokens_per_batch or batch_size_multiple.')
-      if skip >= len(plan):
-        epoch, skip = epoch + 1, skip - len(plan)
-        continue
-      for bucket, planned in plan[skip:]:
-        yield self.batch(bucket, planned)
-      epoch, skip = epoch + 1, 0
+    for _, (bucket, planned) in planned_steps(
+        self.plan, start_step, num_epochs,
+        empty_message='No bucket fills one batch: tokens_per_batch / '
+        'batch_size_multiple ask for more pairs than the data has. Use a '
+        'smaller tokens_per_batch or batch_size_multiple.'):
+      yield self.batch(bucket, planned)
 
 
 def max_length_of(lengths: np.ndarray, multiple: int = 16) -> int:

@@ -402,6 +402,8 @@ def test_configdict_default_embedded_word_level(tmp_path: Path):
   full = _take(data.train_batches(), 12)
   _assert_same(full[7:], _take(data.train_batches(start_step=7), 5))
   assert len({b['inputs'].shape[1] for b in full}) > 1
+  with pytest.raises(errors.ConfigError, match="'test'.*eval_splits"):
+    data.eval_batches('test')
   eval_batches = list(data.eval_batches('valid'))
   assert sum(b['mask'].sum() for b in eval_batches) == (
       data.num_tokens('valid') - 1)

@@ -178,3 +178,13 @@ def test_missing_or_unaligned_parallel_files(parallel_dir: Path,
   with pytest.raises(errors.BatchSizeError, match='batch_size_multiple=4'):
     input_pipeline.get_translation_datasets(
         _config(parallel_dir), tmp_path, process_index=0, process_count=3)
+
+
+def test_no_bucket_fills_a_batch_is_a_config_error(datasets):
+  batcher = translation.TranslationBatcher(
+      datasets.train.source_ids, datasets.train.source_offsets,
+      datasets.train.target_ids, datasets.train.target_offsets,
+      HostShard(0, 1), bos_id=2, pad_id=0, tokens_per_batch=256,
+      max_length=96, batch_size_multiple=512)
+  with pytest.raises(errors.ConfigError, match='tokens_per_batch'):
+    next(batcher.iterate())
