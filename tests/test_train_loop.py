@@ -238,3 +238,40 @@ def test_generation_is_deterministic_for_a_seed(trained):
   greedy = [generator.generate('The', num_tokens=12, seed=s, top_k=1)
             for s in (1, 2)]
   assert greedy[0] == greedy[1]
+
+
+def test_awd_lstm_features_train_and_average(cache, tmp_path):
+  """Random BPTT windows, weight drop, locked dropout, LSTMP + tied
+  weights, gradient accumulation and averaged SGD together."""
+  workdir = str(tmp_path / 'awd')
+  config = testing.tiny_config(
+      cache, num_train_steps=8, eval_every_steps=8, checkpoint_every_steps=8,
+      model__proj_size=8, model__embedding_size=8, model__tie_weights=True,
+      model__weight_dropout_rate=0.3, model__embedding_dropout_rate=0.1,
+      model__variational_dropout=True, optimizer__name='sgd',
+      optimizer__learning_rate=5.0, optimizer__grad_accum_steps=2,
+      optimizer__averaging_start_step=2, data__random_window=True,
+      data__max_window_extra=4, data__pad_to_multiple=16)  # One shape.
+  result = train_lib.train_and_evaluate(config, workdir)
+  assert math.isfinite(result['valid_perplexity'])
+  steps, state, _, datasets, _ = train_lib.restore_for_inference(
+      workdir, eval_splits=('valid',))
+  averaged = train_lib.optimizers.eval_params(state.params, state.opt_state)
+  # 4 updates, averaged from update 2 on: the eval parameters are the mean.
+  assert not np.allclose(averaged['embed']['embedding'],
+                         state.params['embed']['embedding'])
+  assert train_lib.evaluate_split(steps, state, datasets, 'valid') == (
+      pytest.approx(result))
+
+
+def test_sentence_batches_reset_the_carry(cache, tmp_path):
+  workdir = str(tmp_path / 'sentences')
+  config = testing.tiny_config(
+      cache, num_train_steps=4, eval_every_steps=4, data__batching='sentences',
+      data__max_length=16, data__pad_to_multiple=16)  # One shape.
+  result = train_lib.train_and_evaluate(config, workdir)
+  assert 1.0 < result['valid_perplexity'] < 1000
+  with pytest.raises(errors.ConfigError, match='packing'):
+    train_lib.train_and_evaluate(
+        testing.tiny_config(cache, data__batching='sentences',
+                            data__packing=True), str(tmp_path / 'packed'))
