@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-from clu import metric_writers
+
+try:
+  from clu import metric_writers
+except ModuleNotFoundError as e:  # clu's TensorBoard writer needs it.
+  if e.name != 'tensorboard':
+    raise
+  raise ModuleNotFoundError(
+      "The trainer's metric writers (clu) need the tensorboard package: "
+      'pip install "tensorboard>=2.18,<2.22".', name='tensorboard') from e
 
 METRICS_FILE = 'metrics.jsonl'
 

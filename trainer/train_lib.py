@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import periodic_actions
 
 import input_pipeline
 from input_pipeline import errors as input_errors
@@ -44,6 +43,7 @@ from lstm_flax import kernel
 from lstm_flax.models import LanguageModel
 from trainer import checkpoints, config_lib, errors, metrics as metrics_lib
 from trainer import optimizers, partitioning
+from clu import periodic_actions  # pylint: disable=g-bad-import-order  # After metrics (tensorboard check).
 
 PyTree = Any
 Batch = dict[str, jax.Array]
