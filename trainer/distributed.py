@@ -24,6 +24,15 @@ _CLUSTER_HINTS = (
 
 
 def in_cluster() -> bool:
+  """Whether JAX's cluster auto-detection (TPU VMs, SLURM, Open MPI, K8s)
+  or the environment says several processes were launched."""
+  try:  # JAX's own detection (private API; fall back to the hints below).
+    from jax._src.clusters import cluster  # pylint: disable=g-import-not-at-top
+    if any(env.is_env_present() for env in cluster.ClusterEnv._cluster_types  # pylint: disable=protected-access
+           if not env.opt_in_only_method):
+      return True
+  except Exception:  # pylint: disable=broad-except
+    pass
   for name, test in _CLUSTER_HINTS:
     value = os.environ.get(name)
     if value:
