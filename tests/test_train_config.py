@@ -153,3 +153,24 @@ def test_param_specs_shard_gates_and_vocabulary():
       None, 'model')
   assert p.param_spec([key('output'), key('kernel')], (16, 301)) == P()
   assert p.param_spec([key('count')], ()) == P()
+
+
+def test_split_text_follows_the_tfds_tiny_shakespeare_split(shared_data):
+  from trainer import split_text  # pylint: disable=g-import-not-at-top
+  text = (shared_data / 'tiny_shakespeare' / 'input.txt').read_text('utf-8')
+  parts = split_text.split(text)
+  assert {k: len(v) for k, v in parts.items()} == {
+      'train': 1_003_854, 'valid': 55_770, 'test': 55_770}
+  assert ''.join(parts[k] for k in ('train', 'valid', 'test')) == text
+
+
+def test_multi_process_detection(monkeypatch):
+  from trainer import distributed  # pylint: disable=g-import-not-at-top
+  for name in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'TPU_WORKER_HOSTNAMES',
+               'JAX_COORDINATOR_ADDRESS'):
+    monkeypatch.delenv(name, raising=False)
+  assert not distributed.in_cluster()
+  monkeypatch.setenv('OMPI_COMM_WORLD_SIZE', '1')
+  assert not distributed.in_cluster()
+  monkeypatch.setenv('OMPI_COMM_WORLD_SIZE', '4')
+  assert distributed.in_cluster()
