@@ -130,6 +130,25 @@ class _LanguageModel(nn.Module):
     return nn.Dense(s.vocab)(y)  # [batch, time, V]
 
 
+def _sgd_runner(loss_fn: Callable, params) -> tuple[Callable[[], None], Callable[[], None]]:
+  """(run one jit-compiled SGD step in place, wait for it) for a JAX loss."""
+
+  def train_step(params):
+    grads = jax.grad(loss_fn)(params)
+    return jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads)
+
+  train_step = jax.jit(train_step, donate_argnums=0)
+  state = {'params': params}
+
+  def run():
+    state['params'] = train_step(state['params'])
+
+  def sync():
+    jax.block_until_ready(state['params'])
+
+  return run, sync
+
+
 def _jax_step(shape: Shape, impl: str, with_softmax: bool) -> Callable[[], None]:
   model = _LanguageModel(shape, impl, with_softmax)
   rng = np.random.default_rng(0)
@@ -147,21 +166,7 @@ def _jax_step(shape: Shape, impl: str, with_softmax: bool) -> Callable[[], None]
       return -jnp.mean(jnp.take_along_axis(logp, targets[..., None], -1))
     return jnp.sum(out * cotangent)
 
-  @jax.jit
-  def train_step(params):
-    grads = jax.grad(loss_fn)(params)
-    return jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads)
-
-  train_step = jax.jit(train_step, donate_argnums=0)
-  state = {'params': params}
-
-  def run():
-    state['params'] = train_step(state['params'])
-
-  def sync():
-    jax.block_until_ready(state['params'])
-
-  return run, sync
+  return _sgd_runner(loss_fn, params)
 
 
 def _jax_cudnn_step(shape: Shape, with_softmax: bool):
@@ -190,20 +195,7 @@ def _jax_cudnn_step(shape: Shape, with_softmax: bool):
     logp = jax.nn.log_softmax(y @ params['out'])
     return -jnp.mean(jnp.take_along_axis(logp, targets[..., None], -1))
 
-  def train_step(params):
-    grads = jax.grad(loss_fn)(params)
-    return jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads)
-
-  train_step = jax.jit(train_step, donate_argnums=0)
-  state = {'params': params}
-
-  def run():
-    state['params'] = train_step(state['params'])
-
-  def sync():
-    jax.block_until_ready(state['params'])
-
-  return run, sync
+  return _sgd_runner(loss_fn, params)
 
 
 def _torch_step(shape: Shape, with_softmax: bool, device: str):
