@@ -1,10 +1,11 @@
-"""Trains or evaluates an LSTM language model.
+"""Trains or evaluates an LSTM language model or translation model.
 
   python train.py --config=configs/lm.py --workdir=/tmp/lm
   python train.py --config=configs/ptb.py:medium --workdir=/tmp/ptb \
       --config.model.hidden_size=700
   python train.py --config=configs/lm.py --workdir=/tmp/lm \
       --config.mode=evaluate --config.eval_split=test
+  python train.py --config=configs/multi30k.py --workdir=/tmp/multi30k
 
 Rerunning the same command resumes from the workdir's latest checkpoint.
 The resolved config is written to ``workdir/config.json``.

@@ -1,4 +1,4 @@
-"""Training system for the LSTM language models of ``lstm_flax``.
+"""Training system for the LSTM language and translation models of ``lstm_flax``.
 
 Modules, one responsibility each:
 
@@ -6,6 +6,9 @@ Modules, one responsibility each:
 * ``optimizers``: optax optimisers and learning-rate schedules.
 * ``partitioning``: the device mesh and the shardings of state and batches.
 * ``checkpoints``: Orbax checkpoints (async saves, resume, preemption).
+* ``tasks``: what differs between language modelling and translation
+  (datasets, model, loss, carry, evaluation with BLEU / chrF).
 * ``train_lib``: ``train_step`` / ``eval_step`` and the training loop.
 * ``generate``: text generation from a checkpoint.
+* ``translate``: translation of text lines from a checkpoint.
 """

@@ -20,15 +20,29 @@ from trainer import errors
 
 ConfigError = errors.ConfigError
 
+TASKS = ('lm', 'translation')
 MODES = ('train', 'evaluate')
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('constant', 'zaremba', 'cosine', 'inverse_sqrt')
 DTYPES = ('float32', 'bfloat16', 'float16')
+ATTENTIONS = ('dot', 'general', 'additive')
+DECODE_METHODS = ('beam', 'greedy', 'sample')
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """Every training config key with its default value."""
+def default_config(task: str = 'lm') -> ml_collections.ConfigDict:
+  """Every training config key with its default value.
+
+  Args:
+    task: 'lm' (language model, the default) or 'translation' (attention
+      encoder-decoder); the model, data and decoding keys depend on it.
+  """
+  if task not in TASKS:
+    raise ConfigError(f'task={task!r} is unknown; use one of {list(TASKS)}.')
   config = ml_collections.ConfigDict()
+
+  # 'lm': lstm_flax.models.LanguageModel with truncated BPTT;
+  # 'translation': lstm_flax.seq2seq.Seq2Seq with teacher forcing.
+  config.task = task
 
   # What to run: 'train' (resumes from the workdir's latest checkpoint) or
   # 'evaluate' (scores a checkpoint on `eval_split` and prints perplexity).
@@ -60,6 +74,82 @@ def default_config() -> ml_collections.ConfigDict:
   # Report progress (steps/s, ETA) every this many seconds.
   config.progress_every_secs = 60.0
 
+  if task == 'translation':
+    _translation_model_config(config)
+  else:
+    _lm_model_config(config)
+  _optimizer_config(config)
+
+  # Devices: the 'model' mesh axis size (shards the LSTM's 4H dimension and
+  # the vocabulary); the 'data' axis takes the remaining devices.
+  config.model_parallelism = 1
+
+  if task == 'translation':
+    # Data: input_pipeline.default_translation_config() (every key documented
+    # there).
+    config.data = input_pipeline.default_translation_config()
+  else:
+    # Data: input_pipeline.default_lm_config() (every key documented there).
+    config.data = input_pipeline.default_lm_config()
+  return config
+
+
+def _translation_model_config(config: ml_collections.ConfigDict) -> None:
+  """Model, loss and decoding keys of the translation task."""
+  # Model: lstm_flax.seq2seq.Seq2Seq on the joint SentencePiece vocabulary.
+  config.model = ml_collections.ConfigDict()
+  # Embedding size E (source and target).
+  config.model.embedding_size = 256
+  # Decoder hidden size H.
+  config.model.hidden_size = 256
+  # Encoder hidden size per direction (0: hidden_size).
+  config.model.encoder_hidden_size = 0
+  config.model.encoder_layers = 2
+  config.model.decoder_layers = 2
+  config.model.bidirectional_encoder = True
+  # 'dot', 'general' (Luong) or 'additive' (Bahdanau).
+  config.model.attention = 'general'
+  # additive: key size (0: hidden_size).
+  config.model.attention_size = 0
+  # Feed the previous attentional state to the decoder (Luong).
+  config.model.input_feeding = True
+  # One embedding for both sides (the vocabulary is joint).
+  config.model.share_embeddings = True
+  # The target embedding is the output projection (needs E == H).
+  config.model.tie_output = False
+  # Dropout on embeddings, between layers and on the attentional state.
+  config.model.dropout_rate = 0.1
+  # Compute dtype: 'float32', 'bfloat16' (TPU) or 'float16'.
+  config.model.dtype = 'float32'
+  # lax.scan unroll of the encoder and the teacher-forced decoder (0: 1 on
+  # CPU, 8 on accelerators).
+  config.model.unroll = 0
+
+  # Label smoothing of the training loss (the reported losses and
+  # perplexities are plain cross-entropy).
+  config.label_smoothing = 0.1
+
+  # Decoding: validation BLEU / chrF during training, evaluate mode and the
+  # default of translate.py.
+  config.decode = ml_collections.ConfigDict()
+  # 'beam', 'greedy' or 'sample'.
+  config.decode.method = 'beam'
+  config.decode.beam_size = 4
+  # GNMT length penalty exponent.
+  config.decode.alpha = 0.6
+  # Output limit per sentence: min(max_length, length_ratio * source tokens
+  # + length_offset).
+  config.decode.max_length = 256
+  config.decode.length_ratio = 1.5
+  config.decode.length_offset = 10
+  # Compute BLEU / chrF at every validation (else loss / perplexity only).
+  config.decode.eval_bleu = True
+  # Translate only the first this many validation pairs for BLEU (0: all).
+  config.decode.max_bleu_examples = 0
+
+
+def _lm_model_config(config: ml_collections.ConfigDict) -> None:
+  """Model keys of the language-model task."""
   # Model: lstm_flax.models.LanguageModel. The vocabulary size comes from the
   # tokenizer.
   config.model = ml_collections.ConfigDict()
@@ -96,6 +186,8 @@ def default_config() -> ml_collections.ConfigDict:
   # The LSTM's hand-written backward pass (else JAX autodiff).
   config.model.use_custom_vjp = True
 
+
+def _optimizer_config(config: ml_collections.ConfigDict) -> None:
   # Optimiser (optax).
   config.optimizer = ml_collections.ConfigDict()
   # 'sgd', 'adam' or 'adamw'.
@@ -130,14 +222,6 @@ def default_config() -> ml_collections.ConfigDict:
   # evaluate / checkpoint the average as the eval parameters (-1: off).
   config.optimizer.averaging_start_step = -1
 
-  # Devices: the 'model' mesh axis size (shards the LSTM's 4H dimension and
-  # the vocabulary); the 'data' axis takes the remaining devices.
-  config.model_parallelism = 1
-
-  # Data: input_pipeline.default_lm_config() (every key documented there).
-  config.data = input_pipeline.default_lm_config()
-  return config
-
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   out = {}
@@ -170,35 +254,45 @@ def resolve(config: Any) -> ml_collections.ConfigDict:
     ConfigError: an unknown key or an invalid value.
   """
   given = _flatten(_as_dict(config))
-  defaults = _flatten(default_config().to_dict())
+  task = given.get('task', 'lm')
+  if task not in TASKS:
+    raise ConfigError(f'task={task!r} is unknown; use one of {list(TASKS)}.')
+  defaults = _flatten(default_config(task).to_dict())
   for key in given:
     if key not in defaults and not any(
         key.startswith(d + '.') for d in _DICT_VALUED):
       close = difflib.get_close_matches(key, list(defaults), n=1)
       hint = f' Did you mean {close[0]!r}?' if close else ''
+      other = 'translation' if task == 'lm' else 'lm'
+      if key in _flatten(default_config(other).to_dict()):
+        hint += (f' ({key!r} is a key of task={other!r}; this config has '
+                 f'task={task!r}.)')
       raise ConfigError(f'Unknown config key {key!r}.{hint}')
-  resolved = default_config()
+  resolved = default_config(task)
   resolved.update(ml_collections.ConfigDict(_as_dict(config)))
   validate(resolved)
   return resolved
 
 
+def _positive(key: str, value: Any) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    raise ConfigError(f'{key} must be a positive integer; got {value!r}.')
+
+
+def _non_negative(key: str, value: Any) -> None:
+  if not isinstance(value, (int, float)) or value < 0:
+    raise ConfigError(f'{key} must be >= 0; got {value!r}.')
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ConfigError(f'{key}={value!r} is unknown; use one of {list(choices)}.')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError on the first invalid value, naming its key."""
   c = config
-
-  def positive(key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-      raise ConfigError(f'{key} must be a positive integer; got {value!r}.')
-
-  def non_negative(key: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or value < 0:
-      raise ConfigError(f'{key} must be >= 0; got {value!r}.')
-
-  def choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-      raise ConfigError(f'{key}={value!r} is unknown; use one of {list(choices)}.')
-
+  positive, non_negative, choice = _positive, _non_negative, _choice
   choice('mode', c.mode, MODES)
   if not c.eval_split:
     raise ConfigError('eval_split must name a split, e.g. valid or test.')
@@ -211,6 +305,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     non_negative(key, c[key])
   if c.num_train_steps <= 0 and c.num_epochs <= 0:
     raise ConfigError('Set num_train_steps or num_epochs to a positive value.')
+  _validate_optimizer(c)
+  if c.task == 'translation':
+    _validate_translation(c)
+    return
   m = c.model
   for key in ('embedding_size', 'hidden_size', 'num_layers', 'unroll'):
     positive(f'model.{key}', m[key])
@@ -226,6 +324,52 @@ def validate(config: ml_collections.ConfigDict) -> None:
         'model.tie_weights needs the LSTM output size (model.proj_size or '
         f'model.hidden_size = {m.proj_size or m.hidden_size}) to equal '
         f'model.embedding_size ({m.embedding_size}).')
+  d = c.data
+  for key in ('batch_size', 'eval_batch_size'):
+    positive(f'data.{key}', d[key])
+  if d.batching == 'stream':
+    positive('data.seq_len', d.seq_len)
+
+
+def _validate_translation(c: ml_collections.ConfigDict) -> None:
+  positive, non_negative, choice = _positive, _non_negative, _choice
+  m = c.model
+  for key in ('embedding_size', 'hidden_size', 'encoder_layers',
+              'decoder_layers'):
+    positive(f'model.{key}', m[key])
+  for key in ('encoder_hidden_size', 'attention_size', 'unroll'):
+    non_negative(f'model.{key}', m[key])
+  choice('model.attention', m.attention, ATTENTIONS)
+  choice('model.dtype', m.dtype, DTYPES)
+  if not 0.0 <= m.dropout_rate < 1.0:
+    raise ConfigError(f'model.dropout_rate must be in [0, 1); got {m.dropout_rate!r}.')
+  if m.tie_output and m.embedding_size != m.hidden_size:
+    raise ConfigError(
+        f'model.tie_output needs model.embedding_size ({m.embedding_size}) '
+        f'to equal model.hidden_size ({m.hidden_size}).')
+  if m.attention == 'dot' and (
+      (m.encoder_hidden_size or m.hidden_size) *
+      (2 if m.bidirectional_encoder else 1) != m.hidden_size):
+    raise ConfigError(
+        "model.attention='dot' needs the encoder output size (model."
+        'encoder_hidden_size x directions) to equal model.hidden_size; use '
+        "'general' or 'additive', or set model.encoder_hidden_size.")
+  if not 0.0 <= c.label_smoothing < 1.0:
+    raise ConfigError(
+        f'label_smoothing must be in [0, 1); got {c.label_smoothing!r}.')
+  d = c.decode
+  choice('decode.method', d.method, DECODE_METHODS)
+  for key in ('beam_size', 'max_length'):
+    positive(f'decode.{key}', d[key])
+  for key in ('alpha', 'length_ratio', 'length_offset', 'max_bleu_examples'):
+    non_negative(f'decode.{key}', d[key])
+  for key in ('tokens_per_batch', 'eval_tokens_per_batch', 'max_length',
+              'batch_size_multiple', 'vocab_size'):
+    positive(f'data.{key}', c.data[key])
+
+
+def _validate_optimizer(c: ml_collections.ConfigDict) -> None:
+  positive, non_negative, choice = _positive, _non_negative, _choice
   o = c.optimizer
   choice('optimizer.name', o.name, OPTIMIZERS)
   choice('optimizer.schedule', o.schedule, SCHEDULES)
@@ -242,11 +386,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f'got {o.lr_decay_factor!r}.')
   if o.schedule == 'inverse_sqrt' and o.warmup_steps <= 0:
     raise ConfigError('optimizer.schedule=inverse_sqrt needs warmup_steps > 0.')
-  d = c.data
-  for key in ('batch_size', 'eval_batch_size'):
-    positive(f'data.{key}', d[key])
-  if d.batching == 'stream':
-    positive('data.seq_len', d.seq_len)
 
 
 def checkpoint_choice(value: Any) -> str | int:

@@ -57,7 +57,7 @@ class Generator:
 def load(workdir: str, checkpoint: str | int = 'latest') -> Generator:
   """The generator of ``workdir``'s checkpoint ('latest', 'best' or a step)."""
   steps, state, meta, _, step = train_lib.restore_for_inference(
-      workdir, checkpoint)
+      workdir, checkpoint, task='lm')
   info = meta['tokenizer']
   saved = tokenizers.load_saved(os.path.join(workdir, info['directory']))
   if saved is None:

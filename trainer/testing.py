@@ -85,6 +85,15 @@ def shared_tiny_run(tmp_path_factory: Any, request: Any
   """(workdir, result) of one uninterrupted configs/tiny.py run, trained once
   per test session and shared by all pytest-xdist workers. Read it, or copy
   it before changing anything."""
+  return shared_run(tmp_path_factory, request, 'shared_tiny_run',
+                    lambda root: tiny_config(root / 'cache'))
+
+
+def shared_run(tmp_path_factory: Any, request: Any, name: str,
+               make_config: Any) -> tuple[str, dict[str, float]]:
+  """(workdir, result) of one run of ``make_config(root)`` (``root``: a
+  directory for its data), trained once per test session under ``name`` and
+  shared by all pytest-xdist workers (a file lock serialises them)."""
   import fcntl  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   import shutil  # pylint: disable=g-import-not-at-top
@@ -94,14 +103,85 @@ def shared_tiny_run(tmp_path_factory: Any, request: Any
   uid = 'local'
   if workerinput is not None:  # .../pytest-N/popen-gwK -> .../pytest-N
     base, uid = base.parent, workerinput['testrunuid']
-  root = base / f'shared_tiny_run_{uid}'
+  root = base / f'{name}_{uid}'
   root.mkdir(exist_ok=True)
   run_dir, done = root / 'run', root / 'run' / 'DONE.json'
   with open(root / 'lock', 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not done.exists():
       shutil.rmtree(run_dir, ignore_errors=True)
-      result = train_lib.train_and_evaluate(tiny_config(root / 'cache'),
-                                            str(run_dir))
+      result = train_lib.train_and_evaluate(make_config(root), str(run_dir))
       done.write_text(json.dumps(result))
   return str(run_dir), json.loads(done.read_text())
+
+
+# ---------------------------------------------------------- translation -----
+
+TOY_GERMAN = ['ein hund läuft', 'zwei katzen schlafen', 'der mann liest',
+              'eine frau trinkt kaffee', 'kinder spielen im park',
+              'ein rotes auto fährt']
+TOY_ENGLISH = ['a dog runs', 'two cats sleep', 'the man reads',
+               'a woman drinks coffee', 'children play in the park',
+               'a red car drives']
+
+
+def write_toy_parallel_corpus(directory: str | os.PathLike[str],
+                              num_train: int = 200, seed: int = 0) -> str:
+  """A memorisable De->En corpus (phrases joined by und/and) as
+  ``train.de/en``, ``val.de/en`` and ``test.de/en`` in ``directory``;
+  returns it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  de, en = [], []
+  for _ in range(num_train):
+    picks = rng.integers(0, len(TOY_GERMAN), rng.integers(1, 3)).tolist()
+    de.append(' und '.join(TOY_GERMAN[i] for i in picks))
+    en.append(' and '.join(TOY_ENGLISH[i] for i in picks))
+  files = {'train.de': de, 'train.en': en}
+  for prefix, picks in (('val', [(0,), (1, 2), (3,), (4, 5), (2, 0), (5,)]),
+                        ('test', [(1,), (0, 3), (4,)])):
+    files[f'{prefix}.de'] = [' und '.join(TOY_GERMAN[i] for i in p)
+                             for p in picks]
+    files[f'{prefix}.en'] = [' and '.join(TOY_ENGLISH[i] for i in p)
+                             for p in picks]
+  for name, lines in files.items():
+    (directory / name).write_text('\n'.join(lines) + '\n', encoding='utf-8')
+  return str(directory)
+
+
+def tiny_translation_config(data_dir: str | os.PathLike[str],
+                            cache_dir: str | os.PathLike[str] = '',
+                            **overrides: Any) -> ml_collections.ConfigDict:
+  """configs/multi30k.py:tiny on the toy corpus in ``data_dir`` (overrides
+  as ``section__key=value``)."""
+  config = load_config('multi30k', 'tiny')
+  config.data.data_dir = os.fspath(data_dir)
+  config.data.prefetch = 0
+  if cache_dir:
+    config.data.cache_dir = os.fspath(cache_dir)
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('__')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def shared_translation_run(tmp_path_factory: Any, request: Any
+                           ) -> tuple[str, str, dict[str, float]]:
+  """(toy corpus directory, workdir, result) of one uninterrupted
+  configs/multi30k.py:tiny run on the toy corpus, shared like
+  :func:`shared_tiny_run`."""
+  holder = {}
+
+  def make_config(root):
+    holder['corpus'] = write_toy_parallel_corpus(root / 'corpus')
+    return tiny_translation_config(holder['corpus'], root / 'cache')
+
+  workdir, result = shared_run(tmp_path_factory, request,
+                               'shared_translation_run', make_config)
+  corpus = str(pathlib.Path(workdir).parent / 'corpus')
+  return corpus, workdir, result

@@ -1,11 +1,13 @@
-"""Training and evaluation of LSTM language models.
+"""Training and evaluation of LSTM language models and translation models.
 
-The pure functions come first: :func:`train_step` (one truncated-BPTT step:
-the carry of the previous batch starts this one, with its gradient stopped,
-and is reset to zero at each epoch start) and :func:`eval_step`. The loss is
-the masked token cross-entropy *sum* with the token count as denominator, as
-in Flax's lm1b example, so padded positions count for nothing and metrics
-aggregate exactly over steps and devices.
+The pure functions come first: :func:`train_step` (one step; for language
+models truncated BPTT: the carry of the previous batch starts this one, with
+its gradient stopped, and is reset to zero at each epoch start) and
+:func:`eval_step`. The loss is the masked token cross-entropy *sum* with the
+token count as denominator, as in Flax's lm1b example, so padded positions
+count for nothing and metrics aggregate exactly over steps and devices.
+What differs between tasks (model, batches, loss, carry, evaluation with
+BLEU) comes from :mod:`trainer.tasks`, selected by ``config.task``.
 
 The loop at the bottom (:func:`train_and_evaluate`) resumes from the
 workdir's latest checkpoint, jit-compiles the steps with the shardings of
@@ -42,14 +44,15 @@ from input_pipeline import errors as input_errors
 from lstm_flax import kernel
 from lstm_flax.models import LanguageModel
 from trainer import checkpoints, config_lib, errors, metrics as metrics_lib
-from trainer import optimizers, partitioning
+from trainer import optimizers, partitioning, tasks as tasks_lib
 from clu import periodic_actions  # pylint: disable=g-bad-import-order  # After metrics (tensorboard check).
 
 PyTree = Any
 Batch = dict[str, jax.Array]
 CONFIG_FILE = 'config.json'  # The resolved config of the run, in the workdir.
-_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
-           'float16': jnp.float16}
+_DTYPES = tasks_lib.DTYPES
+loss_sums = tasks_lib.loss_sums
+summarize = tasks_lib.summarize
 
 
 @flax.struct.dataclass
@@ -59,74 +62,48 @@ class TrainState:
   step: jax.Array  # int32 []: batches trained on.
   params: PyTree
   opt_state: PyTree
-  carry: kernel.LSTMState  # h [L, B, P], c [L, B, H]: next batch's start.
+  # LM: h [L, B, P], c [L, B, H], the next batch's start; translation: None.
+  carry: kernel.LSTMState | None
   rng: jax.Array  # uint32 [2]: dropout key of step s = fold_in(rng, s).
 
 
 def build_model(model_config: ml_collections.ConfigDict,
                 vocab_size: int) -> LanguageModel:
-  m = model_config
-  return LanguageModel(
-      vocab_size=vocab_size,
-      embedding_size=m.embedding_size,
-      hidden_size=m.hidden_size,
-      num_layers=m.num_layers,
-      proj_size=m.proj_size or None,
-      tie_weights=m.tie_weights,
-      embedding_dropout_rate=m.embedding_dropout_rate,
-      input_dropout_rate=m.input_dropout_rate,
-      dropout_rate=m.dropout_rate,
-      output_dropout_rate=m.output_dropout_rate,
-      weight_dropout_rate=m.weight_dropout_rate,
-      variational_dropout=m.variational_dropout,
-      forget_bias=m.forget_bias,
-      init_scale=m.init_scale or None,
-      dtype=_DTYPES[m.dtype],
-      unroll=m.unroll,
-      use_custom_vjp=m.use_custom_vjp,
-  )
+  """The language model of ``model_config`` (see ``tasks.LMTask``)."""
+  config = ml_collections.ConfigDict({'task': 'lm', 'model': model_config})
+  return tasks_lib.LMTask(config).build_model(vocab_size)
 
 
 # ----------------------------------------------------------- pure steps -----
 
 
-def loss_sums(logits: jax.Array, targets: jax.Array, mask: jax.Array
-              ) -> tuple[jax.Array, jax.Array]:
-  """(sum of masked token cross-entropies, number of tokens)."""
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-  return jnp.sum(losses * mask), jnp.sum(mask)
-
-
-def _reset(carry: kernel.LSTMState, reset: jax.Array) -> kernel.LSTMState:
-  return jax.tree.map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry)
-
-
 def train_step(state: TrainState, batch: Batch, reset: jax.Array, *,
-               model: LanguageModel, optimizer: optax.GradientTransformation,
-               schedule: optax.Schedule, grad_accum_steps: int = 1
+               model: Any, optimizer: optax.GradientTransformation,
+               schedule: optax.Schedule, grad_accum_steps: int = 1,
+               task: tasks_lib.Task | None = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One truncated-BPTT step.
+  """One training step (for language models, truncated BPTT).
 
   Args:
-    state: the train state; ``state.carry`` is the LSTM state at the end of
-      the previous batch.
-    batch: ``inputs``, ``targets`` int32 ``[B, T]``, ``mask`` float32.
-    reset: bool ``[]``: start from a zero carry (first batch of an epoch, or
-      independent sentences).
+    state: the train state; for language models ``state.carry`` is the LSTM
+      state at the end of the previous batch.
+    batch: LM: ``inputs``, ``targets`` int32 ``[B, T]``, ``mask`` float32;
+      translation: ``source``, ``target_input``, ``target_output``,
+      ``source_mask``, ``target_mask``.
+    reset: bool ``[]``: LM: start from a zero carry (first batch of an
+      epoch, or independent sentences).
+    task: the task's loss (default: the language model's).
 
   Returns:
     (new state, metrics: ``loss_sum``, ``weight``, ``grad_norm``,
     ``learning_rate``).
   """
-  carry = jax.lax.stop_gradient(_reset(state.carry, reset))
+  task = task or tasks_lib.LMTask(ml_collections.ConfigDict())
   dropout_rng = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
-    logits, new_carry = model.apply(
-        {'params': params}, batch['inputs'], carry, mask=batch['mask'],
-        deterministic=False, rngs={'dropout': dropout_rng})
-    loss_sum, weight = loss_sums(logits, batch['targets'], batch['mask'])
-    return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
+    return task.train_loss(model, params, state.carry, batch, reset,
+                           dropout_rng)
 
   grads, (loss_sum, weight, new_carry) = jax.grad(loss_fn, has_aux=True)(
       state.params)
@@ -145,15 +122,15 @@ def train_step(state: TrainState, batch: Batch, reset: jax.Array, *,
   return new_state, metrics
 
 
-def eval_step(params: PyTree, carry: kernel.LSTMState, batch: Batch, *,
-              model: LanguageModel, reset: bool = False
-              ) -> tuple[kernel.LSTMState, dict[str, jax.Array]]:
+def eval_step(params: PyTree, carry: PyTree, batch: Batch, *,
+              model: Any, reset: bool = False,
+              task: tasks_lib.Task | None = None
+              ) -> tuple[PyTree, dict[str, jax.Array]]:
   """Scores one batch; returns (carry for the next batch, loss sums)."""
+  task = task or tasks_lib.LMTask(ml_collections.ConfigDict())
   if reset:
     carry = jax.tree.map(jnp.zeros_like, carry)
-  logits, carry = model.apply({'params': params}, batch['inputs'], carry,
-                              mask=batch['mask'], deterministic=True)
-  loss_sum, weight = loss_sums(logits, batch['targets'], batch['mask'])
+  carry, loss_sum, weight = task.eval_loss(model, params, carry, batch)
   return carry, {'loss_sum': loss_sum, 'weight': weight}
 
 
@@ -164,23 +141,20 @@ class EpochTracker:
   """Which epoch a global step is in, and whether it starts one.
 
   Fixed stream windows: every epoch has ``steps_per_epoch`` batches. AWD-LSTM
-  random windows: epoch lengths differ and are taken from the batcher's
-  per-epoch plan.
+  random windows and translation buckets: epoch lengths differ and are taken
+  from the batcher's per-epoch plan.
   """
 
-  def __init__(self, datasets: input_pipeline.LMDatasets):
-    cfg = datasets.config
-    self.stream = cfg['batching'] == 'stream'
-    self.steps_per_epoch = datasets.steps_per_epoch()
-    self._batcher = (datasets.batcher('train')
-                     if self.stream and cfg['random_window'] else None)
+  def __init__(self, datasets: Any, task: tasks_lib.Task | None = None):
+    task = task or tasks_lib.LMTask(ml_collections.ConfigDict())
+    self.steps_per_epoch, self._length = task.epoch_length(datasets)
+    self._batcher = self._length  # None: every epoch has steps_per_epoch.
     self._starts = [0]
 
   def _extend(self, step: int) -> None:
     while self._starts[-1] <= step:
       epoch = len(self._starts) - 1
-      self._starts.append(self._starts[-1] +
-                          len(self._batcher.windows(epoch)))
+      self._starts.append(self._starts[-1] + max(1, self._length(epoch)))
 
   def epoch(self, step: int) -> int:
     """The epoch (from 0) of the batch with index ``step``."""
@@ -207,30 +181,18 @@ class EpochTracker:
 def run_signature(config: ml_collections.ConfigDict,
                   tokenizer: Any) -> dict[str, Any]:
   """What a checkpoint must share with the config to be resumed."""
-  m, o = config.model, config.optimizer
-  return {
-      'vocab_size': tokenizer.vocab_size,
-      'tokenizer_fingerprint': tokenizer.fingerprint(),
-      'model.embedding_size': m.embedding_size,
-      'model.hidden_size': m.hidden_size,
-      'model.num_layers': m.num_layers,
-      'model.proj_size': m.proj_size,
-      'model.tie_weights': m.tie_weights,
-      'data.batch_size': config.data.batch_size,
-      'optimizer.name': o.name,
-      'optimizer.momentum': o.momentum > 0,
-      'optimizer.weight_decay': o.weight_decay > 0,
-      'optimizer.max_grad_norm': o.max_grad_norm > 0,
-      'optimizer.grad_accum_steps': o.grad_accum_steps,
-      'optimizer.averaging': o.averaging_start_step >= 0,
-  }
+  signature = tasks_lib.get_task(config).signature(tokenizer)
+  if config.get('task', 'lm') != 'lm':
+    signature['task'] = config.task
+  return signature
 
 
 @dataclasses.dataclass
 class Steps:
   """The model, optimiser and jit-compiled steps of a run."""
 
-  model: LanguageModel
+  model: Any  # LanguageModel or Seq2Seq
+  task: tasks_lib.Task
   optimizer: optax.GradientTransformation
   schedule: optax.Schedule
   partitioner: partitioning.Partitioner
@@ -255,26 +217,30 @@ def make_steps(config: ml_collections.ConfigDict, vocab_size: int,
     updates_per_epoch = 1  # Only these schedules use them (see optimizers).
   if config.optimizer.schedule != 'cosine':
     total_updates = 1
-  key = json.dumps([config.model.to_dict(), config.optimizer.to_dict(),
-                    config.data.batch_size, config.data.eval_batch_size,
-                    vocab_size, updates_per_epoch, total_updates,
+  task = tasks_lib.get_task(config)
+  key = json.dumps([task.name, config.model.to_dict(),
+                    config.optimizer.to_dict(),
+                    config.get('label_smoothing'),
+                    config.decode.to_dict() if 'decode' in config else None,
+                    config.data.get('batch_size'),
+                    config.data.get('eval_batch_size'), vocab_size, updates_per_epoch, total_updates,
                     [d.id for d in partitioner.mesh.devices.flat],
                     partitioner.model_size], sort_keys=True, default=str)
   if key in _STEPS_CACHE:
     return _STEPS_CACHE[key]
-  model = build_model(config.model, vocab_size)
+  model = task.build_model(vocab_size)
   optimizer, schedule = optimizers.create_optimizer(
       config.optimizer, updates_per_epoch, total_updates)
-  batch_size = config.data.batch_size
-  eval_batch_size = config.data.eval_batch_size
+  batch_size = config.data.get('batch_size', 0)
+  eval_batch_size = config.data.get('eval_batch_size', 0)
 
   def init(rng):
     params_rng, dropout_rng = jax.random.split(rng)
-    params = model.init(params_rng, jnp.zeros((1, 1), jnp.int32))['params']
+    params = task.init_params(model, params_rng)
     return TrainState(
         step=jnp.zeros([], jnp.int32), params=params,
         opt_state=optimizer.init(params),
-        carry=model.initialize_carry(batch_size), rng=dropout_rng)
+        carry=task.initial_carry(model, batch_size), rng=dropout_rng)
 
   abstract = jax.eval_shape(init, jax.ShapeDtypeStruct((2,), jnp.uint32))
   p = partitioner
@@ -292,17 +258,18 @@ def make_steps(config: ml_collections.ConfigDict, vocab_size: int,
   train = jax.jit(
       functools.partial(train_step, model=model, optimizer=optimizer,
                         schedule=schedule,
-                        grad_accum_steps=config.optimizer.grad_accum_steps),
+                        grad_accum_steps=config.optimizer.grad_accum_steps,
+                        task=task),
       in_shardings=(shardings, batch_sharding, p.replicated),
       out_shardings=(shardings, p.replicated), donate_argnums=(0,))
   evals = {}
   for reset in (False, True):
     evals[reset] = jax.jit(
-        functools.partial(eval_step, model=model, reset=reset),
+        functools.partial(eval_step, model=model, reset=reset, task=task),
         in_shardings=(shardings.params, carry_shardings, batch_sharding),
         out_shardings=(carry_shardings, p.replicated), donate_argnums=(1,))
   steps = Steps(
-      model=model, optimizer=optimizer, schedule=schedule, partitioner=p,
+      model=model, task=task, optimizer=optimizer, schedule=schedule, partitioner=p,
       state_shardings=shardings, abstract_state=abstract_state,
       init=jax.jit(init, in_shardings=p.replicated, out_shardings=shardings),
       train=train, eval=evals[False], eval_reset=evals[True],
@@ -310,7 +277,7 @@ def make_steps(config: ml_collections.ConfigDict, vocab_size: int,
                           in_shardings=(shardings.params,
                                         shardings.opt_state),
                           out_shardings=shardings.params),
-      eval_carry=jax.jit(lambda: model.initialize_carry(eval_batch_size),
+      eval_carry=jax.jit(lambda: task.initial_carry(model, eval_batch_size),
                          out_shardings=carry_shardings))
   _STEPS_CACHE[key] = steps
   return steps
@@ -318,11 +285,11 @@ def make_steps(config: ml_collections.ConfigDict, vocab_size: int,
 
 def _load_datasets(config: ml_collections.ConfigDict, workdir: str,
                    ckpt: checkpoints.Checkpointer | None,
-                   latest: int | None) -> input_pipeline.LMDatasets:
+                   latest: int | None) -> Any:
   """The datasets; a tokenizer mismatch with an existing checkpoint is
   reported as a CheckpointMismatchError naming the data fields that differ."""
   try:
-    return input_pipeline.get_lm_datasets(config.data, workdir)
+    return tasks_lib.get_task(config).load_datasets(workdir)
   except input_errors.VocabularyMismatchError as e:
     if ckpt is None or latest is None:
       raise
@@ -340,53 +307,21 @@ def _load_datasets(config: ml_collections.ConfigDict, workdir: str,
 
 def _check_config(config: ml_collections.ConfigDict,
                   partitioner: partitioning.Partitioner) -> None:
-  partitioner.check_batch_size(config.data.batch_size, 'data.batch_size')
-  partitioner.check_batch_size(config.data.eval_batch_size,
-                               'data.eval_batch_size')
-  if config.data.batching == 'sentences' and config.data.packing:
-    raise errors.ConfigError(
-        'data.packing=True puts several sentences in one row, but the LSTM '
-        'carry is not reset between them; use data.packing=False.')
+  tasks_lib.get_task(config).check_config(partitioner)
 
 
 # ----------------------------------------------------------- evaluation -----
 
 
-def evaluate_split(steps: Steps, state: TrainState,
-                   datasets: input_pipeline.LMDatasets,
+def evaluate_split(steps: Steps, state: TrainState, datasets: Any,
                    split: str) -> dict[str, float]:
-  """Loss / perplexity of ``split`` (every token once, the carry flowing
-  from batch to batch as in training); bits per char for char models."""
-  params = state.params
-  if steps.optimizer is not None and _has_averaging(state.opt_state):
-    params = steps.eval_params(state.params, state.opt_state)
-  stream = datasets.config['batching'] == 'stream'
-  step_fn = steps.eval if stream else steps.eval_reset
-  carry = steps.eval_carry()
-  sums = []
-  for local in datasets.eval_batches(split):
-    carry, m = step_fn(params, carry, steps.partitioner.global_batch(local))
-    sums.append(m)
-  sums = jax.device_get(sums)
-  loss_sum = float(sum(np.float64(m['loss_sum']) for m in sums))
-  weight = float(sum(np.float64(m['weight']) for m in sums))
-  return summarize(split, loss_sum, weight, datasets.tokenizer.kind)
+  """The metrics of ``split``: LM: loss / perplexity (every token once, the
+  carry flowing from batch to batch as in training), bits per char for char
+  models; translation: also corpus BLEU and chrF of the decoded output."""
+  return steps.task.evaluate(steps, state, datasets, split)
 
 
-def _has_averaging(opt_state: PyTree) -> bool:
-  return any(isinstance(s, optimizers.AveragingState) for s in jax.tree.leaves(
-      opt_state, is_leaf=lambda x: isinstance(x, optimizers.AveragingState)))
-
-
-def summarize(prefix: str, loss_sum: float, weight: float,
-              tokenizer_kind: str) -> dict[str, float]:
-  loss = loss_sum / max(weight, 1.0)
-  out = {f'{prefix}_loss': loss,
-         # inf beyond float32 (TensorBoard stores float32 scalars).
-         f'{prefix}_perplexity': math.exp(loss) if loss < 88.0 else math.inf}
-  if tokenizer_kind == 'char':
-    out[f'{prefix}_bits_per_char'] = loss / math.log(2.0)
-  return out
+_has_averaging = tasks_lib.has_averaging
 
 
 # ---------------------------------------------------------------- loop ------
@@ -423,10 +358,10 @@ class PreemptionHandler:
 
 
 def _meta(config: ml_collections.ConfigDict, signature: dict[str, Any],
-          step: int, tracker: EpochTracker,
-          datasets: input_pipeline.LMDatasets) -> dict[str, Any]:
+          step: int, tracker: EpochTracker, datasets: Any) -> dict[str, Any]:
   return {
       'step': step,
+      'task': config.get('task', 'lm'),
       'input_pipeline': {'next_step': step, 'epoch': tracker.epoch(step),
                          'steps_per_epoch': tracker.steps_per_epoch},
       'tokenizer': {'directory': 'tokenizer',
@@ -476,7 +411,8 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, CONFIG_FILE), 'w', encoding='utf-8') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
-  tracker = EpochTracker(datasets)
+  task = tasks_lib.get_task(config)
+  tracker = EpochTracker(datasets, task)
   num_steps = (config.num_train_steps if config.num_train_steps > 0 else
                tracker.steps_for_epochs(config.num_epochs))
   accum = config.optimizer.grad_accum_steps
@@ -497,7 +433,6 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
   report = periodic_actions.ReportProgress(
       num_train_steps=num_steps, writer=writer,
       every_secs=config.progress_every_secs)
-  stream = datasets.config['batching'] == 'stream'
   kind = datasets.tokenizer.kind
   pending: list[dict[str, jax.Array]] = []
   window = {'start': start, 'time': time.perf_counter(), 'tokens': 0.0}
@@ -545,11 +480,12 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
       for step in range(start, num_steps):
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
           local = next(train_iter)
-          reset = np.asarray(tracker.is_epoch_start(step) or not stream)
+          reset = np.asarray(task.resets_carry(
+              datasets, tracker.is_epoch_start(step)))
           state, step_metrics = steps.train(
-              state, partitioner.global_batch(local), reset)
+              state, partitioner.global_batch(task.device_batch(local)), reset)
         pending.append(step_metrics)
-        window['tokens'] += float(local['mask'].sum()) * jax.process_count()
+        window['tokens'] += task.batch_tokens(local) * jax.process_count()
         done = step + 1
         report(done)
         last = done == num_steps
@@ -597,13 +533,46 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return out
 
 
+_TASK_USES = {
+    'lm': 'a language model (use generate.py, or train.py with '
+          '--config.mode=evaluate and a language-model config)',
+    'translation': 'a translation model (use translate.py, or train.py with '
+                   '--config.mode=evaluate and a translation config)',
+}
+
+
+def checkpoint_task(meta: dict[str, Any]) -> str:
+  """The task of a checkpoint's meta ('lm' for checkpoints from before
+  tasks existed)."""
+  return meta.get('task') or meta.get('config', {}).get('task', 'lm')
+
+
+def _set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  node = config
+  *parents, leaf = key.split('.')
+  for parent in parents:
+    node = node[parent]
+  node[leaf] = value
+
+
 def restore_for_inference(workdir: str, which: str | int = 'latest', *,
                           eval_splits: tuple[str, ...] = (),
                           eval_batch_size: int | None = None,
-                          model_parallelism: int = 1):
+                          model_parallelism: int = 1,
+                          task: str | None = None,
+                          overrides: dict[str, Any] | None = None):
   """Restores a checkpoint of ``workdir`` onto the current devices.
 
-  The model, data and optimiser config are those saved with the checkpoint.
+  The model, data and optimiser config are those saved with the checkpoint
+  (``overrides``: dotted keys, e.g. ``{'decode.beam_size': 5}``, replace
+  saved values).
+
+  Args:
+    task: the task the caller needs ('lm' or 'translation'); a checkpoint of
+      another task is a CheckpointMismatchError saying what it is.
+    eval_splits: LM: the splits to load; translation: one split, 'valid'
+      for the run's validation split, else a file prefix (parallel text,
+      e.g. 'test_2016_flickr') or a TFDS split name.
 
   Returns:
     (steps, state, meta, datasets or None, step). ``datasets`` (with
@@ -614,15 +583,30 @@ def restore_for_inference(workdir: str, which: str | int = 'latest', *,
   try:
     step = ckpt.resolve_step(config_lib.checkpoint_choice(which))
     meta = ckpt.read_meta(step)
+    saved_task = checkpoint_task(meta)
+    if task is not None and saved_task != task:
+      raise errors.CheckpointMismatchError(
+          f'The checkpoint of step {step} in {ckpt.directory} is '
+          f'{_TASK_USES.get(saved_task, repr(saved_task))}, not '
+          f'{_TASK_USES.get(task, repr(task)).split(" (")[0]} '
+          f"(task {saved_task!r}, this needs task {task!r}).")
     config = config_lib.resolve(meta['config'])
-    if eval_batch_size:
-      config.data.eval_batch_size = eval_batch_size
-    config.data.eval_splits = tuple(eval_splits)
+    for key, value in (overrides or {}).items():
+      _set_key(config, key, value)
+    if config.task == 'lm':
+      if eval_batch_size:
+        config.data.eval_batch_size = eval_batch_size
+      config.data.eval_splits = tuple(eval_splits)
+    elif eval_splits and eval_splits[0] != 'valid':
+      key = ('eval_prefix' if config.data.source == 'parallel_text' else
+             'tfds_eval_split')
+      config.data[key] = eval_splits[0]
+    config_lib.validate(config)
     _check_config(config, partitioner)
     datasets = None
     vocab_size = meta['tokenizer']['vocab_size']
     if eval_splits:
-      datasets = input_pipeline.get_lm_datasets(config.data, workdir)
+      datasets = tasks_lib.get_task(config).load_datasets(workdir)
       vocab_size = datasets.vocab_size
     steps = make_steps(config, vocab_size, 1, 1, partitioner)
     state, meta = ckpt.restore(step, steps.abstract_state)
@@ -637,15 +621,26 @@ def evaluate(config: ml_collections.ConfigDict | dict,
   of ``workdir`` on ``config.eval_split``; prints and returns the metrics.
 
   The model and data config are those saved with the checkpoint; from
-  ``config`` only ``checkpoint``, ``eval_split``, ``data.eval_batch_size``
-  and ``model_parallelism`` are used.
+  ``config`` only ``task``, ``checkpoint``, ``eval_split``,
+  ``data.eval_batch_size`` (LM), ``data.eval_tokens_per_batch`` and
+  ``decode`` (translation) and ``model_parallelism`` are used. Translation:
+  ``eval_split`` 'valid' is the run's validation split; any other value
+  names a split (parallel text: the file prefix, e.g. 'test_2016_flickr';
+  TFDS: the split name), scored with loss, perplexity, BLEU and chrF.
   """
   config = config_lib.resolve(config)
   split = config.eval_split
+  overrides = {}
+  if config.task == 'translation':
+    overrides = {f'decode.{k}': v for k, v in config.decode.items()}
+    overrides['data.eval_tokens_per_batch'] = (
+        config.data.eval_tokens_per_batch)
+    overrides['decode.eval_bleu'] = True
   steps, state, _, datasets, step = restore_for_inference(
       workdir, config.checkpoint, eval_splits=(split,),
-      eval_batch_size=config.data.eval_batch_size,
-      model_parallelism=config.model_parallelism)
+      eval_batch_size=config.data.get('eval_batch_size'),
+      model_parallelism=config.model_parallelism, task=config.task,
+      overrides=overrides)
   result = evaluate_split(steps, state, datasets, split)
   writer = metrics_lib.create_writer(workdir)
   writer.write_scalars(step, {f'evaluate/{k}': v for k, v in result.items()})
