@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lstm_flax.sampling import filter_logits
+
 Array = jax.Array
 StepFn = Callable[[Array, Any], tuple[Array, Any]]
 
@@ -213,12 +215,13 @@ def greedy_search(step_fn: StepFn, initial_state: Any, *, batch_size: int, max_l
 
 def sample_search(step_fn: StepFn, initial_state: Any, rng: Array, *, batch_size: int,
                   max_length: int, bos_id: int, eos_id: int, pad_id: int = 0,
-                  temperature: float = 1.0, limits: Optional[Array] = None) -> Array:
-  """Ancestral sampling at ``temperature`` until EOS or the limit."""
-  if temperature <= 0:
-    raise ValueError(f'temperature must be positive; got {temperature}.')
+                  temperature: float = 1.0, top_k: Optional[int] = None,
+                  top_p: Optional[float] = None, limits: Optional[Array] = None) -> Array:
+  """Ancestral sampling (temperature, top-k, top-p as in ``sampling.filter_logits``)."""
+  filter_logits(jnp.zeros((1, 1)), temperature, top_k, top_p)  # validates the settings
   return _decode_loop(step_fn, initial_state,
-                      lambda logits, key: jax.random.categorical(key, logits / temperature),
+                      lambda logits, key: jax.random.categorical(
+                          key, filter_logits(logits, temperature, top_k, top_p)),
                       rng, batch_size=batch_size, max_length=max_length, bos_id=bos_id,
                       eos_id=eos_id, pad_id=pad_id, limits=limits)
 
