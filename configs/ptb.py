@@ -56,12 +56,16 @@ def get_config(preset='medium'):
 
   # Plain SGD at learning rate 1, divided by `divisor` every epoch after
   # `decay_after` epochs; gradients clipped to global norm `max_norm`.
+  # Zaremba's cost is summed over the `window` steps of a batch (averaged over
+  # the batch); ours is the mean per token, whose gradient is `window` times
+  # smaller. lr * clip(window * g, max_norm) == (lr * window) *
+  # clip(g, max_norm / window), so these two lines are the paper's update.
   config.optimizer.name = 'sgd'
-  config.optimizer.learning_rate = 1.0
+  config.optimizer.learning_rate = 1.0 * window
   config.optimizer.schedule = 'zaremba'
   config.optimizer.decay_after_epochs = decay_after
   config.optimizer.lr_decay_factor = divisor
-  config.optimizer.max_grad_norm = max_norm
+  config.optimizer.max_grad_norm = max_norm / window
 
   # PTB text files: 10k words (<unk> is in the text), <eos> at line ends.
   config.data.source = 'text_files'
