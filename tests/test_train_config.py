@@ -27,6 +27,12 @@ def test_ptb_presets_are_zaremba():
           large.model.dropout_rate) == (0.0, 0.5, 0.65)
   assert (small.num_epochs, medium.num_epochs, large.num_epochs) == (13, 39, 55)
   assert medium.data.data_dir.endswith('shared/data/ptb')
+  # The paper's SGD (lr 1, clip 5 / 5 / 10 on a cost summed over the window)
+  # on our per-token mean loss.
+  for config, clip in ((small, 5.0), (medium, 5.0), (large, 10.0)):
+    window = config.data.seq_len
+    assert config.optimizer.learning_rate == pytest.approx(1.0 * window)
+    assert config.optimizer.max_grad_norm * window == pytest.approx(clip)
   with pytest.raises(ValueError, match='preset'):
     testing.load_config('ptb', 'huge')
 
