@@ -9,7 +9,6 @@ jit-compiled ``lax.scan`` that carries the LSTM state).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
@@ -19,7 +18,7 @@ import numpy as np
 from input_pipeline import tokenizers
 from lstm_flax import sampling
 from lstm_flax.models import LanguageModel
-from trainer import errors, train_lib
+from trainer import train_lib
 
 
 @dataclasses.dataclass
@@ -58,16 +57,6 @@ def load(workdir: str, checkpoint: str | int = 'latest') -> Generator:
   """The generator of ``workdir``'s checkpoint ('latest', 'best' or a step)."""
   steps, state, meta, _, step = train_lib.restore_for_inference(
       workdir, checkpoint, task='lm')
-  info = meta['tokenizer']
-  saved = tokenizers.load_saved(os.path.join(workdir, info['directory']))
-  if saved is None:
-    raise errors.CheckpointNotFoundError(
-        f'The checkpoint of step {step} refers to the tokenizer in '
-        f"{os.path.join(workdir, info['directory'])}, which is missing.")
-  tokenizer = saved[0]
-  if tokenizer.fingerprint() != info['fingerprint']:
-    raise errors.CheckpointMismatchError(
-        f"The tokenizer in {os.path.join(workdir, info['directory'])} is not "
-        f'the one the checkpoint of step {step} was trained with.')
+  tokenizer = train_lib.checkpoint_tokenizer(workdir, meta, step)
   params = jax.device_get(state.params)
   return Generator(steps.model, params, tokenizer, step)

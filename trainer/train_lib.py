@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 import optax
 
-import input_pipeline
+from input_pipeline import tokenizers as tokenizers_lib
 from input_pipeline import errors as input_errors
 from lstm_flax import kernel
 from lstm_flax.models import LanguageModel
@@ -553,6 +553,29 @@ def _set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
   for parent in parents:
     node = node[parent]
   node[leaf] = value
+
+
+def checkpoint_tokenizer(workdir: str, meta: dict[str, Any], step: int) -> Any:
+  """The tokenizer a checkpoint was trained with (saved in the workdir).
+
+  Raises:
+    CheckpointNotFoundError: the tokenizer directory the checkpoint names is
+      missing.
+    CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
+  """
+  info = meta['tokenizer']
+  directory = os.path.join(workdir, info['directory'])
+  saved = tokenizers_lib.load_saved(directory)
+  if saved is None:
+    raise errors.CheckpointNotFoundError(
+        f'The checkpoint of step {step} refers to the tokenizer in '
+        f'{directory}, which is missing.')
+  tokenizer = saved[0]
+  if tokenizer.fingerprint() != info['fingerprint']:
+    raise errors.CheckpointMismatchError(
+        f'The tokenizer in {directory} is not the one the checkpoint of step '
+        f'{step} was trained with.')
+  return tokenizer
 
 
 def restore_for_inference(workdir: str, which: str | int = 'latest', *,

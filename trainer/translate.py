@@ -17,7 +17,6 @@ source length), and returns the translations in input order with an
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,17 +179,6 @@ def load(workdir: str, checkpoint: str | int = 'latest') -> Translator:
   """
   steps, state, meta, _, step = train_lib.restore_for_inference(
       workdir, checkpoint, task='translation')
-  info = meta['tokenizer']
-  directory = os.path.join(workdir, info['directory'])
-  saved = tokenizers.load_saved(directory)
-  if saved is None:
-    raise errors.CheckpointNotFoundError(
-        f'The checkpoint of step {step} refers to the tokenizer in '
-        f'{directory}, which is missing.')
-  tokenizer = saved[0]
-  if tokenizer.fingerprint() != info['fingerprint']:
-    raise errors.CheckpointMismatchError(
-        f'The tokenizer in {directory} is not the one the checkpoint of step '
-        f'{step} was trained with.')
+  tokenizer = train_lib.checkpoint_tokenizer(workdir, meta, step)
   params = jax.device_get(state.params)
   return Translator(steps.model, params, tokenizer, step, steps.task.config)
