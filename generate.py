@@ -23,13 +23,14 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from trainer import generate, metrics  # pylint: disable=g-import-not-at-top
+  from trainer import cli, generate, metrics  # pylint: disable=g-import-not-at-top
   metrics.quiet_checkpoint_logs()
-  generator = generate.load(FLAGS.workdir, FLAGS.checkpoint)
-  texts = generator.generate(
-      FLAGS.prompt, num_tokens=FLAGS.num_tokens, temperature=FLAGS.temperature,
-      top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed,
-      num_samples=FLAGS.num_samples)
+  with cli.errors_as_messages('generate.py', extra=(ValueError,)):
+    generator = generate.load(FLAGS.workdir, FLAGS.checkpoint)
+    texts = generator.generate(
+        FLAGS.prompt, num_tokens=FLAGS.num_tokens, temperature=FLAGS.temperature,
+        top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed,
+        num_samples=FLAGS.num_samples)
   sep = '' if generator.tokenizer.kind == 'char' else ' '
   for i, text in enumerate(texts):
     if FLAGS.num_samples > 1:

@@ -38,17 +38,18 @@ def main(argv):
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
   import jax  # pylint: disable=g-import-not-at-top
-  from trainer import train_lib  # pylint: disable=g-import-not-at-top
+  from trainer import cli, train_lib  # pylint: disable=g-import-not-at-top
 
-  config = config_lib.resolve(FLAGS.config)  # Validates; writes nothing.
-  workdir = FLAGS.workdir
-  logging.info('JAX devices: %s', jax.devices())
-  if config.mode == 'evaluate':
-    train_lib.evaluate(config, workdir)
-  else:
-    result = train_lib.train_and_evaluate(config, workdir)
-    if result:
-      print(json.dumps({k: round(v, 4) for k, v in result.items()}), flush=True)
+  with cli.errors_as_messages('train.py'):
+    config = config_lib.resolve(FLAGS.config)  # Validates; writes nothing.
+    workdir = FLAGS.workdir
+    logging.info('JAX devices: %s', jax.devices())
+    if config.mode == 'evaluate':
+      train_lib.evaluate(config, workdir)
+    else:
+      result = train_lib.train_and_evaluate(config, workdir)
+      if result:
+        print(json.dumps({k: round(v, 4) for k, v in result.items()}), flush=True)
 
 
 if __name__ == '__main__':

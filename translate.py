@@ -61,10 +61,9 @@ def _read_lines(path: str) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from input_pipeline import errors as input_errors  # pylint: disable=g-import-not-at-top
-  from trainer import errors, metrics  # pylint: disable=g-import-not-at-top
+  from trainer import cli, errors, metrics  # pylint: disable=g-import-not-at-top
   metrics.quiet_checkpoint_logs()
-  try:
+  with cli.errors_as_messages(PROG, extra=(OSError,)):
     lines = _read_lines(FLAGS.input)
     references = _read_lines(FLAGS.reference) if FLAGS.reference else None
     if references is not None and len(references) != len(lines):
@@ -77,9 +76,6 @@ def main(argv):
         lines, batch_size=FLAGS.batch_size, method=FLAGS.method,
         beam_size=FLAGS.beam_size, alpha=FLAGS.alpha,
         max_input_tokens=FLAGS.max_input_tokens or None, seed=FLAGS.seed)
-  except (errors.TrainerError, input_errors.InputPipelineError, OSError) as e:
-    print(f'{PROG}: error: {e}', file=sys.stderr, flush=True)
-    sys.exit(1)
   text = ''.join(line + '\n' for line in outputs)
   if FLAGS.output:
     with open(FLAGS.output, 'w', encoding='utf-8') as f:

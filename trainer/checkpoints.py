@@ -183,4 +183,10 @@ class Checkpointer:
     return self.manager.reached_preemption(step)
 
   def close(self) -> None:
+    # Orbax cleans stale temporary directories in a background future that
+    # close() does not await; a run that fails right after start would exit
+    # with that future still scheduling work (a shutdown traceback).
+    await_cleanup = getattr(self.manager, '_maybe_await_cleanup_tmp_directory', None)
+    if await_cleanup is not None:
+      await_cleanup()
     self.manager.close()
