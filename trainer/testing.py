@@ -16,6 +16,18 @@ from trainer import metrics
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Sets ``section__key=value`` overrides on ``config``; returns it."""
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('__')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
 def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """``configs/<name>.py``'s ``get_config(arg)``."""
   path = REPO_ROOT / 'configs' / f'{name}.py'
@@ -34,13 +46,7 @@ def tiny_config(cache_dir: str | os.PathLike[str] = '',
   config.async_checkpoints = True
   if cache_dir:
     config.data.cache_dir = os.fspath(cache_dir)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('__')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+  return apply_overrides(config, overrides)
 
 
 def config_flags(config_overrides: dict[str, Any]) -> list[str]:
@@ -161,13 +167,7 @@ def tiny_translation_config(data_dir: str | os.PathLike[str],
   config.data.prefetch = 0
   if cache_dir:
     config.data.cache_dir = os.fspath(cache_dir)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('__')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+  return apply_overrides(config, overrides)
 
 
 def shared_translation_run(tmp_path_factory: Any, request: Any
