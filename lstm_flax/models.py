@@ -20,7 +20,8 @@ class LanguageModel(nn.Module):
   ``logits, carry = model.apply(variables, tokens, carry)`` with ``tokens
   [batch, time]`` int gives ``logits [batch, time, vocab]`` (float32) and the
   stacked LSTM carry, which the trainer feeds to the next batch for truncated
-  BPTT (Zaremba et al. 2014; AWD-LSTM).
+  BPTT (Zaremba et al. 2014; AWD-LSTM). With ``last_layer_size`` the carry is
+  a pair ``(carry of the first L-1 layers, carry of the last layer)``.
 
   Attributes:
     vocab_size: ``V``.
@@ -28,6 +29,11 @@ class LanguageModel(nn.Module):
     hidden_size: ``H`` of every LSTM layer.
     num_layers: LSTM layers.
     proj_size: optional LSTMP projection ``P`` of each layer's output.
+    last_layer_size: if set, the last layer has this many units (and no
+      projection) instead of ``H``: AWD-LSTM's 1150-1150-400 stack, whose
+      bounded last-layer outputs feed a tied embedding. An LSTMP output is
+      unbounded, and a tied LSTMP model at AWD-LSTM's learning rate 30
+      diverges.
     tie_weights: share the embedding matrix with the output projection
       (Press & Wolf 2017; Inan et al. 2017). Needs ``P`` (or ``H``) ``== E``.
     embedding_dropout_rate: drops whole words (rows of the embedding matrix,
@@ -51,6 +57,7 @@ class LanguageModel(nn.Module):
   hidden_size: int
   num_layers: int = 2
   proj_size: Optional[int] = None
+  last_layer_size: Optional[int] = None
   tie_weights: bool = False
   embedding_dropout_rate: float = 0.0
   input_dropout_rate: float = 0.0
@@ -66,7 +73,11 @@ class LanguageModel(nn.Module):
 
   @property
   def output_features(self) -> int:
-    return self.proj_size or self.hidden_size
+    return self.last_layer_size or self.proj_size or self.hidden_size
+
+  @property
+  def _split_last_layer(self) -> bool:
+    return bool(self.last_layer_size) and self.num_layers > 1
 
   def _init(self, default):
     if self.init_scale is None:
@@ -77,12 +88,12 @@ class LanguageModel(nn.Module):
   def __call__(
       self,
       tokens: Array,  # [batch, time] int
-      initial_carry: Optional[kernel.LSTMState] = None,
+      initial_carry: Optional[Any] = None,  # See initialize_carry.
       *,
       lengths: Optional[Array] = None,  # [batch]
       mask: Optional[Array] = None,  # [batch, time]
       deterministic: bool = True,
-  ) -> tuple[Array, kernel.LSTMState]:  # ([batch, time, vocab] float32, carry)
+  ) -> tuple[Array, Any]:  # ([batch, time, vocab] float32, carry)
     for name in ('vocab_size', 'embedding_size', 'hidden_size', 'num_layers'):
       if getattr(self, name) <= 0:
         raise ValueError(f'LanguageModel.{name} must be positive; got {getattr(self, name)}.')
@@ -100,31 +111,59 @@ class LanguageModel(nn.Module):
         name='embed',
     )
     embedding = embed.embedding  # [V, E]
+    input_embedding = embedding
     if not deterministic and self.embedding_dropout_rate > 0.0:
+      # Whole words dropped from the input lookup only (AWD-LSTM's
+      # embedded_dropout); a tied output layer sees every word.
       keep = jax.random.bernoulli(
           self.make_rng('dropout'), 1.0 - self.embedding_dropout_rate, (self.vocab_size, 1)
       )
-      embedding = jnp.where(keep, embedding / (1.0 - self.embedding_dropout_rate), 0.0)
-    x = jnp.take(embedding, tokens, axis=0).astype(self.dtype)  # [batch, time, E]
+      input_embedding = jnp.where(keep, embedding / (1.0 - self.embedding_dropout_rate), 0.0)
+    x = jnp.take(input_embedding, tokens, axis=0).astype(self.dtype)  # [batch, time, E]
     lstm_kw = {}
     if self.init_scale is not None:
       lstm_kw = dict(kernel_init=self._init(None), recurrent_kernel_init=self._init(None))
-    y, carry = LSTM(
-        self.hidden_size,
-        num_layers=self.num_layers,
-        proj_size=self.proj_size,
-        dropout_rate=self.dropout_rate,
-        input_dropout_rate=self.input_dropout_rate,
-        output_dropout_rate=self.output_dropout_rate,
+    common = dict(
         weight_dropout_rate=self.weight_dropout_rate,
         variational_dropout=self.variational_dropout,
         forget_bias=self.forget_bias,
         dtype=self.dtype,
         unroll=self.unroll,
         use_custom_vjp=self.use_custom_vjp,
-        name='lstm',
         **lstm_kw,
-    )(x, initial_carry, lengths=lengths, mask=mask, deterministic=deterministic)
+    )
+    run = dict(lengths=lengths, mask=mask, deterministic=deterministic)
+    if not self._split_last_layer:
+      y, carry = LSTM(
+          self.last_layer_size or self.hidden_size,
+          num_layers=self.num_layers,
+          proj_size=None if self.last_layer_size else self.proj_size,
+          dropout_rate=self.dropout_rate,
+          input_dropout_rate=self.input_dropout_rate,
+          output_dropout_rate=self.output_dropout_rate,
+          name='lstm',
+          **common,
+      )(x, initial_carry, **run)
+    else:
+      lower_carry, last_carry = initial_carry or (None, None)
+      h, lower_carry = LSTM(  # [batch, time, P or H]
+          self.hidden_size,
+          num_layers=self.num_layers - 1,
+          proj_size=self.proj_size,
+          dropout_rate=self.dropout_rate,
+          input_dropout_rate=self.input_dropout_rate,
+          output_dropout_rate=self.dropout_rate,  # Between the two stacks.
+          name='lstm',
+          **common,
+      )(x, lower_carry, **run)
+      y, last_carry = LSTM(  # [batch, time, last_layer_size]
+          self.last_layer_size,
+          num_layers=1,
+          output_dropout_rate=self.output_dropout_rate,
+          name='lstm_last',
+          **common,
+      )(h, last_carry, **run)
+      carry = (lower_carry, last_carry)
     if self.tie_weights:
       bias = self.param('output_bias', nn.initializers.zeros_init(), (self.vocab_size,))
       logits = jnp.dot(y, embedding.T.astype(self.dtype), preferred_element_type=jnp.float32)
@@ -140,12 +179,21 @@ class LanguageModel(nn.Module):
     return logits.astype(jnp.float32), carry
 
   @nn.nowrap
-  def initialize_carry(self, batch_size: int) -> kernel.LSTMState:
-    """Zero carry ``(h [L, batch, P], c [L, batch, H])``."""
-    return kernel.LSTMState(
-        h=jnp.zeros((self.num_layers, batch_size, self.output_features), jnp.float32),
-        c=jnp.zeros((self.num_layers, batch_size, self.hidden_size), jnp.float32),
-    )
+  def initialize_carry(self, batch_size: int) -> Any:
+    """Zero carry ``(h [L, batch, P], c [L, batch, H])`` (a pair of them, for
+    the first L-1 layers and the last, with ``last_layer_size``)."""
+
+    def zeros(layers, features, hidden):
+      return kernel.LSTMState(
+          h=jnp.zeros((layers, batch_size, features), jnp.float32),
+          c=jnp.zeros((layers, batch_size, hidden), jnp.float32),
+      )
+
+    if not self._split_last_layer:
+      hidden = self.last_layer_size or self.hidden_size
+      return zeros(self.num_layers, self.output_features, hidden)
+    return (zeros(self.num_layers - 1, self.proj_size or self.hidden_size, self.hidden_size),
+            zeros(1, self.last_layer_size, self.last_layer_size))
 
 
 def _uniform(scale: float):

@@ -13,6 +13,8 @@ from trainer import config_lib, errors, optimizers, partitioning, testing
 def test_every_config_file_resolves():
   for name, arg in (('lm', None), ('tiny', None), ('ptb', 'small'),
                     ('ptb', 'medium'), ('ptb', 'large'), ('wikitext2', None),
+                    ('wikitext2', 'small'), ('awd_lstm', 'ptb'),
+                    ('awd_lstm', 'wikitext2'),
                     ('char_lm', None), ('lm1b', None)):
     config = config_lib.resolve(testing.load_config(name, arg))
     assert config.model.hidden_size > 0, name

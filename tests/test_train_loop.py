@@ -241,12 +241,13 @@ def test_generation_is_deterministic_for_a_seed(trained):
 
 
 def test_awd_lstm_features_train_and_average(cache, tmp_path):
-  """Random BPTT windows, weight drop, locked dropout, LSTMP + tied
-  weights, gradient accumulation and averaged SGD together."""
+  """Random BPTT windows, weight drop, locked dropout, a smaller tied last
+  layer, gradient accumulation and averaged SGD together."""
   workdir = str(tmp_path / 'awd')
   config = testing.tiny_config(
       cache, num_train_steps=8, eval_every_steps=8, checkpoint_every_steps=8,
-      model__proj_size=8, model__embedding_size=8, model__tie_weights=True,
+      model__num_layers=3, model__last_layer_size=8,
+      model__embedding_size=8, model__tie_weights=True,
       model__weight_dropout_rate=0.3, model__embedding_dropout_rate=0.1,
       model__variational_dropout=True, optimizer__name='sgd',
       optimizer__learning_rate=5.0, optimizer__grad_accum_steps=2,

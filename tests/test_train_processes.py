@@ -200,3 +200,33 @@ def test_cli_rejects_bad_config(tmp_path):
   assert proc.returncode != 0
   assert 'model.hidden_size must be a positive integer; got 0' in proc.stderr
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+
+
+_WITHOUT_TENSORFLOW = r'''
+import sys
+sys.modules['tensorflow'] = None  # `import tensorflow` fails, as on GPU images.
+from trainer import metrics, testing, train_lib
+assert metrics.metric_writers is None
+cache, workdir = sys.argv[1:3]
+train_lib.train_and_evaluate(testing.tiny_config(cache, num_train_steps=%d),
+                             workdir)
+'''
+
+
+def test_trains_without_tensorflow(cache, reference, tmp_path):
+  """Where TensorFlow is missing, clu cannot import: the same run still
+  writes metrics.jsonl (same losses) and TensorBoard events."""
+  workdir = tmp_path / 'no_tf'
+  proc = testing.run([sys.executable, '-c', _WITHOUT_TENSORFLOW % STEPS,
+                      str(cache), str(workdir)])
+  _check(proc)
+  losses = testing.train_losses(workdir)
+  assert sorted(losses) == list(range(1, STEPS + 1))
+  np.testing.assert_allclose([losses[s] for s in sorted(losses)],
+                             [reference[1][s] for s in sorted(losses)],
+                             rtol=1e-6)
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(workdir))
+  events.Reload()
+  tags = events.Tags()['tensors'] + events.Tags()['scalars']
+  assert 'train_loss' in tags and 'valid_perplexity' in tags, tags

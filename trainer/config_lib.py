@@ -161,7 +161,9 @@ def _lm_model_config(config: ml_collections.ConfigDict) -> None:
   config.model.num_layers = 2
   # LSTMP projection size P of each layer's output (0: none).
   config.model.proj_size = 0
-  # Share the embedding with the softmax weights (needs P or H == E).
+  # Units of the last layer instead of H (0: H); AWD-LSTM's 1150-1150-400.
+  config.model.last_layer_size = 0
+  # Share the embedding with the softmax weights (needs the output size == E).
   config.model.tie_weights = False
   # AWD-LSTM embedding dropout (drops whole words).
   config.model.embedding_dropout_rate = 0.0
@@ -313,16 +315,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ('embedding_size', 'hidden_size', 'num_layers', 'unroll'):
     positive(f'model.{key}', m[key])
   non_negative('model.proj_size', m.proj_size)
+  non_negative('model.last_layer_size', m.last_layer_size)
   non_negative('model.init_scale', m.init_scale)
   for key in ('embedding_dropout_rate', 'input_dropout_rate', 'dropout_rate',
               'output_dropout_rate', 'weight_dropout_rate'):
     if not 0.0 <= m[key] < 1.0:
       raise ConfigError(f'model.{key} must be in [0, 1); got {m[key]!r}.')
   choice('model.dtype', m.dtype, DTYPES)
-  if m.tie_weights and (m.proj_size or m.hidden_size) != m.embedding_size:
+  output_size = m.last_layer_size or m.proj_size or m.hidden_size
+  if m.tie_weights and output_size != m.embedding_size:
     raise ConfigError(
-        'model.tie_weights needs the LSTM output size (model.proj_size or '
-        f'model.hidden_size = {m.proj_size or m.hidden_size}) to equal '
+        'model.tie_weights needs the LSTM output size (model.last_layer_size, '
+        f'model.proj_size or model.hidden_size = {output_size}) to equal '
         f'model.embedding_size ({m.embedding_size}).')
   d = c.data
   for key in ('batch_size', 'eval_batch_size'):

@@ -4,32 +4,48 @@
 to the log (console), to TensorBoard event files in ``workdir`` and to
 ``workdir/metrics.jsonl`` (one ``{"step": ..., name: value}`` object per
 line, easy to read back in scripts and tests). Processes other than 0 only log.
+``progress_reporter`` is clu's ``ReportProgress``.
+
+clu's writers import TensorFlow. Where TensorFlow is not installed (GPU
+images that carry only JAX, say), the same three outputs come from
+tensorboard's own TF-free event writer and a small progress logger, so
+``train.py`` runs there on local text files (with ``data.prefetch=0``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
 
+from absl import logging
+
 try:
   from clu import metric_writers
-except ModuleNotFoundError as e:  # clu's TensorBoard writer needs it.
-  if e.name != 'tensorboard':
+  from clu import periodic_actions
+except ModuleNotFoundError as e:  # clu's TensorBoard writer needs both.
+  if e.name == 'tensorboard':
+    raise ModuleNotFoundError(
+        "The trainer's metric writers (clu) need the tensorboard package: "
+        'pip install "tensorboard>=2.18,<2.22".', name='tensorboard') from e
+  if e.name not in ('tensorflow', 'clu'):
     raise
-  raise ModuleNotFoundError(
-      "The trainer's metric writers (clu) need the tensorboard package: "
-      'pip install "tensorboard>=2.18,<2.22".', name='tensorboard') from e
+  metric_writers = periodic_actions = None  # The TF-free writers below.
 
 METRICS_FILE = 'metrics.jsonl'
 
 
-class JsonlWriter(metric_writers.MetricWriter):
+_WriterBase = metric_writers.MetricWriter if metric_writers else object
+
+
+class JsonlWriter(_WriterBase):
   """Appends scalars to a JSON-lines file (other summaries are ignored)."""
 
   def __init__(self, path: str | os.PathLike[str]):
@@ -72,8 +88,93 @@ class JsonlWriter(metric_writers.MetricWriter):
     pass
 
 
-def create_writer(workdir: str | os.PathLike[str]) -> metric_writers.MetricWriter:
+class _TfFreeWriter(JsonlWriter):
+  """Console + (process 0) TensorBoard events + metrics.jsonl, without TF.
+
+  Scalars only, like :class:`JsonlWriter`; used where clu cannot import.
+  """
+
+  def __init__(self, workdir: str | None):
+    self._jsonl = workdir and JsonlWriter(os.path.join(workdir, METRICS_FILE))
+    self._events = None
+    if workdir:
+      from tensorboard import summary  # pylint: disable=g-import-not-at-top
+      self._events = summary.Writer(summary.DirectoryOutput(workdir))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    logging.info('[%d] %s', step, ', '.join(
+        f'{k}={float(v):.6g}' for k, v in scalars.items()))
+    if self._jsonl:
+      self._jsonl.write_scalars(step, scalars)
+    if self._events:
+      for key, value in scalars.items():
+        self._events.add_scalar(key, float(value), int(step))
+
+  def write_hparams(self, hparams):
+    logging.info('[Hyperparameters] %s', dict(hparams))
+
+  def flush(self):
+    if self._events:
+      self._events.flush()
+
+  def close(self):
+    if self._events:
+      self._events.close()
+
+
+class _TfFreeProgress:
+  """clu ``ReportProgress``'s interface: logs steps/s, ETA and timed work."""
+
+  def __init__(self, num_train_steps: int, writer: Any, every_secs: float):
+    self._num_steps = num_train_steps
+    self._writer = writer
+    self._every_secs = every_secs
+    self._last: tuple[int, float] | None = None
+    self._timed: dict[str, float] = {}
+
+  def __call__(self, step: int) -> None:
+    now = time.monotonic()
+    if self._last is None:
+      self._last = (step, now)
+      return
+    last_step, last_time = self._last
+    if now - last_time < self._every_secs:
+      return
+    rate = (step - last_step) / (now - last_time)
+    self._writer.write_scalars(step, {'steps_per_sec': rate})
+    timed = ', '.join(f'{k}: {v / 60:.1f} min' for k, v in self._timed.items())
+    logging.info('Step %d of %d, %.1f steps/s, ETA %.0f min%s', step,
+                 self._num_steps, rate,
+                 (self._num_steps - step) / max(rate, 1e-9) / 60,
+                 f' ({timed})' if timed else '')
+    self._last = (step, now)
+
+  @contextlib.contextmanager
+  def timed(self, name: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+      yield
+    finally:
+      self._timed[name] = self._timed.get(name, 0.0) + time.monotonic() - start
+      if self._last is not None:  # Time spent here is not training time.
+        self._last = (self._last[0], self._last[1] + time.monotonic() - start)
+
+
+def progress_reporter(num_train_steps: int, writer: Any,
+                      every_secs: float) -> Any:
+  """clu's ``ReportProgress`` (or its TF-free stand-in): call it with the
+  step after each step; ``.timed(name)`` wraps non-training work."""
+  if periodic_actions is None:
+    return _TfFreeProgress(num_train_steps, writer, every_secs)
+  return periodic_actions.ReportProgress(
+      num_train_steps=num_train_steps, writer=writer, every_secs=every_secs)
+
+
+def create_writer(workdir: str | os.PathLike[str]) -> Any:
   """Console + TensorBoard + metrics.jsonl on process 0; console elsewhere."""
+  if metric_writers is None:
+    return _TfFreeWriter(os.fspath(workdir) if jax.process_index() == 0
+                         else None)
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(just_logging=True,
                                                 asynchronous=False)

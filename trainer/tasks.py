@@ -169,6 +169,7 @@ class LMTask(Task):
         hidden_size=m.hidden_size,
         num_layers=m.num_layers,
         proj_size=m.proj_size or None,
+        last_layer_size=m.last_layer_size or None,
         tie_weights=m.tie_weights,
         embedding_dropout_rate=m.embedding_dropout_rate,
         input_dropout_rate=m.input_dropout_rate,
@@ -225,6 +226,8 @@ class LMTask(Task):
         'model.tie_weights': m.tie_weights,
         'data.batch_size': self.config.data.batch_size,
     })
+    if m.last_layer_size:  # Absent (0) in checkpoints of older versions.
+      out['model.last_layer_size'] = m.last_layer_size
     return out
 
   def epoch_length(self, datasets):

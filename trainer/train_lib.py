@@ -45,7 +45,6 @@ from lstm_flax import kernel
 from lstm_flax.models import LanguageModel
 from trainer import checkpoints, config_lib, errors, metrics as metrics_lib
 from trainer import optimizers, partitioning, tasks as tasks_lib
-from clu import periodic_actions  # pylint: disable=g-bad-import-order  # After metrics (tensorboard check).
 
 PyTree = Any
 Batch = dict[str, jax.Array]
@@ -430,9 +429,8 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
   if start == 0:
     writer.write_hparams(_flat_hparams(config))
   eval_every = config.eval_every_steps or tracker.steps_per_epoch
-  report = periodic_actions.ReportProgress(
-      num_train_steps=num_steps, writer=writer,
-      every_secs=config.progress_every_secs)
+  report = metrics_lib.progress_reporter(num_steps, writer,
+                                        config.progress_every_secs)
   kind = datasets.tokenizer.kind
   pending: list[dict[str, jax.Array]] = []
   window = {'start': start, 'time': time.perf_counter(), 'tokens': 0.0}

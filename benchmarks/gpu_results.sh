@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Issue 6's accelerator runs, side by side on one GPU, each capped in wall
+# time; the curves (metrics.jsonl, TensorBoard events) and logs come back as
+# $OUT/results.tar.gz. Meant for the device tool's GPU image (JAX, no
+# TensorFlow, no clu: the trainer's TF-free writers take over):
+#
+#   bash benchmarks/gpu_results.sh DATA_DIR BUDGET_SECONDS [RUN ...]
+#
+# DATA_DIR holds ptb/, wikitext-2/ and tiny_shakespeare/ as in ../shared/data;
+# RUN names which of ptb_medium, wikitext2_medium, awd_ptb, char_shakespeare
+# to run (default: all four).
+set -u
+DATA=${1:?data dir}
+BUDGET=${2:-480}
+ONLY=" ${*:3} "
+OUT=${OUT:-/tmp/gpu_results}
+RUNS=/tmp/runs
+mkdir -p "$OUT" "$RUNS"
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 XLA_PYTHON_CLIENT_MEM_FRACTION=0.15
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$RUNS/gpu.txt"
+python3 -c 'import jax, flax; print(jax.__version__, flax.__version__, jax.devices())' | tee -a "$RUNS/gpu.txt"
+python3 -m trainer.split_text --input="$DATA/tiny_shakespeare/input.txt" \
+    --output_dir=/tmp/tiny_shakespeare
+# MPS lets the four small-kernel runs share the GPU concurrently instead of
+# time-slicing it; without a working MPS they run time-sliced.
+if command -v nvidia-cuda-mps-control > /dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps_pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps_log
+  mkdir -p /tmp/mps_pipe /tmp/mps_log
+  if nvidia-cuda-mps-control -d && timeout 60 python3 -c \
+      'import jax.numpy as jnp; print("MPS check", float(jnp.ones(3).sum()))'; then
+    echo "MPS on" | tee -a "$RUNS/gpu.txt"
+  else
+    echo quit | nvidia-cuda-mps-control
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    echo "MPS failed; time-sliced" | tee -a "$RUNS/gpu.txt"
+  fi
+fi
+COMMON=(--config.data.prefetch=0 --config.progress_every_secs=30)
+CAP=$((BUDGET - 45))  # Leaves time for SIGTERM's save and the tarball.
+
+run() {  # name, seconds, config, train.py flags...
+  local name=$1 secs=$2 config=$3; shift 3
+  [[ "$ONLY" == "  " || "$ONLY" == *" $name "* ]] || return 0
+  ( /usr/bin/time -v timeout -s TERM -k 30 "$secs" python3 train.py \
+      --config="$config" --workdir="$RUNS/$name" "${COMMON[@]}" "$@" \
+      > "$RUNS/$name.log" 2>&1
+    echo "exit $? after ${SECONDS}s" >> "$RUNS/$name.log" ) &
+}
+run ptb_medium "$CAP" configs/ptb.py:medium \
+    --config.data.data_dir="$DATA/ptb"
+run wikitext2_medium "$CAP" configs/wikitext2.py:medium \
+    --config.data.data_dir="$DATA/wikitext-2"
+run awd_ptb "$CAP" configs/awd_lstm.py:ptb \
+    --config.data.data_dir="$DATA/ptb"
+run char_shakespeare "$CAP" configs/char_lm.py:local \
+    --config.data.data_dir=/tmp/tiny_shakespeare
+wait
+grep -h -B2 "^exit" "$RUNS"/*.log
+(cd "$RUNS" && tar czf "$OUT/results.tar.gz" gpu.txt ./*.log \
+    ./*/metrics.jsonl ./*/events.out.tfevents.*)
+ls -la "$OUT"
