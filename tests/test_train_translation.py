@@ -59,6 +59,26 @@ def test_trains_with_validation_bleu(trained):
   assert meta['signature']['task'] == 'translation'
 
 
+def test_best_checkpoint_is_the_highest_bleu(tmp_path):
+  """Translation keeps the best BLEU, not the best perplexity; a language
+  model (no BLEU) the best perplexity."""
+  state = {'w': np.zeros(3, np.float32)}
+  for scores, best in (
+      ([{'valid_perplexity': 9.0, 'valid_bleu': 31.0},
+        {'valid_perplexity': 8.0, 'valid_bleu': 30.0}], 1),
+      ([{'valid_perplexity': 9.0}, {'valid_perplexity': 8.0}], 2)):
+    workdir = tmp_path / f'best{best}'
+    ckpt = checkpoints.Checkpointer(workdir, keep=1, keep_best=1,
+                                    async_save=False)
+    for step, row in enumerate(scores, 1):
+      ckpt.save(step, state, {'step': step},
+                metrics=checkpoints.best_metrics({**row, 'valid_loss': 1.0}))
+    ckpt.wait()
+    assert ckpt.best_step() == best
+    assert sorted(ckpt.all_steps()) == sorted({best, 2})
+    ckpt.close()
+
+
 def test_resume_after_a_crash_is_exact(trained, tmp_path, monkeypatch):
   """A crash at step 25 (checkpoints at 10, 20); the rerun resumes from 20
   and every loss equals the uninterrupted run's, bit for bit."""

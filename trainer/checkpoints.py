@@ -31,11 +31,20 @@ from trainer import errors
 
 PyTree = Any
 CHECKPOINT_DIR = 'checkpoints'
-BEST_METRIC = 'valid_perplexity'
+BEST_METRICS = ('valid_bleu', 'valid_perplexity')
+
+
+def best_metrics(scores: Mapping[str, float]) -> dict[str, float]:
+  """What a save records for choosing the best checkpoint: validation BLEU
+  (translation) and perplexity."""
+  return {k: float(scores[k]) for k in BEST_METRICS if k in scores}
 
 
 def _best_metric(metrics: Mapping[str, float]) -> float:
-  return float(metrics[BEST_METRIC])
+  """Lower is better: -BLEU where a checkpoint has it, else perplexity."""
+  if 'valid_bleu' in metrics:
+    return -float(metrics['valid_bleu'])
+  return float(metrics['valid_perplexity'])
 
 
 class Checkpointer:
@@ -44,7 +53,8 @@ class Checkpointer:
   Args:
     workdir: the run directory; checkpoints go to ``workdir/checkpoints``.
     keep: the last this many checkpoints are kept.
-    keep_best: and the best this many by validation perplexity.
+    keep_best: and the best this many by validation BLEU (translation)
+      or else perplexity.
     async_save: write in a background thread (the arrays are copied to host
       memory before :meth:`save` returns).
     read_only: never create or delete anything (evaluation, generation).

@@ -425,9 +425,11 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
     state, meta = ckpt.restore(latest, steps.abstract_state)
     start = int(meta['input_pipeline']['next_step'])
     logging.info('Resumed from the checkpoint of step %d.', start)
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  logging.info('The model has %s parameters.', f'{num_params:,}')
   writer = metrics_lib.create_writer(workdir)
   if start == 0:
-    writer.write_hparams(_flat_hparams(config))
+    writer.write_hparams({**_flat_hparams(config), 'num_params': num_params})
   eval_every = config.eval_every_steps or tracker.steps_per_epoch
   report = metrics_lib.progress_reporter(num_steps, writer,
                                         config.progress_every_secs)
@@ -502,7 +504,7 @@ def _train(config, workdir, partitioner, ckpt) -> dict[str, float]:
         if do_save:
           ckpt.save(done, state,
                     _meta(config, signature, done, tracker, datasets),
-                    metrics=({'valid_perplexity': last_eval['valid_perplexity']}
+                    metrics=(checkpoints.best_metrics(last_eval)
                              if do_eval and last_eval else None))
         if preempted:
           ckpt.wait()
