@@ -42,8 +42,11 @@ def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
   events.Reload()
   out: dict[str, dict[int, float]] = {}
   for tag in events.Tags()['tensors']:
-    out[tag] = {e.step: float(tensor_util.make_ndarray(e.tensor_proto))
-                for e in events.Tensors(tag)}
+    values = {e.step: tensor_util.make_ndarray(e.tensor_proto)
+              for e in events.Tensors(tag)}
+    if all(v.size == 1 and v.dtype.kind in 'fiu' for v in values.values()):
+      out[tag] = {step: float(v) for step, v in values.items()}  # Scalars.
+    # Others (text summaries, hyper-parameters) are not curves.
   for tag in events.Tags()['scalars']:
     out[tag] = {e.step: float(e.value) for e in events.Scalars(tag)}
   if not out:
@@ -53,19 +56,15 @@ def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
 
 def _epochs(scalars: dict[str, dict[int, float]], steps: Sequence[int]
             ) -> np.ndarray:
-  """Epoch of each step, interpolated from the logged 'epoch' scalar (which
-  is the epoch index at a training log line)."""
-  known = scalars.get('epoch')
-  if not known or len(known) < 2:
+  """Epoch of each step. The logged 'epoch' scalar at step s is the epoch
+  index of step s - 1, floor((s - 1) / steps_per_epoch), so steps_per_epoch
+  is at most (s - 1) / epoch for every log line: the tightest such bound
+  (steps themselves where no epoch was logged)."""
+  bounds = [(step - 1) / epoch
+            for step, epoch in scalars.get('epoch', {}).items() if epoch >= 1]
+  if not bounds:
     return np.asarray(steps, float)
-  xs = np.array(sorted(known))
-  # Steps per epoch from the epoch counter's growth.
-  first, last = xs[0], xs[-1]
-  span = known[last] - known[first]
-  per_epoch = (last - first) / span if span > 0 else None
-  if not per_epoch:
-    return np.asarray(steps, float)
-  return np.asarray(steps, float) / per_epoch
+  return np.asarray(steps, float) / min(bounds)
 
 
 def plot(runs: list[tuple[str, str]], out: str, metric: str, title: str,

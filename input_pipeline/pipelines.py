@@ -76,7 +76,7 @@ def default_lm_config() -> ml_collections.ConfigDict:
   c.shuffle = True
   c.seed = 0
   c.cache_dir = ''  # '': workdir/data_cache.
-  c.prefetch = 2  # Batches prepared ahead by tf.data (0: none).
+  c.prefetch = 2  # Batches prepared ahead on a thread (0: none).
   return c
 
 

@@ -407,3 +407,35 @@ def test_configdict_default_embedded_word_level(tmp_path: Path):
   eval_batches = list(data.eval_batches('valid'))
   assert sum(b['mask'].sum() for b in eval_batches) == (
       data.num_tokens('valid') - 1)
+
+
+def test_prefetch_thread_keeps_order_raises_and_stops():
+  import threading
+  import time
+  from input_pipeline import prefetch
+  batches = [{'x': np.full((2,), i)} for i in range(7)]
+  out = list(prefetch.prefetch(iter(batches), 3))
+  assert [int(b['x'][0]) for b in out] == list(range(7))
+
+  def failing():
+    yield batches[0]
+    raise ValueError('bad line 3 in train.txt')
+
+  it = prefetch.prefetch(failing(), 2)
+  assert int(next(it)['x'][0]) == 0
+  with pytest.raises(ValueError, match='bad line 3'):
+    next(it)
+  # An endless producer stops once the consumer drops the iterator.
+  def endless():
+    while True:
+      yield batches[0]
+
+  before = set(threading.enumerate())
+  it = prefetch.prefetch(endless(), 2)
+  next(it)
+  (thread,) = set(threading.enumerate()) - before
+  del it
+  deadline = time.monotonic() + 5
+  while thread.is_alive():
+    assert time.monotonic() < deadline, 'the prefetch thread did not stop'
+    time.sleep(0.05)
