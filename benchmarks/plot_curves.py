@@ -80,15 +80,16 @@ def plot(runs: list[tuple[str, str]], out: str, metric: str, title: str,
       if not series:
         continue
       steps = sorted(series)
+      epochs = _epochs(scalars, steps)
       values = [series[s] for s in steps]
       name = f'{label} {split}' if label else split
-      ax.plot(_epochs(scalars, steps), values, color=f'C{index}',
+      ax.plot(epochs, values, color=f'C{index}',
               alpha=0.35 if split == 'train' else 1.0,
               marker='' if split == 'train' else '.', label=name)
       if split == 'valid':
         best = min(values) if metric != 'bleu' else max(values)
-        ax.annotate(f'{best:.4g}', (_epochs(scalars, steps)[values.index(best)],
-                                   best), textcoords='offset points',
+        ax.annotate(f'{best:.4g}', (epochs[values.index(best)], best),
+                    textcoords='offset points',
                     xytext=(0, -12 if metric != 'bleu' else 6), fontsize=8)
   if target is not None:
     ax.axhline(target, color='gray', linestyle='--', linewidth=1,
