@@ -8,7 +8,9 @@
 #
 # DATA_DIR holds ptb/, wikitext-2/ and tiny_shakespeare/ as in ../shared/data;
 # RUN names which of ptb_medium, wikitext2_medium, awd_ptb, char_shakespeare
-# to run (default: all four).
+# to run (default: those four), or PTB-medium variants: ptb_medium_f32 (float32
+# matrix products instead of the GPU's default TF32), ptb_medium_seed1,
+# ptb_medium_f32_seed1.
 set -u
 DATA=${1:?data dir}
 BUDGET=${2:-480}
@@ -38,16 +40,24 @@ fi
 COMMON=(--config.data.prefetch=0 --config.progress_every_secs=30)
 CAP=$((BUDGET - 45))  # Leaves time for SIGTERM's save and the tarball.
 
-run() {  # name, seconds, config, train.py flags...
+run() {  # name, seconds, config, train.py flags...  (env: RUN_ENV=VAR=value)
   local name=$1 secs=$2 config=$3; shift 3
-  [[ "$ONLY" == "  " || "$ONLY" == *" $name "* ]] || return 0
-  ( /usr/bin/time -v timeout -s TERM -k 30 "$secs" python3 train.py \
+  [[ "$ONLY" == "  " && "$name" != *_f32* && "$name" != *_seed* ]] \
+      || [[ "$ONLY" == *" $name "* ]] || return 0
+  ( /usr/bin/time -v env ${RUN_ENV:-} timeout -s TERM -k 30 "$secs" python3 train.py \
       --config="$config" --workdir="$RUNS/$name" "${COMMON[@]}" "$@" \
       > "$RUNS/$name.log" 2>&1
     echo "exit $? after ${SECONDS}s" >> "$RUNS/$name.log" ) &
 }
 run ptb_medium "$CAP" configs/ptb.py:medium \
     --config.data.data_dir="$DATA/ptb"
+F32=JAX_DEFAULT_MATMUL_PRECISION=highest
+RUN_ENV=$F32 run ptb_medium_f32 "$CAP" configs/ptb.py:medium \
+    --config.data.data_dir="$DATA/ptb"
+run ptb_medium_seed1 "$CAP" configs/ptb.py:medium \
+    --config.data.data_dir="$DATA/ptb" --config.seed=1
+RUN_ENV=$F32 run ptb_medium_f32_seed1 "$CAP" configs/ptb.py:medium \
+    --config.data.data_dir="$DATA/ptb" --config.seed=1
 run wikitext2_medium "$CAP" configs/wikitext2.py:medium \
     --config.data.data_dir="$DATA/wikitext-2"
 run awd_ptb "$CAP" configs/awd_lstm.py:ptb \

@@ -30,13 +30,19 @@ def per_gate(init: Initializer) -> Initializer:
   return init_fn
 
 
-def lstm_bias_init(forget_bias: float = 0.0) -> Initializer:
-  """Zero bias ``[4H]`` with ``forget_bias`` on the forget gate (Jozefowicz et al. use 1)."""
+def lstm_bias_init(forget_bias: float = 0.0,
+                   bias_init: Initializer | None = None) -> Initializer:
+  """Bias ``[4H]``: ``bias_init`` (default zeros) plus ``forget_bias`` on the
+  forget gate (Jozefowicz et al. use 1; Zaremba et al. draw every bias
+  uniform with no offset)."""
 
   def init_fn(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32):
-    del key
     (four_h,) = shape
     h = four_h // 4
-    return jnp.zeros(shape, dtype).at[h : 2 * h].set(forget_bias)
+    if bias_init is None:
+      bias = jnp.zeros(shape, dtype)
+    else:
+      bias = jnp.asarray(bias_init(key, shape, dtype), dtype)
+    return bias.at[h : 2 * h].add(forget_bias)
 
   return init_fn

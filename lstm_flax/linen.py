@@ -29,6 +29,7 @@ class LayerParams(nn.Module):
   recurrent_kernel_init: Initializer = initializers.default_recurrent_kernel_init
   forget_bias: float = 0.0
   param_dtype: Dtype = jnp.float32
+  bias_init: Optional[Initializer] = None
 
   @nn.compact
   def __call__(self, in_features: int) -> dict[str, Array]:
@@ -41,6 +42,7 @@ class LayerParams(nn.Module):
         self.recurrent_kernel_init,
         self.forget_bias,
         self.param_dtype,
+        self.bias_init,
     )
 
 
@@ -53,6 +55,7 @@ def declare_layer_params(
     recurrent_kernel_init: Initializer,
     forget_bias: float,
     param_dtype: Dtype,
+    bias_init: Optional[Initializer] = None,
 ) -> dict[str, Array]:
   """Declares one layer direction's parameters on ``module`` (inside a compact method)."""
   h = hidden_size
@@ -71,7 +74,10 @@ def declare_layer_params(
           param_dtype,
       ),
       kernel.BIAS: module.param(
-          kernel.BIAS, initializers.lstm_bias_init(forget_bias), (4 * h,), param_dtype
+          kernel.BIAS,
+          initializers.lstm_bias_init(forget_bias, bias_init),
+          (4 * h,),
+          param_dtype,
       ),
   }
   if proj_size is not None:
@@ -105,7 +111,8 @@ class LSTMCell(nn.RNNCellBase):
     features: hidden size ``H``.
     proj_size: optional projection size ``P`` of ``h`` (PyTorch's proj_size).
     kernel_init, recurrent_kernel_init: initialisers, applied per gate block.
-    forget_bias: initial forget-gate bias.
+    forget_bias: initial forget-gate bias, added to ``bias_init``'s.
+    bias_init: initialiser of the ``[4H]`` bias (None: zeros).
     dtype: compute dtype of the matrix products.
     param_dtype: parameter dtype.
   """
@@ -117,6 +124,7 @@ class LSTMCell(nn.RNNCellBase):
   forget_bias: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  bias_init: Optional[Initializer] = None
 
   @nn.compact
   def __call__(
@@ -132,6 +140,7 @@ class LSTMCell(nn.RNNCellBase):
         self.recurrent_kernel_init,
         self.forget_bias,
         self.param_dtype,
+        self.bias_init,
     )
     return kernel.lstm_cell(params, kernel.LSTMState(*carry), inputs, self.dtype)
 
@@ -169,10 +178,12 @@ class LSTM(nn.Module):
     weight_dropout_rate: DropConnect on the recurrent kernels (AWD-LSTM).
     variational_dropout: one dropout mask per sequence, shared over time, for
       the input, between-layer and output dropout.
-    forget_bias: initial forget-gate bias (1.0 is a common choice).
+    forget_bias: initial forget-gate bias (1.0 is a common choice), added to
+      ``bias_init``'s.
     kernel_init: input-kernel initialiser, per gate block.
     recurrent_kernel_init: recurrent-kernel initialiser, per gate block
       (orthogonal by default).
+    bias_init: initialiser of each ``[4H]`` bias (None: zeros).
     time_major: inputs and outputs are ``[time, batch, ...]``.
     unroll: ``lax.scan`` unroll factor (None: 1 on CPU, 8 on GPU/TPU).
     dtype: compute dtype of the matrix products (bfloat16 on TPU/GPU); the
@@ -200,6 +211,7 @@ class LSTM(nn.Module):
   param_dtype: Dtype = jnp.float32
   use_custom_vjp: bool = True
   deterministic: Optional[bool] = None
+  bias_init: Optional[Initializer] = None
 
   @property
   def dropout(self) -> stack.DropoutConfig:
@@ -244,6 +256,7 @@ class LSTM(nn.Module):
             self.recurrent_kernel_init,
             self.forget_bias,
             self.param_dtype,
+            self.bias_init,
             name=name,
         )(in_features)
       in_features = len(directions) * (self.proj_size or self.hidden_size)

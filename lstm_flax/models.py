@@ -122,7 +122,8 @@ class LanguageModel(nn.Module):
     x = jnp.take(input_embedding, tokens, axis=0).astype(self.dtype)  # [batch, time, E]
     lstm_kw = {}
     if self.init_scale is not None:
-      lstm_kw = dict(kernel_init=self._init(None), recurrent_kernel_init=self._init(None))
+      lstm_kw = dict(kernel_init=self._init(None), recurrent_kernel_init=self._init(None),
+                     bias_init=self._init(None))
     common = dict(
         weight_dropout_rate=self.weight_dropout_rate,
         variational_dropout=self.variational_dropout,

@@ -33,6 +33,7 @@ class LayerParams(nnx.Module):
       forget_bias: float,
       param_dtype: Any,
       rngs: nnx.Rngs,
+      bias_init: Optional[Initializer] = None,
   ):
     h, p = hidden_size, proj_size or hidden_size
     self.input_kernel = nnx.Param(
@@ -41,7 +42,10 @@ class LayerParams(nnx.Module):
     self.recurrent_kernel = nnx.Param(
         initializers.per_gate(recurrent_kernel_init)(rngs.params(), (p, 4 * h), param_dtype)
     )
-    self.bias = nnx.Param(initializers.lstm_bias_init(forget_bias)(None, (4 * h,), param_dtype))
+    bias_key = None if bias_init is None else rngs.params()
+    self.bias = nnx.Param(
+        initializers.lstm_bias_init(forget_bias, bias_init)(bias_key, (4 * h,), param_dtype)
+    )
     self.projection_kernel = (
         nnx.Param(kernel_init(rngs.params(), (h, p), param_dtype)) if proj_size else None
     )
@@ -84,6 +88,7 @@ class LSTM(nnx.Module):
       forget_bias: float = 0.0,
       kernel_init: Initializer = initializers.default_kernel_init,
       recurrent_kernel_init: Initializer = initializers.default_recurrent_kernel_init,
+      bias_init: Optional[Initializer] = None,
       time_major: bool = False,
       unroll: Optional[int] = None,
       dtype: Any = jnp.float32,
@@ -130,6 +135,7 @@ class LSTM(nnx.Module):
                 forget_bias,
                 param_dtype,
                 rngs,
+                bias_init,
             ),
         )
       features = len(directions) * (proj_size or hidden_size)

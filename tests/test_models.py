@@ -71,3 +71,13 @@ def test_embedding_dropout_spares_the_tied_output_layer():
   # The input side did drop words: the outputs differ from no dropout.
   clean, _ = model.apply({'params': params}, tokens)
   assert not np.allclose(logits, clean)
+
+
+def test_init_scale_draws_every_parameter_uniform():
+  """Zaremba et al.: every parameter, LSTM biases included, uniform in
+  [-init_scale, init_scale]."""
+  model = _model(init_scale=0.05, last_layer_size=None, tie_weights=False)
+  params = model.init(jax.random.PRNGKey(1), _tokens())['params']
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    assert np.abs(leaf).max() <= 0.05, path
+    assert np.abs(leaf).max() > 0.03 and np.ptp(leaf) > 0.06, path

@@ -228,3 +228,24 @@ def test_import_does_not_load_tensorflow():
             'print(bad); sys.exit(1 if bad else 0)')
   result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_bias_init_plus_forget_bias_in_linen_and_nnx(x):
+  """``bias_init`` draws every bias; ``forget_bias`` is added on the forget
+  gate (rows H:2H of the fused i, f, g, o bias), in Linen and NNX alike."""
+  uniform = nn.initializers.uniform(scale=0.2)  # [0, 0.2)
+  layer = lstm_flax.LSTM(HIDDEN, num_layers=2, bias_init=uniform, forget_bias=1.0)
+  params = layer.init(jax.random.PRNGKey(0), x)['params']
+  model = lstm_nnx.LSTM(IN, HIDDEN, num_layers=2, bias_init=uniform,
+                        forget_bias=1.0, rngs=nnx.Rngs(0))
+  biases = [params[f'layer_{i}']['bias'] for i in range(2)]
+  biases += [getattr(model, f'layer_{i}').bias.value for i in range(2)]
+  for bias in biases:
+    drawn = np.concatenate([bias[:HIDDEN], bias[2 * HIDDEN:]])
+    assert np.all((drawn >= 0.0) & (drawn < 0.2)) and np.ptp(drawn) > 0.05
+    forget = bias[HIDDEN:2 * HIDDEN]
+    assert np.all((forget >= 1.0) & (forget < 1.2)) and np.ptp(forget) > 0.02
+  # Without bias_init: zeros plus forget_bias, as before.
+  default = lstm_flax.LSTM(HIDDEN, forget_bias=1.0).init(jax.random.PRNGKey(0), x)
+  bias = default['params']['layer_0']['bias']
+  np.testing.assert_array_equal(bias, np.repeat([0.0, 1.0, 0.0, 0.0], HIDDEN))
