@@ -193,17 +193,19 @@ class LMTask(Task):
   def train_loss(self, model, params, carry, batch, reset, dropout_rng):
     carry = jax.lax.stop_gradient(jax.tree.map(
         lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry))
-    logits, new_carry = model.apply(
+    # The fused output layer and cross-entropy (lstm_flax.losses).
+    loss_sum, new_carry = model.apply(
         {'params': params}, batch['inputs'], carry, mask=batch['mask'],
-        deterministic=False, rngs={'dropout': dropout_rng})
-    loss_sum, weight = loss_sums(logits, batch['targets'], batch['mask'])
+        targets=batch['targets'], deterministic=False,
+        rngs={'dropout': dropout_rng})
+    weight = jnp.sum(batch['mask'])
     return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
 
   def eval_loss(self, model, params, carry, batch):
-    logits, carry = model.apply({'params': params}, batch['inputs'], carry,
-                                mask=batch['mask'], deterministic=True)
-    loss_sum, weight = loss_sums(logits, batch['targets'], batch['mask'])
-    return carry, loss_sum, weight
+    loss_sum, carry = model.apply({'params': params}, batch['inputs'], carry,
+                                  mask=batch['mask'], targets=batch['targets'],
+                                  deterministic=True)
+    return carry, loss_sum, jnp.sum(batch['mask'])
 
   def check_config(self, partitioner):
     config = self.config

@@ -1,0 +1,95 @@
+"""Softmax cross-entropy fused with the output projection.
+
+A language model's output layer and loss, ``logits = features @ kernel +
+bias`` followed by the token cross-entropy, dominate a small LSTM LM's step
+(PTB-small: ``[400, 200] x [200, 10000]`` and its two backward products).
+:func:`dense_softmax_cross_entropy` computes the same loss with a
+hand-written backward pass: the logits' gradient ``(softmax - onehot) *
+weight`` in one elementwise pass, then ``d_features = g @ kernel.T``,
+``d_kernel = features.T @ g`` and ``d_bias = sum(g)``. Autodiff of the
+unfused form adds a scatter for the picked logit, a separate bias-add copy and
+extra passes over the ``[N, V]`` logits (``benchmarks/lstm_speed.py
+--mode=lm`` measures the whole step).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def _forward(features: Array, kernel: Array, bias: Array, targets: Array,
+             weights: Array) -> tuple[Array, Array, Array]:
+  logits = jnp.dot(features, kernel.astype(features.dtype),
+                   preferred_element_type=jnp.float32)
+  logits = logits + bias.astype(jnp.float32)  # [N, V]
+  log_normalizer = jax.nn.logsumexp(logits, axis=-1)  # [N]
+  picked = jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]  # [N]
+  loss_sum = jnp.sum((log_normalizer - picked) * weights)
+  return loss_sum, logits, log_normalizer
+
+
+@jax.custom_vjp
+def _fused(features, kernel, bias, targets, weights):
+  return _forward(features, kernel, bias, targets, weights)[0]
+
+
+def _fused_fwd(features, kernel, bias, targets, weights):
+  loss_sum, logits, log_normalizer = _forward(features, kernel, bias, targets,
+                                              weights)
+  return loss_sum, (features, kernel, bias, logits, log_normalizer, targets,
+                    weights)
+
+
+def _fused_bwd(residuals, loss_cotangent):
+  features, kernel, bias, logits, log_normalizer, targets, weights = residuals
+  vocab = logits.shape[-1]
+  onehot = jnp.arange(vocab, dtype=targets.dtype) == targets[:, None]
+  scale = (weights * loss_cotangent).astype(jnp.float32)[:, None]  # [N, 1]
+  grad_logits = (jnp.exp(logits - log_normalizer[:, None]) - onehot) * scale
+  grad_logits_c = grad_logits.astype(features.dtype)  # [N, V]
+  grad_features = jnp.dot(grad_logits_c, kernel.astype(features.dtype).T,
+                          preferred_element_type=jnp.float32)  # [N, F]
+  grad_kernel = jnp.dot(features.T, grad_logits_c,
+                        preferred_element_type=jnp.float32)  # [F, V]
+  grad_bias = jnp.sum(grad_logits, axis=0)  # [V]
+  grad_weights = (log_normalizer - jnp.take_along_axis(
+      logits, targets[:, None], axis=-1)[:, 0]) * loss_cotangent
+  return (grad_features.astype(features.dtype),
+          grad_kernel.astype(kernel.dtype), grad_bias.astype(bias.dtype),
+          None, grad_weights.astype(weights.dtype))
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def dense_softmax_cross_entropy(
+    features: Array,  # [N, F]
+    kernel: Array,  # [F, V]
+    bias: Array,  # [V]
+    targets: Array,  # [N] int
+    weights: Array | None = None,  # [N]; 0 for padding
+) -> Array:  # [] float32
+  """``sum_n weights[n] * CE(softmax(features @ kernel + bias)[n], targets[n])``.
+
+  Equals ``optax.softmax_cross_entropy_with_integer_labels`` on the logits,
+  weighted and summed, with a fused backward pass (see the module
+  docstring). Differentiable in ``features``, ``kernel``, ``bias`` and
+  ``weights``; ``targets`` are integers. The matrix products run in
+  ``features.dtype`` with float32 accumulation; the softmax in float32.
+  """
+  if features.ndim != 2 or kernel.ndim != 2 or features.shape[1] != kernel.shape[0]:
+    raise ValueError(
+        f'features [N, F] and kernel [F, V] do not match: {features.shape} and '
+        f'{kernel.shape}.')
+  if bias.shape != (kernel.shape[1],):
+    raise ValueError(f'bias must be [V={kernel.shape[1]}]; got {bias.shape}.')
+  if targets.shape != features.shape[:1]:
+    raise ValueError(f'targets must be [N={features.shape[0]}]; got {targets.shape}.')
+  if weights is None:
+    weights = jnp.ones(targets.shape, jnp.float32)
+  return _fused(features, kernel, bias, targets.astype(jnp.int32),
+                weights.astype(jnp.float32))
+
