@@ -10,7 +10,8 @@
 # RUN names which of ptb_medium, wikitext2_medium, awd_ptb, char_shakespeare
 # to run (default: those four), or PTB-medium variants: ptb_medium_f32 (float32
 # matrix products instead of the GPU's default TF32), ptb_medium_seed1,
-# ptb_medium_f32_seed1.
+# ptb_medium_f32_seed1, or char-LM dropout variants: char_shakespeare_d35,
+# char_shakespeare_d50 (dropout 0.35 / 0.5 instead of the config's 0.2).
 set -u
 DATA=${1:?data dir}
 BUDGET=${2:-480}
@@ -42,7 +43,8 @@ CAP=$((BUDGET - 45))  # Leaves time for SIGTERM's save and the tarball.
 
 run() {  # name, seconds, config, train.py flags...  (env: RUN_ENV=VAR=value)
   local name=$1 secs=$2 config=$3; shift 3
-  [[ "$ONLY" == "  " && "$name" != *_f32* && "$name" != *_seed* ]] \
+  [[ "$ONLY" == "  " && "$name" != *_f32* && "$name" != *_seed* \
+     && "$name" != *_d[0-9]* ]] \
       || [[ "$ONLY" == *" $name "* ]] || return 0
   ( /usr/bin/time -v env ${RUN_ENV:-} timeout -s TERM -k 30 "$secs" python3 train.py \
       --config="$config" --workdir="$RUNS/$name" "${COMMON[@]}" "$@" \
@@ -64,6 +66,12 @@ run awd_ptb "$CAP" configs/awd_lstm.py:ptb \
     --config.data.data_dir="$DATA/ptb"
 run char_shakespeare "$CAP" configs/char_lm.py:local \
     --config.data.data_dir=/tmp/tiny_shakespeare
+for rate in 35 50; do
+  run char_shakespeare_d$rate "$CAP" configs/char_lm.py:local \
+      --config.data.data_dir=/tmp/tiny_shakespeare \
+      --config.model.dropout_rate=0.$rate \
+      --config.model.output_dropout_rate=0.$rate
+done
 wait
 grep -h -B2 "^exit" "$RUNS"/*.log
 (cd "$RUNS" && tar czf "$OUT/results.tar.gz" gpu.txt ./*.log \

@@ -18,7 +18,7 @@ def get_config(source='tfds'):
     raise ValueError(f"char_lm source {source!r}: use 'tfds' or 'local'.")
   config = config_lib.default_config()
 
-  # Epochs over the ~1M training characters (~1000 steps each).
+  # Epochs over the ~1M training characters (~245 steps of 32 x 128 each).
   config.num_epochs = 20
   config.log_every_steps = 100
   # Validation (loss, perplexity, bits per character) every 1000 steps.
@@ -29,8 +29,12 @@ def get_config(source='tfds'):
   config.model.embedding_size = 64
   config.model.hidden_size = 512
   config.model.num_layers = 2
-  config.model.dropout_rate = 0.2
-  config.model.output_dropout_rate = 0.2
+  # Dropout between the layers and on the outputs. Measured on the TFDS
+  # validation slice (H200, 20 epochs; README Results): 0.2 overfits after
+  # epoch 8 (best 2.016 bits/char, last 2.109); 0.5 is best at epoch 16
+  # (1.992) and ends at 1.999.
+  config.model.dropout_rate = 0.5
+  config.model.output_dropout_rate = 0.5
 
   # Adam 2e-3 with warm-up and cosine decay.
   config.optimizer.name = 'adam'

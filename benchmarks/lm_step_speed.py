@@ -1,0 +1,113 @@
+"""The trainer's language-model step with and without the fused output loss.
+
+Times ``trainer.train_lib.train_step`` (forward, backward, clipping, SGD) as
+``train.py`` compiles it for a config, in two forms, side by side:
+
+  * ``fused``   the trainer's form: ``LanguageModel(..., targets=)`` with the
+                output projection and softmax cross-entropy fused
+                (``lstm_flax.losses``, hand-written backward pass);
+  * ``logits``  logits from the model, then
+                ``optax.softmax_cross_entropy_with_integer_labels`` and
+                autodiff (the trainer's form before the fused loss).
+
+After compilation and warm-up, ``--rounds`` rounds; in each round both run
+``--steps`` steps in turn, so machine noise hits both alike. Reported: the
+median step time over rounds and the ratio to ``fused``.
+
+  python benchmarks/lm_step_speed.py                       # PTB small
+  python benchmarks/lm_step_speed.py --config=configs/ptb.py:medium
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import ml_collections  # noqa: E402
+
+from trainer import partitioning, tasks, train_lib  # noqa: E402
+
+
+class _LogitsLMTask(tasks.LMTask):
+  """The LM task with the unfused loss: logits, then optax's cross-entropy."""
+
+  def train_loss(self, model, params, carry, batch, reset, dropout_rng):
+    carry = jax.lax.stop_gradient(jax.tree.map(
+        lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry))
+    logits, new_carry = model.apply(
+        {'params': params}, batch['inputs'], carry, mask=batch['mask'],
+        deterministic=False, rngs={'dropout': dropout_rng})
+    loss_sum, weight = tasks.loss_sums(logits, batch['targets'], batch['mask'])
+    return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """``path/to/config.py[:preset]``, as ``train.py --config`` reads it."""
+  path, _, preset = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('benchmark_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(preset) if preset else module.get_config()
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--config', default='configs/ptb.py:small')
+  parser.add_argument('--vocab', type=int, default=10000)
+  parser.add_argument('--rounds', type=int, default=7)
+  parser.add_argument('--steps', type=int, default=20)
+  args = parser.parse_args()
+  config = load_config(args.config)
+  partitioner = partitioning.Partitioner(config.model_parallelism)
+  steps = train_lib.make_steps(config, args.vocab, 1000, 10000, partitioner)
+  batch_size, window = config.data.batch_size, config.data.seq_len
+  rng = np.random.default_rng(0)
+  batch = jax.device_put({
+      'inputs': rng.integers(0, args.vocab, (batch_size, window), dtype=np.int32),
+      'targets': rng.integers(0, args.vocab, (batch_size, window), dtype=np.int32),
+      'mask': np.ones((batch_size, window), np.float32),
+  })
+  reset = jnp.asarray(False)
+
+  def jit_step(task):
+    return jax.jit(functools.partial(
+        train_lib.train_step, model=steps.model, optimizer=steps.optimizer,
+        schedule=steps.schedule, task=task), donate_argnums=0)
+
+  variants = {'fused': jit_step(steps.task),
+              'logits': jit_step(_LogitsLMTask(config))}
+  states = {name: steps.init(jax.random.PRNGKey(0)) for name in variants}
+  losses = {}
+  for name, step in variants.items():  # Compile and warm up.
+    for _ in range(3):
+      states[name], metrics = step(states[name], batch, reset)
+    losses[name] = float(metrics['loss_sum'])
+  print(f'{jax.devices()[0].device_kind}; config {args.config}; batch '
+        f'{batch_size} x {window}; first loss sums {losses}')
+  times = {name: [] for name in variants}
+  for _ in range(args.rounds):
+    for name, step in variants.items():
+      start = time.perf_counter()
+      for _ in range(args.steps):
+        states[name], metrics = step(states[name], batch, reset)
+      jax.block_until_ready(metrics)
+      times[name].append((time.perf_counter() - start) / args.steps)
+  base = statistics.median(times['fused'])
+  for name, values in times.items():
+    median = statistics.median(values)
+    print(f'{name:8s} {1e3 * median:8.1f} ms/step  x{median / base:5.2f} of fused  '
+          f'(rounds: {", ".join(f"{1e3 * v:.0f}" for v in values)})')
+
+
+if __name__ == '__main__':
+  main()
