@@ -6,9 +6,10 @@ Times ``trainer.train_lib.train_step`` (forward, backward, clipping, SGD) as
   * ``fused``   the trainer's form: ``LanguageModel(..., targets=)`` with the
                 output projection and softmax cross-entropy fused
                 (``lstm_flax.losses``, hand-written backward pass);
-  * ``logits``  logits from the model, then
+  * ``logits``  logits from the model (the same 2-D output product), then
                 ``optax.softmax_cross_entropy_with_integer_labels`` and
-                autodiff (the trainer's form before the fused loss).
+                autodiff: the loss as the trainer computed it before the
+                fused form.
 
 After compilation and warm-up, ``--rounds`` rounds; in each round both run
 ``--steps`` steps in turn, so machine noise hits both alike. Reported: the
@@ -82,7 +83,9 @@ def main() -> None:
   def jit_step(task):
     return jax.jit(functools.partial(
         train_lib.train_step, model=steps.model, optimizer=steps.optimizer,
-        schedule=steps.schedule, task=task), donate_argnums=0)
+        schedule=steps.schedule,
+        grad_accum_steps=config.optimizer.grad_accum_steps, task=task),
+        donate_argnums=0)
 
   variants = {'fused': jit_step(steps.task),
               'logits': jit_step(_LogitsLMTask(config))}

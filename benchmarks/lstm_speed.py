@@ -9,6 +9,11 @@ the LSTM alone (``--mode=lstm``: loss = <outputs, fixed random cotangent>), for
   * ``lstm_flax_unrollN``  the same with ``lax.scan(unroll=N)`` (the default,
                            ``lstm_flax``, unrolls 1 step on CPU, 8 on GPU/TPU);
   * ``lstm_flax_autodiff`` the same kernel with its custom VJP switched off;
+  * ``lstm_flax_lm``       (``--mode=lm`` only) the library's own
+                           ``lstm_flax.models.LanguageModel`` with
+                           ``targets=``: output layer and softmax
+                           cross-entropy fused (``lstm_flax.losses``), the
+                           form the trainer runs;
   * ``flax_rnn``           stock Flax ``nn.RNN(nn.OptimizedLSTMCell)``;
   * ``torch``              ``torch.nn.LSTM`` (CPU: oneDNN; GPU: cuDNN), when
                            torch is installed (else printed as ``skipped``);
@@ -169,6 +174,23 @@ def _jax_step(shape: Shape, impl: str, with_softmax: bool) -> Callable[[], None]
   return _sgd_runner(loss_fn, params)
 
 
+def _library_lm_step(shape: Shape) -> tuple[Callable[[], None], Callable[[], None]]:
+  """``lstm_flax.models.LanguageModel`` with its fused output loss."""
+  from lstm_flax import models  # pylint: disable=g-import-not-at-top
+
+  model = models.LanguageModel(shape.vocab, shape.hidden, shape.hidden, shape.layers)
+  rng = np.random.default_rng(0)
+  tokens = jnp.asarray(rng.integers(0, shape.vocab, (shape.batch, shape.time)), jnp.int32)
+  targets = jnp.asarray(rng.integers(0, shape.vocab, (shape.batch, shape.time)), jnp.int32)
+  params = model.init(jax.random.key(0), tokens)['params']
+
+  def loss_fn(params):
+    loss_sum, _ = model.apply({'params': params}, tokens, targets=targets)
+    return loss_sum / (shape.batch * shape.time)
+
+  return _sgd_runner(loss_fn, params)
+
+
 def _jax_cudnn_step(shape: Shape, with_softmax: bool):
   """``jax.experimental.rnn.lstm`` (cuDNN); GPU only."""
   from jax.experimental import rnn  # pylint: disable=g-import-not-at-top
@@ -257,6 +279,10 @@ def build(impl: str, shape: Shape, with_softmax: bool, on_gpu: bool):
       return _jax_cudnn_step(shape, with_softmax)
     except Exception as e:  # pylint: disable=broad-except
       return f'skipped ({type(e).__name__}: {e})'.splitlines()[0][:100]
+  if impl == 'lstm_flax_lm':
+    if not with_softmax:
+      return 'skipped (--mode=lm only)'
+    return _library_lm_step(shape)
   return _jax_step(shape, impl, with_softmax)
 
 
@@ -289,7 +315,7 @@ def main(argv=None) -> None:
   parser.add_argument('--mode', default='lm,lstm', help='lm (with softmax), lstm (alone)')
   parser.add_argument(
       '--impls',
-      default='lstm_flax,flax_rnn,torch,lstm_flax_autodiff,jax_cudnn',
+      default='lstm_flax,flax_rnn,torch,lstm_flax_autodiff,lstm_flax_lm,jax_cudnn',
       help='also lstm_flax_unrollN for an explicit lax.scan unroll',
   )
   parser.add_argument('--rounds', type=int, default=7)

@@ -20,14 +20,20 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+def _accumulation_dtype(dtype) -> jnp.dtype:
+  """float32, or the features' dtype when wider (float64 reference runs)."""
+  return jnp.promote_types(jnp.float32, dtype)
+
+
 def _forward(features: Array, kernel: Array, bias: Array, targets: Array,
              weights: Array) -> tuple[Array, Array, Array]:
+  acc = _accumulation_dtype(features.dtype)
   logits = jnp.dot(features, kernel.astype(features.dtype),
-                   preferred_element_type=jnp.float32)
-  logits = logits + bias.astype(jnp.float32)  # [N, V]
+                   preferred_element_type=acc)
+  logits = logits + bias.astype(acc)  # [N, V]
   log_normalizer = jax.nn.logsumexp(logits, axis=-1)  # [N]
   picked = jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]  # [N]
-  loss_sum = jnp.sum((log_normalizer - picked) * weights)
+  loss_sum = jnp.sum((log_normalizer - picked) * weights.astype(acc))
   return loss_sum, logits, log_normalizer
 
 
@@ -39,26 +45,29 @@ def _fused(features, kernel, bias, targets, weights):
 def _fused_fwd(features, kernel, bias, targets, weights):
   loss_sum, logits, log_normalizer = _forward(features, kernel, bias, targets,
                                               weights)
-  return loss_sum, (features, kernel, bias, logits, log_normalizer, targets,
-                    weights)
+  bias_dtype = jnp.zeros((), bias.dtype)  # Only its dtype is needed.
+  return loss_sum, (features, kernel, bias_dtype, logits, log_normalizer,
+                    targets, weights)
 
 
 def _fused_bwd(residuals, loss_cotangent):
-  features, kernel, bias, logits, log_normalizer, targets, weights = residuals
+  (features, kernel, bias_dtype, logits, log_normalizer, targets,
+   weights) = residuals
+  acc = logits.dtype
   vocab = logits.shape[-1]
   onehot = jnp.arange(vocab, dtype=targets.dtype) == targets[:, None]
-  scale = (weights * loss_cotangent).astype(jnp.float32)[:, None]  # [N, 1]
+  scale = (weights.astype(acc) * loss_cotangent.astype(acc))[:, None]  # [N, 1]
   grad_logits = (jnp.exp(logits - log_normalizer[:, None]) - onehot) * scale
   grad_logits_c = grad_logits.astype(features.dtype)  # [N, V]
   grad_features = jnp.dot(grad_logits_c, kernel.astype(features.dtype).T,
-                          preferred_element_type=jnp.float32)  # [N, F]
+                          preferred_element_type=acc)  # [N, F]
   grad_kernel = jnp.dot(features.T, grad_logits_c,
-                        preferred_element_type=jnp.float32)  # [F, V]
+                        preferred_element_type=acc)  # [F, V]
   grad_bias = jnp.sum(grad_logits, axis=0)  # [V]
   grad_weights = (log_normalizer - jnp.take_along_axis(
       logits, targets[:, None], axis=-1)[:, 0]) * loss_cotangent
   return (grad_features.astype(features.dtype),
-          grad_kernel.astype(kernel.dtype), grad_bias.astype(bias.dtype),
+          grad_kernel.astype(kernel.dtype), grad_bias.astype(bias_dtype.dtype),
           None, grad_weights.astype(weights.dtype))
 
 
@@ -78,7 +87,8 @@ def dense_softmax_cross_entropy(
   weighted and summed, with a fused backward pass (see the module
   docstring). Differentiable in ``features``, ``kernel``, ``bias`` and
   ``weights``; ``targets`` are integers. The matrix products run in
-  ``features.dtype`` with float32 accumulation; the softmax in float32.
+  ``features.dtype`` with float32 accumulation (float64 for float64
+  features); the softmax in the accumulation dtype.
   """
   if features.ndim != 2 or kernel.ndim != 2 or features.shape[1] != kernel.shape[0]:
     raise ValueError(
@@ -88,8 +98,13 @@ def dense_softmax_cross_entropy(
     raise ValueError(f'bias must be [V={kernel.shape[1]}]; got {bias.shape}.')
   if targets.shape != features.shape[:1]:
     raise ValueError(f'targets must be [N={features.shape[0]}]; got {targets.shape}.')
+  if not jnp.issubdtype(targets.dtype, jnp.integer):
+    raise ValueError(f'targets must be integer token ids; got dtype {targets.dtype}.')
   if weights is None:
     weights = jnp.ones(targets.shape, jnp.float32)
-  return _fused(features, kernel, bias, targets.astype(jnp.int32),
-                weights.astype(jnp.float32))
+  if weights.shape != targets.shape:
+    raise ValueError(f'weights must be [N={features.shape[0]}] like targets; got '
+                     f'{weights.shape}.')
+  weights = weights.astype(jnp.promote_types(jnp.float32, weights.dtype))
+  return _fused(features, kernel, bias, targets.astype(jnp.int32), weights)
 

@@ -199,8 +199,9 @@ class LanguageModel(nn.Module):
       loss_sum = losses.dense_softmax_cross_entropy(
           y, out_kernel, out_bias, targets.reshape(-1), weights.reshape(-1).astype(jnp.float32))
       return loss_sum, carry
-    logits = jnp.dot(y, out_kernel.astype(self.dtype), preferred_element_type=jnp.float32)
-    logits = logits + out_bias  # [batch*time, V]
+    acc = jnp.promote_types(jnp.float32, self.dtype)  # float32 (float64 runs: 64)
+    logits = jnp.dot(y, out_kernel.astype(self.dtype), preferred_element_type=acc)
+    logits = logits + out_bias.astype(acc)  # [batch*time, V]
     return logits.reshape(batch, time, self.vocab_size), carry
 
   @nn.nowrap
