@@ -9,7 +9,11 @@ Times ``trainer.train_lib.train_step`` (forward, backward, clipping, SGD) as
   * ``logits``  logits from the model (the same 2-D output product), then
                 ``optax.softmax_cross_entropy_with_integer_labels`` and
                 autodiff: the loss as the trainer computed it before the
-                fused form.
+                fused form;
+  * ``logits_3d`` as ``logits``, with the output layer applied to
+                ``[batch, time, F]`` (``nn.Dense``) as the model did before
+                it flattened to ``[batch*time, F]``. Untied models without
+                dropout only (PTB small).
 
 After compilation and warm-up, ``--rounds`` rounds; in each round both run
 ``--steps`` steps in turn, so machine noise hits both alike. Reported: the
@@ -31,11 +35,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import ml_collections  # noqa: E402
 
+import lstm_flax  # noqa: E402
 from trainer import partitioning, tasks, train_lib  # noqa: E402
 
 
@@ -48,6 +54,22 @@ class _LogitsLMTask(tasks.LMTask):
     logits, new_carry = model.apply(
         {'params': params}, batch['inputs'], carry, mask=batch['mask'],
         deterministic=False, rngs={'dropout': dropout_rng})
+    loss_sum, weight = tasks.loss_sums(logits, batch['targets'], batch['mask'])
+    return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
+
+
+class _Logits3dLMTask(tasks.LMTask):
+  """Embedding -> LSTM -> ``nn.Dense`` over ``[batch, time, F]`` -> optax."""
+
+  def train_loss(self, model, params, carry, batch, reset, dropout_rng):
+    del dropout_rng  # No dropout in the configs this variant is for.
+    carry = jax.lax.stop_gradient(jax.tree.map(
+        lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry))
+    x = jnp.take(params['embed']['embedding'], batch['inputs'], axis=0)
+    lstm = lstm_flax.LSTM(model.hidden_size, num_layers=model.num_layers)
+    y, new_carry = lstm.apply({'params': params['lstm']}, x, carry,
+                              mask=batch['mask'])
+    logits = nn.Dense(model.vocab_size).apply({'params': params['output']}, y)
     loss_sum, weight = tasks.loss_sums(logits, batch['targets'], batch['mask'])
     return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
 
@@ -89,6 +111,11 @@ def main() -> None:
 
   variants = {'fused': jit_step(steps.task),
               'logits': jit_step(_LogitsLMTask(config))}
+  m = config.model
+  if not (m.tie_weights or m.proj_size or m.last_layer_size or m.input_dropout_rate
+          or m.dropout_rate or m.output_dropout_rate or m.embedding_dropout_rate
+          or m.weight_dropout_rate):
+    variants['logits_3d'] = jit_step(_Logits3dLMTask(config))
   states = {name: steps.init(jax.random.PRNGKey(0)) for name in variants}
   losses = {}
   for name, step in variants.items():  # Compile and warm up.
