@@ -8,8 +8,9 @@ hand-written backward pass: the logits' gradient ``(softmax - onehot) *
 weight`` in one elementwise pass, then ``d_features = g @ kernel.T``,
 ``d_kernel = features.T @ g`` and ``d_bias = sum(g)``. Autodiff of the
 unfused form adds a scatter for the picked logit, a separate bias-add copy and
-extra passes over the ``[N, V]`` logits (``benchmarks/lstm_speed.py
---mode=lm`` measures the whole step).
+extra passes over the ``[N, V]`` logits. ``benchmarks/lm_step_speed.py``
+measures the trainer's whole step both ways (PTB small on 2 CPU cores:
+105.9 against 124.0 ms).
 """
 
 from __future__ import annotations
