@@ -48,30 +48,30 @@ from trainer import partitioning, tasks, train_lib  # noqa: E402
 class _LogitsLMTask(tasks.LMTask):
   """The LM task with the unfused loss: logits, then optax's cross-entropy."""
 
+  def logits(self, model, params, carry, batch, dropout_rng):
+    return model.apply({'params': params}, batch['inputs'], carry,
+                       mask=batch['mask'], deterministic=False,
+                       rngs={'dropout': dropout_rng})
+
   def train_loss(self, model, params, carry, batch, reset, dropout_rng):
     carry = jax.lax.stop_gradient(jax.tree.map(
         lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry))
-    logits, new_carry = model.apply(
-        {'params': params}, batch['inputs'], carry, mask=batch['mask'],
-        deterministic=False, rngs={'dropout': dropout_rng})
+    logits, new_carry = self.logits(model, params, carry, batch, dropout_rng)
     loss_sum, weight = tasks.loss_sums(logits, batch['targets'], batch['mask'])
     return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
 
 
-class _Logits3dLMTask(tasks.LMTask):
+class _Logits3dLMTask(_LogitsLMTask):
   """Embedding -> LSTM -> ``nn.Dense`` over ``[batch, time, F]`` -> optax."""
 
-  def train_loss(self, model, params, carry, batch, reset, dropout_rng):
+  def logits(self, model, params, carry, batch, dropout_rng):
     del dropout_rng  # No dropout in the configs this variant is for.
-    carry = jax.lax.stop_gradient(jax.tree.map(
-        lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry))
     x = jnp.take(params['embed']['embedding'], batch['inputs'], axis=0)
     lstm = lstm_flax.LSTM(model.hidden_size, num_layers=model.num_layers)
     y, new_carry = lstm.apply({'params': params['lstm']}, x, carry,
                               mask=batch['mask'])
     logits = nn.Dense(model.vocab_size).apply({'params': params['output']}, y)
-    loss_sum, weight = tasks.loss_sums(logits, batch['targets'], batch['mask'])
-    return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
+    return logits, new_carry
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

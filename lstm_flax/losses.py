@@ -21,39 +21,41 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def _accumulation_dtype(dtype) -> jnp.dtype:
+def accumulation_dtype(dtype) -> jnp.dtype:
   """float32, or the features' dtype when wider (float64 reference runs)."""
   return jnp.promote_types(jnp.float32, dtype)
 
 
-def _forward(features: Array, kernel: Array, bias: Array, targets: Array,
-             weights: Array) -> tuple[Array, Array, Array]:
-  acc = _accumulation_dtype(features.dtype)
+def _forward(features: Array, kernel: Array, bias: Array, targets: Array
+             ) -> tuple[Array, Array, Array]:
+  """(token losses [N], logits [N, V], log normalisers [N])."""
+  acc = accumulation_dtype(features.dtype)
   logits = jnp.dot(features, kernel.astype(features.dtype),
                    preferred_element_type=acc)
   logits = logits + bias.astype(acc)  # [N, V]
   log_normalizer = jax.nn.logsumexp(logits, axis=-1)  # [N]
   picked = jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]  # [N]
-  loss_sum = jnp.sum((log_normalizer - picked) * weights.astype(acc))
-  return loss_sum, logits, log_normalizer
+  return log_normalizer - picked, logits, log_normalizer
 
 
 @jax.custom_vjp
 def _fused(features, kernel, bias, targets, weights):
-  return _forward(features, kernel, bias, targets, weights)[0]
+  token_losses = _forward(features, kernel, bias, targets)[0]
+  return jnp.sum(token_losses * weights.astype(token_losses.dtype))
 
 
 def _fused_fwd(features, kernel, bias, targets, weights):
-  loss_sum, logits, log_normalizer = _forward(features, kernel, bias, targets,
-                                              weights)
+  token_losses, logits, log_normalizer = _forward(features, kernel, bias,
+                                                  targets)
+  loss_sum = jnp.sum(token_losses * weights.astype(token_losses.dtype))
   bias_dtype = jnp.zeros((), bias.dtype)  # Only its dtype is needed.
   return loss_sum, (features, kernel, bias_dtype, logits, log_normalizer,
-                    targets, weights)
+                    token_losses, targets, weights)
 
 
 def _fused_bwd(residuals, loss_cotangent):
-  (features, kernel, bias_dtype, logits, log_normalizer, targets,
-   weights) = residuals
+  (features, kernel, bias_dtype, logits, log_normalizer, token_losses,
+   targets, weights) = residuals
   acc = logits.dtype
   vocab = logits.shape[-1]
   onehot = jnp.arange(vocab, dtype=targets.dtype) == targets[:, None]
@@ -65,8 +67,7 @@ def _fused_bwd(residuals, loss_cotangent):
   grad_kernel = jnp.dot(features.T, grad_logits_c,
                         preferred_element_type=acc)  # [F, V]
   grad_bias = jnp.sum(grad_logits, axis=0)  # [V]
-  grad_weights = (log_normalizer - jnp.take_along_axis(
-      logits, targets[:, None], axis=-1)[:, 0]) * loss_cotangent
+  grad_weights = token_losses * loss_cotangent  # [N]
   return (grad_features.astype(features.dtype),
           grad_kernel.astype(kernel.dtype), grad_bias.astype(bias_dtype.dtype),
           None, grad_weights.astype(weights.dtype))

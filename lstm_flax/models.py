@@ -191,16 +191,12 @@ class LanguageModel(nn.Module):
     if targets is not None:
       if targets.shape != tokens.shape:
         raise ValueError(f'targets must be [batch, time] = {tokens.shape}; got {targets.shape}.')
-      if mask is not None:
-        weights = mask
-      elif lengths is not None:
-        weights = jnp.arange(time)[None, :] < lengths[:, None]
-      else:
-        weights = jnp.ones(targets.shape, jnp.float32)
+      valid = kernel.time_major_mask(tokens.shape, lengths, mask, time_major=False)
+      weights = None if valid is None else valid.T.reshape(-1).astype(jnp.float32)
       loss_sum = losses.dense_softmax_cross_entropy(
-          y, out_kernel, out_bias, targets.reshape(-1), weights.reshape(-1).astype(jnp.float32))
+          y, out_kernel, out_bias, targets.reshape(-1), weights)
       return loss_sum, carry
-    acc = jnp.promote_types(jnp.float32, self.dtype)  # float32 (float64 runs: 64)
+    acc = losses.accumulation_dtype(self.dtype)
     logits = jnp.dot(y, out_kernel.astype(self.dtype), preferred_element_type=acc)
     logits = logits + out_bias.astype(acc)  # [batch*time, V]
     return logits.reshape(batch, time, self.vocab_size), carry
