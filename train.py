@@ -18,7 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from trainer import config_lib, distributed, metrics
+from trainer import config_lib, distributed, host_memory, metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, tokenizer.')
@@ -26,6 +26,10 @@ flags.DEFINE_string('coordinator_address', '',
                     'host:port of process 0 (multi-process runs without auto-detection).')
 flags.DEFINE_integer('num_processes', 0, 'Number of processes (0: detect).')
 flags.DEFINE_integer('process_id', -1, 'This process (-1: detect).')
+flags.DEFINE_bool('retain_freed_memory', True,
+                  "Keep freed host memory for reuse (glibc's malloc), so XLA:CPU's "
+                  'per-step buffers are not mapped afresh each step (see '
+                  'trainer/host_memory.py).')
 config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -34,6 +38,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.retain_freed_memory:
+    host_memory.retain_freed_memory()
   metrics.quiet_checkpoint_logs()
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)

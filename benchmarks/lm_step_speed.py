@@ -1,7 +1,7 @@
 """The trainer's language-model step with and without the fused output loss.
 
 Times ``trainer.train_lib.train_step`` (forward, backward, clipping, SGD) as
-``train.py`` compiles it for a config, in two forms, side by side:
+``train.py`` compiles it for a config, in several forms, side by side:
 
   * ``fused``   the trainer's form: ``LanguageModel(..., targets=)`` with the
                 output projection and softmax cross-entropy fused
@@ -15,12 +15,17 @@ Times ``trainer.train_lib.train_step`` (forward, backward, clipping, SGD) as
                 it flattened to ``[batch*time, F]``. Untied models without
                 dropout only (PTB small).
 
-After compilation and warm-up, ``--rounds`` rounds; in each round both run
+With ``--malloc``, also ``fused_glibc_malloc``: the fused step under glibc's
+default ``malloc`` settings, which ``train.py`` changes
+(``trainer.host_memory``); every other variant runs with ``train.py``'s.
+
+After compilation and warm-up, ``--rounds`` rounds; in each round all run
 ``--steps`` steps in turn, so machine noise hits both alike. Reported: the
 median step time over rounds and the ratio to ``fused``.
 
   python benchmarks/lm_step_speed.py                       # PTB small
   python benchmarks/lm_step_speed.py --config=configs/ptb.py:medium
+  python benchmarks/lm_step_speed.py --malloc   # + glibc's malloc defaults
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import numpy as np  # noqa: E402
 import ml_collections  # noqa: E402
 
 import lstm_flax  # noqa: E402
-from trainer import partitioning, tasks, train_lib  # noqa: E402
+from trainer import host_memory, partitioning, tasks, train_lib  # noqa: E402
 
 
 class _LogitsLMTask(tasks.LMTask):
@@ -89,6 +94,8 @@ def main() -> None:
   parser.add_argument('--vocab', type=int, default=10000)
   parser.add_argument('--rounds', type=int, default=7)
   parser.add_argument('--steps', type=int, default=20)
+  parser.add_argument('--malloc', action='store_true',
+                      help="also time the fused step with glibc's malloc defaults")
   args = parser.parse_args()
   config = load_config(args.config)
   partitioner = partitioning.Partitioner(config.model_parallelism)
@@ -116,9 +123,14 @@ def main() -> None:
           or m.dropout_rate or m.output_dropout_rate or m.embedding_dropout_rate
           or m.weight_dropout_rate):
     variants['logits_3d'] = jit_step(_Logits3dLMTask(config))
+  retain = {name: True for name in variants}
+  if args.malloc:
+    variants['fused_glibc_malloc'] = variants['fused']
+    retain['fused_glibc_malloc'] = False
   states = {name: steps.init(jax.random.PRNGKey(0)) for name in variants}
   losses = {}
   for name, step in variants.items():  # Compile and warm up.
+    host_memory.retain_freed_memory(retain[name])
     for _ in range(3):
       states[name], metrics = step(states[name], batch, reset)
     losses[name] = float(metrics['loss_sum'])
@@ -127,6 +139,10 @@ def main() -> None:
   times = {name: [] for name in variants}
   for _ in range(args.rounds):
     for name, step in variants.items():
+      host_memory.retain_freed_memory(retain[name])
+      for _ in range(2):  # Under this variant's malloc settings.
+        states[name], metrics = step(states[name], batch, reset)
+      jax.block_until_ready(metrics)
       start = time.perf_counter()
       for _ in range(args.steps):
         states[name], metrics = step(states[name], batch, reset)
@@ -135,7 +151,7 @@ def main() -> None:
   base = statistics.median(times['fused'])
   for name, values in times.items():
     median = statistics.median(values)
-    print(f'{name:8s} {1e3 * median:8.1f} ms/step  x{median / base:5.2f} of fused  '
+    print(f'{name:18s} {1e3 * median:8.1f} ms/step  x{median / base:5.2f} of fused  '
           f'(rounds: {", ".join(f"{1e3 * v:.0f}" for v in values)})')
 
 

@@ -23,7 +23,9 @@ Timing: after compilation and warm-up, ``--rounds`` rounds; in each round every
 implementation runs ``--steps`` steps in turn (interleaved, so machine noise
 hits all alike). Reported: median tokens/s over rounds, the ratio to
 ``lstm_flax``, and model FLOPs utilisation (MFU): model FLOPs per second over
-the float32 matrix-product rate measured here on the same device.
+the float32 matrix-product rate measured here on the same device. Every
+implementation allocates under ``train.py``'s ``malloc`` settings
+(``trainer/host_memory.py``), or glibc's defaults with ``--glibc_malloc``.
 
   python benchmarks/lstm_speed.py                    # all shapes, both modes
   python benchmarks/lstm_speed.py --shapes=medium --mode=lm
@@ -49,6 +51,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lstm_flax  # noqa: E402
+from trainer import host_memory  # noqa: E402  (ctypes only; no TensorFlow)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,14 +324,20 @@ def main(argv=None) -> None:
   parser.add_argument('--rounds', type=int, default=7)
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=3)
+  parser.add_argument('--glibc_malloc', action='store_true',
+                      help="keep glibc's malloc defaults instead of train.py's "
+                           'settings (trainer/host_memory.py), for every implementation')
   args = parser.parse_args(argv)
+  if not args.glibc_malloc:
+    host_memory.retain_freed_memory()
 
   on_gpu = jax.default_backend() == 'gpu'
   impls = args.impls.split(',')
   matmul_rate = matmul_flops_per_second(4096 if on_gpu else 2048)
   device = jax.devices()[0].device_kind
   print(f'device: {jax.default_backend()} ({device}), jax {jax.__version__}, '
-        f'threads: {os.environ.get("BENCH_THREADS", "2")}')
+        f'threads: {os.environ.get("BENCH_THREADS", "2")}, malloc: '
+        f'{"glibc defaults" if args.glibc_malloc else "train.py settings"}')
   print(f'measured float32 matmul rate: {matmul_rate / 1e9:.1f} GFLOP/s')
   print('| shape | mode | implementation | tokens/s (median) | vs lstm_flax | MFU |')
   print('|---|---|---|---|---|---|')

@@ -11,4 +11,6 @@ Modules, one responsibility each:
 * ``train_lib``: ``train_step`` / ``eval_step`` and the training loop.
 * ``generate``: text generation from a checkpoint.
 * ``translate``: translation of text lines from a checkpoint.
+* ``host_memory``: glibc ``malloc`` settings that keep XLA:CPU's per-step
+  buffers mapped (``train.py`` applies them).
 """
