@@ -75,6 +75,9 @@ def get_config(preset='medium'):
   config.data.tokenizer = 'word'
   # 20 streams, truncated BPTT over `window` steps.
   config.data.batch_size = 20
-  config.data.eval_batch_size = 10
+  # Validation also over 20 streams, as in Zaremba's code and the TF tutorial
+  # (fewer streams score a little better: 120.03 with 10 against 120.11 with
+  # 20, PTB small).
+  config.data.eval_batch_size = 20
   config.data.seq_len = window
   return config
