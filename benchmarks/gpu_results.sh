@@ -10,8 +10,10 @@
 # RUN names which of ptb_medium, wikitext2_medium, awd_ptb, char_shakespeare
 # to run (default: those four), or PTB-medium variants: ptb_medium_f32 (float32
 # matrix products instead of the GPU's default TF32), ptb_medium_seed1,
-# ptb_medium_f32_seed1, or char-LM dropout variants: char_shakespeare_d20,
-# char_shakespeare_d35 (dropout 0.2 / 0.35 instead of the config's 0.5).
+# ptb_medium_f32_seed1, ptb_medium_lua_decay (the learning rate decays one
+# epoch later, from epoch 8, as Zaremba's Lua code does), or char-LM dropout
+# variants: char_shakespeare_d20, char_shakespeare_d35 (dropout 0.2 / 0.35
+# instead of the config's 0.5).
 # Each run may take 15% of the GPU's memory: name at most six at once.
 set -u
 DATA=${1:?data dir}
@@ -45,7 +47,7 @@ CAP=$((BUDGET - 45))  # Leaves time for SIGTERM's save and the tarball.
 run() {  # name, seconds, config, train.py flags...  (env: RUN_ENV=VAR=value)
   local name=$1 secs=$2 config=$3; shift 3
   [[ "$ONLY" == "  " && "$name" != *_f32* && "$name" != *_seed* \
-     && "$name" != *_d[0-9]* ]] \
+     && "$name" != *_d[0-9]* && "$name" != *_lua_* ]] \
       || [[ "$ONLY" == *" $name "* ]] || return 0
   ( /usr/bin/time -v env ${RUN_ENV:-} timeout -s TERM -k 30 "$secs" python3 train.py \
       --config="$config" --workdir="$RUNS/$name" "${COMMON[@]}" "$@" \
@@ -61,6 +63,8 @@ run ptb_medium_seed1 "$CAP" configs/ptb.py:medium \
     --config.data.data_dir="$DATA/ptb" --config.seed=1
 RUN_ENV=$F32 run ptb_medium_f32_seed1 "$CAP" configs/ptb.py:medium \
     --config.data.data_dir="$DATA/ptb" --config.seed=1
+run ptb_medium_lua_decay "$CAP" configs/ptb.py:medium \
+    --config.data.data_dir="$DATA/ptb" --config.optimizer.decay_after_epochs=7
 run wikitext2_medium "$CAP" configs/wikitext2.py:medium \
     --config.data.data_dir="$DATA/wikitext-2"
 run awd_ptb "$CAP" configs/awd_lstm.py:ptb \

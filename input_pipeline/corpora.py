@@ -62,7 +62,7 @@ def decode_utf8(data: bytes, path: str | os.PathLike[str],
 
   Args:
     data: the raw bytes of the file.
-    path: the file, for the error message.
+    path: the file (or TFDS example), for the error message.
     errors_policy: ``'strict'`` raises :class:`errors.NotUtf8Error` naming the
       file, line and bytes; ``'replace'`` replaces invalid bytes with U+FFFD.
 
@@ -81,8 +81,8 @@ def decode_utf8(data: bytes, path: str | os.PathLike[str],
     bad = data[e.start:e.end]
     raise errors.NotUtf8Error(
         f'{path}, line {line}: bytes {bad!r} at byte offset {e.start} are not '
-        f'valid UTF-8 ({e.reason}). Re-encode the file as UTF-8 (e.g. `iconv '
-        f'-f latin1 -t utf-8`), or set the data config '
+        f'valid UTF-8 ({e.reason}). Re-encode the text as UTF-8 (a file: e.g. '
+        f'`iconv -f latin1 -t utf-8`), or set the data config '
         f"encoding_errors='replace' to replace such bytes with U+FFFD."
     ) from None
 
@@ -324,11 +324,13 @@ class TfdsTextCorpus(TextCorpus):
     splits: split name (train / valid / test) -> TFDS split string.
     text_key: the text feature.
     data_dir: TFDS data dir (``None``: the TFDS default).
+    encoding_errors: ``'strict'`` or ``'replace'``, see :func:`decode_utf8`.
   """
 
   def __init__(self, name: str, splits: Mapping[str, str], text_key: str,
-               data_dir: str | None = None):
+               data_dir: str | None = None, encoding_errors: str = 'strict'):
     self.name = name
+    self.encoding_errors = encoding_errors
     self.split_map = {k: v for k, v in splits.items() if v}
     self.text_key = text_key
     self.data_dir = data_dir or None
@@ -347,8 +349,11 @@ class TfdsTextCorpus(TextCorpus):
     tfds = _import_tfds()
     dataset = tfds_read(self.builder, self.split_map[split], self.data_dir)
     lines: list[str] = []
-    for example in tfds.as_numpy(dataset):
-      lines.extend(split_text_lines(example[self.text_key].decode('utf-8')))
+    for index, example in enumerate(tfds.as_numpy(dataset)):
+      where = (f'TFDS {self.name!r} split {self.split_map[split]!r}, example '
+               f'{index}, feature {self.text_key!r}')
+      lines.extend(split_text_lines(
+          decode_utf8(example[self.text_key], where, self.encoding_errors)))
     if not lines:
       raise errors.EmptyDataError(
           f'TFDS {self.name!r} split {self.split_map[split]!r} has no text.')

@@ -158,7 +158,8 @@ def make_text_corpus(cfg: Mapping[str, Any]) -> corpora.TextCorpus:
           "source='tfds' needs tfds_name (e.g. 'lm1b', 'tiny_shakespeare').")
     return corpora.TfdsTextCorpus(
         cfg['tfds_name'], cfg['tfds_splits'], cfg['tfds_text_key'],
-        cfg['tfds_data_dir'] or cfg['data_dir'] or None)
+        cfg['tfds_data_dir'] or cfg['data_dir'] or None,
+        encoding_errors=cfg['encoding_errors'])
   raise errors.ConfigError(
       f"source={source!r} is unknown; use 'embedded', 'text_files' or 'tfds'.")
 

@@ -94,3 +94,24 @@ def test_not_prepared_says_how_to_prepare(tmp_path: Path):
   message = str(info.value)
   assert 'tfds build tiny_shakespeare' in message
   assert str(data_dir) in message and 'tfds_data_dir' in message
+
+
+def _not_utf8_dataset(self, split, **kwargs):
+  """A mock ``as_dataset``: the second example has a Latin-1 byte."""
+  del self, split, kwargs
+  return tf.data.Dataset.from_tensor_slices(
+      {'text': [b'a good line', b'caf\xe9 au lait']})
+
+
+def test_text_that_is_not_utf8_names_the_example(tmp_path: Path):
+  with tfds.testing.mock_data(as_dataset_fn=_not_utf8_dataset):
+    with pytest.raises(errors.NotUtf8Error,
+                       match=r"TFDS 'lm1b' split 'train', example 1, feature "
+                             r"'text', line 1: bytes b'\\xe9' .*encoding_errors"):
+      input_pipeline.get_lm_datasets(_lm_config('lm1b'), tmp_path / 'strict',
+                                     process_index=0, process_count=1)
+    data = input_pipeline.get_lm_datasets(
+        _lm_config('lm1b', encoding_errors='replace'), tmp_path / 'replace',
+        process_index=0, process_count=1)
+  assert data.tokenizer.decode(data.splits['train'].ids).split('\n')[:2] == [
+      'a good line', 'caf\ufffd au lait']
