@@ -20,7 +20,7 @@ default ``malloc`` settings, which ``train.py`` changes
 (``trainer.host_memory``); every other variant runs with ``train.py``'s.
 
 After compilation and warm-up, ``--rounds`` rounds; in each round all run
-``--steps`` steps in turn, so machine noise hits both alike. Reported: the
+``--steps`` steps in turn, so machine noise hits all alike. Reported: the
 median step time over rounds and the ratio to ``fused``.
 
   python benchmarks/lm_step_speed.py                       # PTB small
