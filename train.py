@@ -27,9 +27,9 @@ flags.DEFINE_string('coordinator_address', '',
 flags.DEFINE_integer('num_processes', 0, 'Number of processes (0: detect).')
 flags.DEFINE_integer('process_id', -1, 'This process (-1: detect).')
 flags.DEFINE_bool('retain_freed_memory', True,
-                  "Keep freed host memory for reuse (glibc's malloc), so XLA:CPU's "
-                  'per-step buffers are not mapped afresh each step (see '
-                  'trainer/host_memory.py).')
+                  "On the CPU backend, keep freed host memory for reuse (glibc's "
+                  "malloc), so XLA:CPU's per-step buffers are not mapped afresh "
+                  'each step (see trainer/host_memory.py).')
 config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -38,12 +38,12 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if FLAGS.retain_freed_memory:
-    host_memory.retain_freed_memory()
   metrics.quiet_checkpoint_logs()
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
   import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.retain_freed_memory and jax.default_backend() == 'cpu':
+    host_memory.retain_freed_memory()
   from trainer import cli, train_lib  # pylint: disable=g-import-not-at-top
 
   with cli.errors_as_messages('train.py'):

@@ -12,5 +12,5 @@ Modules, one responsibility each:
 * ``generate``: text generation from a checkpoint.
 * ``translate``: translation of text lines from a checkpoint.
 * ``host_memory``: glibc ``malloc`` settings that keep XLA:CPU's per-step
-  buffers mapped (``train.py`` applies them).
+  buffers mapped (``train.py`` applies them on the CPU backend).
 """

@@ -4,15 +4,17 @@ XLA:CPU allocates an executable's temporary buffers afresh at every call (48 MB
 for the PTB-small training step) with the C library's ``malloc``. glibc serves
 any request over 32 MB with a fresh ``mmap`` and returns it with ``munmap`` on
 free, and trims the top of its heap once 128 kB are free there, so every step
-pays a page fault for every 4 kB page it touches. On 2 CPU cores that is a
-quarter of the PTB-small step (``python benchmarks/lm_step_speed.py
---malloc``: 89.9 ms with glibc's defaults, 68.0 ms with the settings below);
-in training, 15.2 steps/s with them against 8.8-9.1 without.
+pays a page fault for every 4 kB page it touches. On 2 CPU cores that is
+about a fifth of the PTB-small step (``python benchmarks/lm_step_speed.py
+--malloc``: 89.9 ms with glibc's defaults, 68.0 ms with the settings below;
+in training, 15.5-16.0 steps/s with them, 12.7-13.2 without).
 
 :func:`retain_freed_memory` tells glibc to serve large requests from its heap
 and to keep freed memory for the next request: the process's resident memory
 then stays at its peak instead of shrinking between steps, which is what a
-training process wants. Other C libraries (musl, macOS) are left as they are.
+training process wants. ``train.py`` calls it when JAX runs on the CPU (on
+accelerators the step's buffers live in device memory). Other C libraries
+(musl, macOS) are left as they are.
 """
 
 from __future__ import annotations
