@@ -88,9 +88,11 @@ def plot(runs: list[tuple[str, str]], out: str, metric: str, title: str,
               marker='' if split == 'train' else '.', label=name)
       if split == 'valid':
         best = min(values) if metric != 'bleu' else max(values)
+        shift = 10 * index  # Runs' labels stacked, not overprinted.
         ax.annotate(f'{best:.4g}', (epochs[values.index(best)], best),
-                    textcoords='offset points',
-                    xytext=(0, -12 if metric != 'bleu' else 6), fontsize=8)
+                    textcoords='offset points', color=f'C{index}',
+                    xytext=(0, -12 - shift if metric != 'bleu' else 6 + shift),
+                    fontsize=8)
   if target is not None:
     ax.axhline(target, color='gray', linestyle='--', linewidth=1,
                label=f'{target_label} {target:g}')
