@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import os
 import statistics
 import sys
@@ -47,7 +46,7 @@ import numpy as np  # noqa: E402
 import ml_collections  # noqa: E402
 
 import lstm_flax  # noqa: E402
-from trainer import host_memory, partitioning, tasks, train_lib  # noqa: E402
+from trainer import host_memory, partitioning, tasks, testing, train_lib  # noqa: E402
 
 
 class _LogitsLMTask(tasks.LMTask):
@@ -59,8 +58,7 @@ class _LogitsLMTask(tasks.LMTask):
                        rngs={'dropout': dropout_rng})
 
   def train_loss(self, model, params, carry, batch, reset, dropout_rng):
-    carry = jax.lax.stop_gradient(jax.tree.map(
-        lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry))
+    carry = self.start_carry(carry, reset)
     logits, new_carry = self.logits(model, params, carry, batch, dropout_rng)
     loss_sum, weight = tasks.loss_sums(logits, batch['targets'], batch['mask'])
     return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
@@ -82,10 +80,7 @@ class _Logits3dLMTask(_LogitsLMTask):
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """``path/to/config.py[:preset]``, as ``train.py --config`` reads it."""
   path, _, preset = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('benchmark_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(preset) if preset else module.get_config()
+  return testing.load_config(path, preset or None)
 
 
 def main() -> None:

@@ -190,9 +190,14 @@ class LMTask(Task):
   def initial_carry(self, model, batch_size):
     return model.initialize_carry(batch_size)
 
-  def train_loss(self, model, params, carry, batch, reset, dropout_rng):
-    carry = jax.lax.stop_gradient(jax.tree.map(
+  @staticmethod
+  def start_carry(carry, reset):
+    """The carry a batch starts from: zero where ``reset``, gradient stopped."""
+    return jax.lax.stop_gradient(jax.tree.map(
         lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry))
+
+  def train_loss(self, model, params, carry, batch, reset, dropout_rng):
+    carry = self.start_carry(carry, reset)
     # The fused output layer and cross-entropy (lstm_flax.losses).
     loss_sum, new_carry = model.apply(
         {'params': params}, batch['inputs'], carry, mask=batch['mask'],

@@ -29,9 +29,10 @@ def apply_overrides(config: ml_collections.ConfigDict,
   return config
 
 def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """``configs/<name>.py``'s ``get_config(arg)``."""
-  path = REPO_ROOT / 'configs' / f'{name}.py'
-  spec = importlib.util.spec_from_file_location(f'configs_{name}', path)
+  """``configs/<name>.py``'s (or, for a ``.py`` path, that file's) ``get_config(arg)``."""
+  path = (pathlib.Path(name) if name.endswith('.py')
+          else REPO_ROOT / 'configs' / f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'configs_{path.stem}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg is not None else module.get_config()
