@@ -69,7 +69,7 @@ def step(params, carry, x, y, rng, lr):
   params = jax.tree.map(lambda p, gg: p - lr * scale * gg, params, g)
   return params, jax.lax.stop_gradient(carry), loss, dense, emb_dense, emb_occ, tf_norm
 
-zero = jax.tree.map(jnp.zeros_like, model.apply({'params': params}, jnp.zeros((B, T), jnp.int32))[1])
+zero = model.initialize_carry(B)
 carry = zero
 rows = []
 t0 = time.time()

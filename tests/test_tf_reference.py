@@ -25,15 +25,10 @@ VOCAB, HIDDEN, LAYERS, BATCH, TIME = 23, 6, 2, 3, 5
 TF_GATE_ORDER = (0, 2, 1, 3)
 
 
-def to_tf_gates(w: np.ndarray) -> np.ndarray:
-  """[..., 4H] in ``i f g o`` order -> ``i g f o``."""
+def swap_gates(w: np.ndarray) -> np.ndarray:
+  """[..., 4H]: ``i f g o`` <-> ``i g f o`` (the swap is its own inverse)."""
   blocks = np.split(np.asarray(w), 4, axis=-1)
   return np.concatenate([blocks[g] for g in TF_GATE_ORDER], axis=-1)
-
-
-def from_tf_gates(w: np.ndarray) -> np.ndarray:
-  """The inverse of :func:`to_tf_gates` (the permutation is its own inverse)."""
-  return to_tf_gates(w)
 
 
 @pytest.fixture(scope='module')
@@ -51,9 +46,9 @@ def setup():
   reference.embedding.assign(np.asarray(params['embed']['embedding']))
   for layer in range(LAYERS):
     p = params['lstm'][f'layer_{layer}']
-    reference.kernels[layer].assign(to_tf_gates(np.concatenate(
+    reference.kernels[layer].assign(swap_gates(np.concatenate(
         [p[kernel.INPUT_KERNEL], p[kernel.RECURRENT_KERNEL]], axis=0)))
-    reference.biases[layer].assign(to_tf_gates(p[kernel.BIAS]))
+    reference.biases[layer].assign(swap_gates(p[kernel.BIAS]))
   reference.softmax_w.assign(np.asarray(params['output']['kernel']))
   reference.softmax_b.assign(np.asarray(params['output']['bias']))
   return model, params, tokens, (h0, c0), reference
@@ -100,10 +95,10 @@ def test_gradients_match(setup):
   np.testing.assert_allclose(ref['softmax_b'], grads['output']['bias'], **close)
   for layer in range(LAYERS):
     g = grads['lstm'][f'layer_{layer}']
-    ref_kernel = from_tf_gates(ref[f'kernel_{layer}'])
+    ref_kernel = swap_gates(ref[f'kernel_{layer}'])
     np.testing.assert_allclose(ref_kernel[:HIDDEN], g[kernel.INPUT_KERNEL], **close)
     np.testing.assert_allclose(ref_kernel[HIDDEN:], g[kernel.RECURRENT_KERNEL], **close)
-    np.testing.assert_allclose(from_tf_gates(ref[f'bias_{layer}']), g[kernel.BIAS], **close)
+    np.testing.assert_allclose(swap_gates(ref[f'bias_{layer}']), g[kernel.BIAS], **close)
 
 
 def test_reader_matches_the_tutorial(tmp_path):
