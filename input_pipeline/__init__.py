@@ -8,12 +8,21 @@ Knows nothing about models (it does not import ``lstm_flax``). Entry points:
 * :func:`get_translation_datasets` -> :class:`TranslationDatasets`, batches
   ``{'source', 'target_input', 'target_output', 'source_mask',
   'target_mask', 'example_index'}``.
+* :func:`get_classification_datasets` -> :class:`ClassificationDatasets`
+  (labelled sentences, files or TFDS), batches ``{'tokens', 'lengths',
+  'labels', 'example_index'}``; :func:`load_label_names` and
+  :func:`load_tokenizer` read what a run saved in its workdir.
 
-See :func:`default_lm_config` / :func:`default_translation_config` for the
-data config keys.
+See :func:`default_lm_config` / :func:`default_translation_config` /
+:func:`default_classification_config` for the data config keys.
 """
 
 from input_pipeline import errors
+from input_pipeline.classification import ClassificationDatasets
+from input_pipeline.classification import default_classification_config
+from input_pipeline.classification import get_classification_datasets
+from input_pipeline.classification import load_label_names
+from input_pipeline.classification import load_tokenizer
 from input_pipeline.pipelines import default_lm_config
 from input_pipeline.pipelines import default_translation_config
 from input_pipeline.pipelines import get_lm_datasets
@@ -24,5 +33,7 @@ from input_pipeline.pipelines import TranslationDatasets
 __all__ = [
     'errors', 'default_lm_config', 'default_translation_config',
     'get_lm_datasets', 'get_translation_datasets', 'LMDatasets',
-    'TranslationDatasets',
+    'TranslationDatasets', 'ClassificationDatasets',
+    'default_classification_config', 'get_classification_datasets',
+    'load_label_names', 'load_tokenizer',
 ]

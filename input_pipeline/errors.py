@@ -44,3 +44,15 @@ class VocabularyMismatchError(InputPipelineError, ValueError):
 
 class BatchSizeError(InputPipelineError, ValueError):
   """A batch size cannot be split evenly across processes or devices."""
+
+
+class MalformedLineError(InputPipelineError, ValueError):
+  """A line of a labelled text file is not ``LABEL TEXT``."""
+
+
+class UnknownLabelError(InputPipelineError, ValueError):
+  """An example's label is not one of the run's labels (or is missing)."""
+
+
+class LabelMismatchError(InputPipelineError, ValueError):
+  """The labels for this run differ from the ones saved in the workdir."""
