@@ -359,10 +359,14 @@ class ClassificationDatasets:
     """Examples of ``split`` longer than ``max_length`` (truncated)."""
     return self._split(split).num_truncated
 
-  def batcher(self, split: str) -> ClassificationBatcher:
-    """The batcher of ``split`` (train: shuffled epochs; else one pass)."""
+  def batcher(self, split: str,
+              training: bool | None = None) -> ClassificationBatcher:
+    """The batcher of ``split``: training (shuffled epochs of ``batch_size``
+    rows) for ``'train'``, else one pass of ``eval_batch_size`` rows
+    (``training`` overrides, e.g. ``False`` to evaluate on train)."""
     data, cfg = self._split(split), self.config
-    training = split == 'train'
+    if training is None:
+      training = split == 'train'
     return ClassificationBatcher(
         data.ids, data.offsets, data.labels, self.shard,
         batch_size=cfg['batch_size' if training else 'eval_batch_size'],
@@ -381,8 +385,9 @@ class ClassificationDatasets:
 
   def eval_batches(self, split: str = 'valid') -> Iterator[Batch]:
     """One pass over ``split``: every example once (padding rows: -1)."""
-    return prefetch.prefetch(self.batcher(split).iterate(num_epochs=1),
-                             self.config['prefetch'])
+    return prefetch.prefetch(
+        self.batcher(split, training=False).iterate(num_epochs=1),
+        self.config['prefetch'])
 
   def encode_lines(self, lines: Sequence[str]) -> Batch:
     """Raw texts -> one padded batch, encoded as the data was
@@ -781,8 +786,8 @@ def get_classification_datasets(
       arrays, meta = _load_or_build(
           cache_dir, f'classification-{split}',
           {**key, 'source': fingerprint(split), 'label_names': label_names},
-          functools.partial(_encode, tokenizer, read(split), label_names,
-                            options))
+          lambda split=split: _encode(tokenizer, read(split), label_names,
+                                      options))
       splits[split] = _split(arrays, meta)
   read.cache_clear()  # The raw text is no longer needed.
   _save_label_names(workdir, label_names)
@@ -793,7 +798,9 @@ def get_classification_datasets(
                  data.num_examples, len(data.ids),
                  f', {data.num_skipped} empty skipped' if data.num_skipped
                  else '')
-  return ClassificationDatasets(cfg, tokenizer, label_names, splits, shard)
+  datasets = ClassificationDatasets(cfg, tokenizer, label_names, splits, shard)
+  datasets.batcher('train')  # Checks batch_size against the examples.
+  return datasets
 
 
 def _run_tokenizer(cfg: Mapping[str, Any], workdir: str | os.PathLike[str],
