@@ -104,7 +104,7 @@ def default_classification_config() -> ml_collections.ConfigDict:
   c.text_key = 'sentence'  # tfds: text feature ('sentence' glue, 'text' imdb).
   c.label_key = 'label'  # tfds: ClassLabel feature.
   c.lowercase = False  # Lower-case the text before tokenising.
-  c.add_eos = False  # End every example with the tokenizer's eos_id.
+  c.add_eos = False  # End examples with eos_id (truncation may cut it).
   # Tokenizer (as the LM config): 'word', 'char' or 'sentencepiece'.
   c.tokenizer = 'word'
   c.vocab_size = 0  # word: cap (0: none); sentencepiece: size.
@@ -250,8 +250,9 @@ def _gather(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
           'example_index': rows.astype(np.int32)}
 
 
-def encode_texts(tokenizer: tokenizers_lib.Tokenizer, lines: Sequence[str], *,
-                 max_length: int, boundaries: Sequence[int] = DEFAULT_BOUNDARIES,
+def encode_texts(tokenizer: tokenizers_lib.Tokenizer, lines: Sequence[str],
+                 *, max_length: int,
+                 boundaries: Sequence[int] = DEFAULT_BOUNDARIES,
                  lowercase: bool = False, add_eos: bool = False) -> Batch:
   """Raw texts -> one padded batch (for inference, e.g. ``classify.py``).
 
@@ -341,6 +342,11 @@ class ClassificationDatasets:
   @property
   def num_classes(self) -> int:
     return len(self.label_names)
+
+  @property
+  def eval_splits(self) -> tuple[str, ...]:
+    """The loaded splits other than train, in config order."""
+    return tuple(split for split in self.splits if split != 'train')
 
   def _split(self, split: str) -> ClassificationSplit:
     if split not in self.splits:

@@ -129,6 +129,7 @@ def test_empty_lines_skipped_and_counted(data_dir: Path, tmp_path: Path):
   # Lines 1-5 then the empty line 6: example 5 is line 7.
   assert data.splits['train'].source_index[4:6].tolist() == [5, 7]
   assert data.num_examples('valid') == 37 and data.num_examples('test') == 11
+  assert data.eval_splits == ('valid', 'test')
 
 
 def test_label_vocabulary_sorted_numerically_or_as_strings(tmp_path: Path):
