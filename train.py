@@ -44,16 +44,16 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.retain_freed_memory and jax.default_backend() == 'cpu':
     host_memory.retain_freed_memory()
-  from trainer import cli, train_lib  # pylint: disable=g-import-not-at-top
+  from trainer import cli, evaluation, loop  # pylint: disable=g-import-not-at-top
 
   with cli.errors_as_messages('train.py'):
     config = config_lib.resolve(FLAGS.config)  # Validates; writes nothing.
     workdir = FLAGS.workdir
     logging.info('JAX devices: %s', jax.devices())
     if config.mode == 'evaluate':
-      train_lib.evaluate(config, workdir)
+      evaluation.evaluate(config, workdir)
     else:
-      result = train_lib.train_and_evaluate(config, workdir)
+      result = loop.train_and_evaluate(config, workdir)
       if result:
         print(json.dumps({k: round(v, 4) for k, v in result.items()}), flush=True)
 

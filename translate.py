@@ -70,7 +70,8 @@ def main(argv):
       raise errors.ConfigError(
           f'--reference has {len(references)} lines but the input has '
           f'{len(lines)}; they must be parallel.')
-    from trainer import tasks, translate  # pylint: disable=g-import-not-at-top
+    from trainer import translate  # pylint: disable=g-import-not-at-top
+    from trainer.tasks import translation  # pylint: disable=g-import-not-at-top
     translator = translate.load(FLAGS.workdir, FLAGS.checkpoint)
     outputs, report = translator.translate(
         lines, batch_size=FLAGS.batch_size, method=FLAGS.method,
@@ -89,7 +90,7 @@ def main(argv):
         f'lines with the checkpoint of step {translator.step}.',
         file=sys.stderr)
   if references is not None:
-    scores = tasks.bleu_and_chrf('reference', outputs, references)
+    scores = translation.bleu_and_chrf('reference', outputs, references)
     print(f"{PROG}: BLEU = {scores['reference_bleu']:.2f}, chrF = "
           f"{scores['reference_chrf']:.2f} (sacrebleu, {len(lines)} lines).",
           file=sys.stderr)

@@ -1,6 +1,6 @@
 """The trainer's language-model step with and without the fused output loss.
 
-Times ``trainer.train_lib.train_step`` (forward, backward, clipping, SGD) as
+Times ``trainer.steps.train_step`` (forward, backward, clipping, SGD) as
 ``train.py`` compiles it for a config, in several forms, side by side:
 
   * ``fused``   the trainer's form: ``LanguageModel(..., targets=)`` with the
@@ -46,10 +46,14 @@ import numpy as np  # noqa: E402
 import ml_collections  # noqa: E402
 
 import lstm_flax  # noqa: E402
-from trainer import host_memory, partitioning, tasks, testing, train_lib  # noqa: E402
+import optax  # noqa: E402
+
+from trainer import compiled, config_lib, host_memory, partitioning, tasks, testing  # noqa: E402
+from trainer import steps as steps_lib  # noqa: E402
+from trainer.tasks import language_model  # noqa: E402
 
 
-class _LogitsLMTask(tasks.LMTask):
+class _LogitsLMTask(language_model.LanguageModelTask):
   """The LM task with the unfused loss: logits, then optax's cross-entropy."""
 
   def logits(self, model, params, carry, batch, dropout_rng):
@@ -57,11 +61,14 @@ class _LogitsLMTask(tasks.LMTask):
                        mask=batch['mask'], deterministic=False,
                        rngs={'dropout': dropout_rng})
 
-  def train_loss(self, model, params, carry, batch, reset, dropout_rng):
+  def loss_fn(self, model, params, carry, batch, reset, dropout_rng):
     carry = self.start_carry(carry, reset)
     logits, new_carry = self.logits(model, params, carry, batch, dropout_rng)
-    loss_sum, weight = tasks.loss_sums(logits, batch['targets'], batch['mask'])
-    return loss_sum / jnp.maximum(weight, 1.0), (loss_sum, weight, new_carry)
+    losses = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['targets'])
+    loss_sum, weight = jnp.sum(losses * batch['mask']), jnp.sum(batch['mask'])
+    return (loss_sum / jnp.maximum(weight, 1.0),
+            ({'loss_sum': loss_sum, 'weight': weight}, new_carry))
 
 
 class _Logits3dLMTask(_LogitsLMTask):
@@ -92,9 +99,12 @@ def main() -> None:
   parser.add_argument('--malloc', action='store_true',
                       help="also time the fused step with glibc's malloc defaults")
   args = parser.parse_args()
-  config = load_config(args.config)
-  partitioner = partitioning.Partitioner(config.model_parallelism)
-  steps = train_lib.make_steps(config, args.vocab, 1000, 10000, partitioner)
+  config = config_lib.resolve(load_config(args.config))
+  partitioner = partitioning.Partitioner(config.model_parallelism,
+                                         config.logical_axis_rules)
+  steps = compiled.compile_steps(tasks.get_task(config),
+                                 {'vocab_size': args.vocab}, 1000, 10000,
+                                 partitioner)
   batch_size, window = config.data.batch_size, config.data.seq_len
   rng = np.random.default_rng(0)
   batch = jax.device_put({
@@ -106,7 +116,7 @@ def main() -> None:
 
   def jit_step(task):
     return jax.jit(functools.partial(
-        train_lib.train_step, model=steps.model, optimizer=steps.optimizer,
+        steps_lib.train_step, model=steps.model, optimizer=steps.optimizer,
         schedule=steps.schedule,
         grad_accum_steps=config.optimizer.grad_accum_steps, task=task),
         donate_argnums=0)

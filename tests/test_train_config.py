@@ -147,20 +147,29 @@ def test_gradient_accumulation_and_clipping():
   np.testing.assert_allclose(updates['w'], [-1.0, 0.0], rtol=1e-6)
 
 
-def test_param_specs_shard_gates_and_vocabulary():
-  p = partitioning.Partitioner(1)
+def test_logical_rules_shard_hidden_units_and_vocabulary():
+  rules = config_lib.default_config().logical_axis_rules
+  p = partitioning.Partitioner(1, rules)
   p.mesh = type('Mesh', (), {'shape': {'data': 2, 'model': 4}})()
-  key = jax.tree_util.DictKey
-  assert p.param_spec([key('lstm'), key('layer_0'), key('input_kernel')],
-                      (16, 64)) == P(None, 'model')
-  assert p.param_spec([key('lstm'), key('layer_0'), key('bias')],
-                      (64,)) == P('model')
-  assert p.param_spec([key('embed'), key('embedding')], (300, 16)) == P(
-      'model', None)
-  assert p.param_spec([key('output'), key('kernel')], (16, 300)) == P(
-      None, 'model')
-  assert p.param_spec([key('output'), key('kernel')], (16, 301)) == P()
-  assert p.param_spec([key('count')], ()) == P()
+  # LSTM kernels [in, 4, H]: H over 'model', so each device holds all four
+  # gates of its units.
+  assert p.logical_spec(('lstm_in', 'gate', 'lstm_hidden'),
+                        (16, 4, 64)) == P(None, None, 'model')
+  assert p.logical_spec(('gate', 'lstm_hidden'), (4, 64)) == P(None, 'model')
+  assert p.logical_spec(('vocab', 'embed'), (300, 16)) == P('model', None)
+  assert p.logical_spec(('lstm_out', 'vocab'), (16, 300)) == P(None, 'model')
+  with pytest.raises(errors.ConfigError, match="301 along its logical axis 'vocab'"):
+    p.logical_spec(('lstm_out', 'vocab'), (16, 301), 'output/kernel')
+
+
+def test_a_parameter_without_logical_names_is_an_error():
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  named = nn.with_logical_partitioning(nn.initializers.zeros, ('embed',))
+  boxed = {'ok': named(jax.random.PRNGKey(0), (3,)),
+           'dense': {'kernel': jnp.zeros((2, 2))}}
+  with pytest.raises(errors.ConfigError, match='dense/kernel'):
+    partitioning.check_named(boxed)
+  partitioning.check_named({'ok': boxed['ok']})
 
 
 def test_split_text_follows_the_tfds_tiny_shakespeare_split(shared_data):

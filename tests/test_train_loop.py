@@ -14,7 +14,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 import input_pipeline
-from trainer import checkpoints, errors, generate, metrics, testing, train_lib
+from trainer import (checkpoints, compiled, config_lib, errors, evaluation,
+                     generate, inference, loop, metrics, optimizers,
+                     partitioning, tasks, testing)
 
 NUM_STEPS = 30  # configs/tiny.py
 
@@ -81,10 +83,12 @@ def test_trains_evaluates_and_checkpoints(trained):
 
 def test_carry_flows_between_batches_and_resets_each_epoch(cache):
   config = testing.tiny_config(cache)
-  config = train_lib.config_lib.resolve(config)
+  config = config_lib.resolve(config)
+  task = tasks.get_task(config)
   datasets = input_pipeline.get_lm_datasets(config.data, str(cache.parent / 'c'))
-  partitioner = train_lib.partitioning.Partitioner(1)
-  steps = train_lib.make_steps(config, datasets.vocab_size, 11, 30, partitioner)
+  partitioner = partitioning.Partitioner(1, config.logical_axis_rules)
+  steps = compiled.compile_steps(task, task.model_inputs(datasets), 11, 30,
+                                 partitioner)
   state = steps.init(jax.random.PRNGKey(0))
   batches = datasets.train_batches()
   state, _ = steps.train(state, partitioner.global_batch(next(batches)),
@@ -98,7 +102,7 @@ def test_carry_flows_between_batches_and_resets_each_epoch(cache):
   _, zeroed = steps.train(zero, batch, np.asarray(False))
   assert float(kept['loss_sum']) != float(reset['loss_sum'])
   assert float(reset['loss_sum']) == float(zeroed['loss_sum'])
-  tracker = train_lib.EpochTracker(datasets)
+  tracker = loop.EpochTracker(*task.epoch_length(datasets))
   assert [s for s in range(30) if tracker.is_epoch_start(s)] == [0, 11, 22]
 
 
@@ -117,10 +121,10 @@ def test_resume_after_a_crash_is_exact(trained, cache, tmp_path, monkeypatch):
 
   monkeypatch.setattr(input_pipeline.LMDatasets, 'train_batches', crashing)
   with pytest.raises(RuntimeError, match='simulated crash'):
-    train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+    loop.train_and_evaluate(testing.tiny_config(cache), workdir)
   monkeypatch.undo()
   assert max(testing.train_losses(workdir)) == 14
-  result = train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+  result = loop.train_and_evaluate(testing.tiny_config(cache), workdir)
   rows = metrics.read_metrics(workdir)
   reference = testing.train_losses(trained[0])
   assert testing.train_losses(workdir) == reference  # Bit-identical floats.
@@ -138,7 +142,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
       optimizer__max_grad_norm=0.0, checkpoint_every_steps=1)
   with pytest.raises(errors.NonFiniteLossError,
                      match=r'loss is (nan|inf) at step 3;.*checkpoint \(step 2\)'):
-    train_lib.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   assert ckpt.latest_step() == 2
   assert ckpt.all_steps() == [1, 2]
@@ -160,13 +164,13 @@ def test_failed_save_errors_and_keeps_earlier_checkpoints(
   monkeypatch.setattr(ocp.args, 'StandardSave', failing_save)
   with pytest.raises(errors.CheckpointSaveError,
                      match=r'step 10 .*failed.*latest complete: 8'):
-    train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+    loop.train_and_evaluate(testing.tiny_config(cache), workdir)
   monkeypatch.undo()
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   assert ckpt.all_steps() == [4, 8]
   ckpt.close()
   # The earlier checkpoints are intact: resuming reproduces the clean run.
-  train_lib.train_and_evaluate(testing.tiny_config(cache), workdir)
+  loop.train_and_evaluate(testing.tiny_config(cache), workdir)
   assert testing.train_losses(workdir) == testing.train_losses(trained[0])
 
 
@@ -181,7 +185,7 @@ def test_mismatched_checkpoint_is_refused_and_not_overwritten(
   workdir = _copy(trained[0], tmp_path)
   before = _snapshot(workdir)
   with pytest.raises(errors.CheckpointMismatchError, match=field):
-    train_lib.train_and_evaluate(testing.tiny_config(cache, **override),
+    loop.train_and_evaluate(testing.tiny_config(cache, **override),
                                  workdir)
   after = _snapshot(workdir)
   assert after == before
@@ -201,7 +205,7 @@ def test_half_written_checkpoint_is_never_resumed(trained, cache, tmp_path):
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   assert ckpt.latest_step() == 30
   ckpt.close()
-  train_lib.train_and_evaluate(
+  loop.train_and_evaluate(
       testing.tiny_config(cache, num_train_steps=32), workdir)
   rows = [r['step'] for r in metrics.read_metrics(workdir) if 'train_loss' in r]
   assert rows[-2:] == [31, 32]
@@ -215,16 +219,16 @@ def test_evaluate_mode_scores_any_checkpoint_on_any_split(trained, tmp_path,
   workdir, result = _copy(trained[0], tmp_path), trained[1]
   config = testing.tiny_config(mode='evaluate', eval_split='valid',
                                checkpoint='latest')
-  valid = train_lib.evaluate(config, workdir)
+  valid = evaluation.evaluate(config, workdir)
   assert valid['valid_perplexity'] == pytest.approx(
       result['valid_perplexity'], rel=1e-6)
   config = testing.tiny_config(mode='evaluate', eval_split='test',
                                checkpoint='24')
-  test = train_lib.evaluate(config, workdir)
+  test = evaluation.evaluate(config, workdir)
   assert 1.0 < test['test_perplexity'] < 300
   assert "Checkpoint step 24, split 'test': test_loss = " in capsys.readouterr().out
   with pytest.raises(errors.CheckpointNotFoundError, match='step 5'):
-    train_lib.evaluate(testing.tiny_config(checkpoint='5'), workdir)
+    evaluation.evaluate(testing.tiny_config(checkpoint='5'), workdir)
 
 
 def test_generation_is_deterministic_for_a_seed(trained):
@@ -253,16 +257,16 @@ def test_awd_lstm_features_train_and_average(cache, tmp_path):
       optimizer__learning_rate=5.0, optimizer__grad_accum_steps=2,
       optimizer__averaging_start_step=2, data__random_window=True,
       data__max_window_extra=4, data__pad_to_multiple=16)  # One shape.
-  result = train_lib.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   assert math.isfinite(result['valid_perplexity'])
-  steps, state, _, datasets, _ = train_lib.restore_for_inference(
-      workdir, eval_splits=('valid',))
-  averaged = train_lib.optimizers.eval_params(state.params, state.opt_state)
+  restored = inference.restore(workdir, eval_split='valid')
+  state = restored.state
+  averaged = optimizers.eval_params(state.params, state.opt_state)
   # 4 updates, averaged from update 2 on: the eval parameters are the mean.
   assert not np.allclose(averaged['embed']['embedding'],
                          state.params['embed']['embedding'])
-  assert train_lib.evaluate_split(steps, state, datasets, 'valid') == (
-      pytest.approx(result))
+  assert restored.task.evaluate(restored.eval_context(), restored.datasets,
+                                'valid') == pytest.approx(result)
 
 
 def test_sentence_batches_reset_the_carry(cache, tmp_path):
@@ -270,9 +274,9 @@ def test_sentence_batches_reset_the_carry(cache, tmp_path):
   config = testing.tiny_config(
       cache, num_train_steps=4, eval_every_steps=4, data__batching='sentences',
       data__max_length=16, data__pad_to_multiple=16)  # One shape.
-  result = train_lib.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   assert 1.0 < result['valid_perplexity'] < 1000
   with pytest.raises(errors.ConfigError, match='packing'):
-    train_lib.train_and_evaluate(
+    loop.train_and_evaluate(
         testing.tiny_config(cache, data__batching='sentences',
                             data__packing=True), str(tmp_path / 'packed'))

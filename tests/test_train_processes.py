@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from trainer import checkpoints, testing, train_lib
+from trainer import checkpoints, evaluation, loop, testing
 
 STEPS = 6
 
@@ -43,23 +43,25 @@ def _check(proc):
 _EIGHT_DEVICES = r'''
 import json, sys
 import jax
-from trainer import errors, testing, train_lib
+from trainer import errors, loop, testing
 assert jax.device_count() == 8
 cache, workdir, workdir_mp = sys.argv[1:4]
 out = {}
 try:
-  train_lib.train_and_evaluate(
+  loop.train_and_evaluate(
       testing.tiny_config(cache, data__batch_size=12), workdir + '_bad')
 except errors.BatchSizeError as e:
   out['batch_error'] = str(e)
-out['result'] = train_lib.train_and_evaluate(
+out['result'] = loop.train_and_evaluate(
     testing.tiny_config(cache, num_train_steps=%d), workdir)
 out['losses'] = testing.train_losses(workdir)
-# 4-way data x 2-way model parallel: the gates (4H) and vocabulary split.
-train_lib.train_and_evaluate(
-    testing.tiny_config(cache, num_train_steps=%d, model_parallelism=2),
-    workdir_mp)
-out['losses_mp'] = testing.train_losses(workdir_mp)
+# 4 x 2 and 2 x 4 data x model parallel: the hidden units (all four gates
+# of a unit on one device) and the vocabulary split over 'model'.
+for mp in (2, 4):
+  loop.train_and_evaluate(
+      testing.tiny_config(cache, num_train_steps=%d, model_parallelism=mp),
+      workdir_mp + str(mp))
+  out[f'losses_mp{mp}'] = testing.train_losses(workdir_mp + str(mp))
 print('RESULT' + json.dumps(out))
 ''' % (STEPS, STEPS)
 
@@ -73,7 +75,7 @@ def test_eight_devices_match_one_and_restore_onto_one(cache, reference,
   out = json.loads(proc.stdout.split('RESULT')[-1])
   assert 'not divisible by the 8 data-parallel devices' in out['batch_error']
   one = reference[1]
-  for name in ('losses', 'losses_mp'):
+  for name in ('losses', 'losses_mp2', 'losses_mp4'):
     eight = out[name]
     assert sorted(map(int, eight)) == list(range(1, STEPS + 1))
     np.testing.assert_allclose([eight[str(s)] for s in range(1, STEPS + 1)],
@@ -81,10 +83,10 @@ def test_eight_devices_match_one_and_restore_onto_one(cache, reference,
                                rtol=1e-5, atol=1e-5, err_msg=name)
   # Restore the 8-device checkpoint on this 1-device process: it evaluates
   # to the same perplexity and trains on like the 1-device run.
-  evaluated = train_lib.evaluate(testing.tiny_config(mode='evaluate'), workdir)
+  evaluated = evaluation.evaluate(testing.tiny_config(mode='evaluate'), workdir)
   assert evaluated['valid_perplexity'] == pytest.approx(
       out['result']['valid_perplexity'], rel=1e-5)
-  train_lib.train_and_evaluate(
+  loop.train_and_evaluate(
       testing.tiny_config(cache, num_train_steps=STEPS + 4), workdir)
   resumed = testing.train_losses(workdir)
   np.testing.assert_allclose([resumed[s] for s in range(STEPS + 1, STEPS + 5)],
@@ -174,7 +176,7 @@ def test_kill9_and_sigterm_then_resume_exactly(cache, reference, tmp_path):
   assert saved == max(testing.train_losses(workdir))
 
   # Finish in this process (same device count, same compiled program).
-  train_lib.train_and_evaluate(
+  loop.train_and_evaluate(
       testing.tiny_config(cache, checkpoint_every_steps=1), workdir)
   assert testing.train_losses(workdir) == reference[1]  # Bit-identical.
 
@@ -205,10 +207,10 @@ def test_cli_rejects_bad_config(tmp_path):
 _WITHOUT_TENSORFLOW = r'''
 import sys
 sys.modules['tensorflow'] = None  # `import tensorflow` fails, as on GPU images.
-from trainer import metrics, testing, train_lib
+from trainer import loop, metrics, testing
 assert metrics.metric_writers is None
 cache, workdir = sys.argv[1:3]
-train_lib.train_and_evaluate(testing.tiny_config(cache, num_train_steps=%d),
+loop.train_and_evaluate(testing.tiny_config(cache, num_train_steps=%d),
                              workdir)
 '''
 

@@ -11,7 +11,7 @@ import pytest
 
 import input_pipeline
 from trainer import checkpoints, config_lib, errors, metrics, testing
-from trainer import train_lib, translate
+from trainer import evaluation, loop, translate
 
 NUM_STEPS = 40  # configs/multi30k.py:tiny
 
@@ -72,7 +72,10 @@ def test_best_checkpoint_is_the_highest_bleu(tmp_path):
                                     async_save=False)
     for step, row in enumerate(scores, 1):
       ckpt.save(step, state, {'step': step},
-                metrics=checkpoints.best_metrics({**row, 'valid_loss': 1.0}))
+                metrics=checkpoints.best_metrics(
+                    {**row, 'valid_loss': 1.0}, *(
+                        ('valid_bleu', 'max') if 'valid_bleu' in row else
+                        ('valid_perplexity', 'min'))))
     ckpt.wait()
     assert ckpt.best_step() == best
     assert sorted(ckpt.all_steps()) == sorted({best, 2})
@@ -96,10 +99,10 @@ def test_resume_after_a_crash_is_exact(trained, tmp_path, monkeypatch):
   monkeypatch.setattr(input_pipeline.TranslationDatasets, 'train_batches',
                       crashing)
   with pytest.raises(RuntimeError, match='simulated crash'):
-    train_lib.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
   monkeypatch.undo()
   assert max(testing.train_losses(workdir)) == 25
-  result = train_lib.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   expected = testing.train_losses(reference)
   resumed = testing.train_losses(workdir)
   assert {s: resumed[s] for s in range(21, NUM_STEPS + 1)} == {
@@ -114,14 +117,14 @@ def test_evaluate_mode_scores_another_split(trained, tmp_path):
   config = testing.tiny_translation_config(
       corpus, tmp_path / 'cache', mode='evaluate', eval_split='test',
       checkpoint='latest')
-  result = train_lib.evaluate(config, workdir)
+  result = evaluation.evaluate(config, workdir)
   assert set(result) == {'test_loss', 'test_perplexity', 'test_bleu',
                          'test_chrf'}
   assert 0.0 <= result['test_bleu'] <= 100.0
   rows = metrics.read_metrics(workdir)
   assert rows[-1]['step'] == NUM_STEPS and 'evaluate/test_bleu' in rows[-1]
   with pytest.raises(errors.CheckpointMismatchError, match='translation model'):
-    train_lib.evaluate(testing.tiny_config(mode='evaluate'), workdir)
+    evaluation.evaluate(testing.tiny_config(mode='evaluate'), workdir)
 
 
 def test_translation_config_keys():

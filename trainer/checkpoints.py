@@ -13,8 +13,8 @@ A checkpoint (``workdir/checkpoints/<step>/``) holds two items:
 Orbax writes each checkpoint into a temporary directory and renames it when
 complete, so a save interrupted by a kill is never listed (hence never
 resumed from); the run resumes from the latest complete checkpoint. The
-last ``keep`` checkpoints and the ``keep_best`` best by validation
-perplexity are kept.
+last ``keep`` checkpoints and the ``keep_best`` best by the task's validation
+metric (``Task.best_metric``, recorded as an objective) are kept.
 """
 
 from __future__ import annotations
@@ -31,20 +31,24 @@ from trainer import errors
 
 PyTree = Any
 CHECKPOINT_DIR = 'checkpoints'
-BEST_METRICS = ('valid_bleu', 'valid_perplexity')
+# The number a save records for ranking checkpoints (lower is better): the
+# task's best metric, negated when higher is better.
+OBJECTIVE = 'objective'
 
 
-def best_metrics(scores: Mapping[str, float]) -> dict[str, float]:
-  """What a save records for choosing the best checkpoint: validation BLEU
-  (translation) and perplexity."""
-  return {k: float(scores[k]) for k in BEST_METRICS if k in scores}
+def best_metrics(scores: Mapping[str, float], name: str,
+                 mode: str) -> dict[str, float] | None:
+  """What a save records for choosing the best checkpoint: the metric
+  ``name`` of ``scores`` and the objective (``mode`` 'min' or 'max');
+  ``None`` when ``scores`` lacks it."""
+  if name not in scores:
+    return None
+  value = float(scores[name])
+  return {name: value, OBJECTIVE: value if mode == 'min' else -value}
 
 
-def _best_metric(metrics: Mapping[str, float]) -> float:
-  """Lower is better: -BLEU where a checkpoint has it, else perplexity."""
-  if 'valid_bleu' in metrics:
-    return -float(metrics['valid_bleu'])
-  return float(metrics['valid_perplexity'])
+def _objective(metrics: Mapping[str, float]) -> float:
+  return float(metrics[OBJECTIVE])
 
 
 class Checkpointer:
@@ -53,8 +57,8 @@ class Checkpointer:
   Args:
     workdir: the run directory; checkpoints go to ``workdir/checkpoints``.
     keep: the last this many checkpoints are kept.
-    keep_best: and the best this many by validation BLEU (translation)
-      or else perplexity.
+    keep_best: and the best this many by the objective their saves recorded
+      (:func:`best_metrics`: the task's best validation metric).
     async_save: write in a background thread (the arrays are copied to host
       memory before :meth:`save` returns).
     read_only: never create or delete anything (evaluation, generation).
@@ -67,10 +71,10 @@ class Checkpointer:
     policies = [checkpoint_managers.LatestN(n=keep)]
     if keep_best > 0:
       policies.append(checkpoint_managers.BestN(
-          get_metric_fn=_best_metric, reverse=True, n=keep_best,
+          get_metric_fn=_objective, reverse=True, n=keep_best,
           keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
-        best_fn=_best_metric, best_mode='min',
+        best_fn=_objective, best_mode='min',
         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
         enable_async_checkpointing=async_save,
         create=not read_only, read_only=read_only,

@@ -18,7 +18,7 @@ import numpy as np
 from input_pipeline import tokenizers
 from lstm_flax import sampling
 from lstm_flax.models import LanguageModel
-from trainer import train_lib
+from trainer import inference
 
 
 @dataclasses.dataclass
@@ -55,8 +55,8 @@ class Generator:
 
 def load(workdir: str, checkpoint: str | int = 'latest') -> Generator:
   """The generator of ``workdir``'s checkpoint ('latest', 'best' or a step)."""
-  steps, state, meta, _, step = train_lib.restore_for_inference(
-      workdir, checkpoint, task='lm')
-  tokenizer = train_lib.checkpoint_tokenizer(workdir, meta, step)
-  params = jax.device_get(state.params)
-  return Generator(steps.model, params, tokenizer, step)
+  restored = inference.restore(workdir, checkpoint, task_name='lm')
+  tokenizer = inference.checkpoint_tokenizer(workdir, restored.meta,
+                                             restored.step)
+  return Generator(restored.model, restored.params(), tokenizer,
+                   restored.step)

@@ -101,12 +101,21 @@ def parameter_averaging(start_step: int) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _averaging_states(opt_state: PyTree) -> list[AveragingState]:
+  return [s for s in jax.tree.leaves(
+      opt_state, is_leaf=lambda x: isinstance(x, AveragingState))
+          if isinstance(s, AveragingState)]
+
+
+def has_averaging(opt_state: PyTree) -> bool:
+  """Whether ``opt_state`` holds a :func:`parameter_averaging` state."""
+  return bool(_averaging_states(opt_state))
+
+
 def eval_params(params: PyTree, opt_state: PyTree) -> PyTree:
   """The parameters to evaluate: the running average when parameter
   averaging is on and has begun, else ``params``. Works under jit."""
-  states = [s for s in jax.tree.leaves(
-      opt_state, is_leaf=lambda x: isinstance(x, AveragingState))
-            if isinstance(s, AveragingState)]
+  states = _averaging_states(opt_state)
   if not states:
     return params
   state = states[0]

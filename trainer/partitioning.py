@@ -1,13 +1,20 @@
 """The one place that builds the device mesh and the shardings.
 
 A ``jax.sharding.Mesh`` with axes ``('data', 'model')`` over all devices of
-all processes. Batches and the LSTM carry are split over ``data`` (data
-parallelism); parameters and optimiser state are replicated over ``data``
-and, when ``model_parallelism > 1``, split over ``model`` along the LSTM's
-fused-gate dimension ``4H`` and the vocabulary ``V`` (for models larger than
-one chip). ``train_step`` / ``eval_step`` are jit-compiled with these
-shardings (no ``pmap``), and each process feeds only its rows of a global
-batch with ``jax.make_array_from_process_local_data``.
+all processes. Batches and the carry are split over ``data`` (data
+parallelism). Parameters and optimiser state are placed by their *logical*
+axis names (``nn.with_logical_partitioning`` in ``lstm_flax``; names in
+``lstm_flax.axes``) through the config's ``logical_axis_rules``, as in
+Flax's lm1b example: by default the LSTM's hidden units (``lstm_hidden``)
+and the vocabulary (``vocab``) are split over ``model``, everything else is
+replicated. LSTM kernels are ``[in, 4, H]``, so splitting ``H`` leaves all
+four gates of a unit on one device: a recurrence step needs one all-gather
+of ``h`` and no other collective. A parameter without logical names is an
+error, never silently replicated.
+
+``train_step`` / ``eval_step`` are jit-compiled with these shardings (no
+``pmap``), and each process feeds only its rows of a global batch with
+``jax.make_array_from_process_local_data``.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
+from flax.core import meta
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from trainer import errors
@@ -24,19 +33,28 @@ from trainer import errors
 PyTree = Any
 DATA = 'data'
 MODEL = 'model'
+Rules = Sequence[tuple[str, Any]]
 
-# Parameter name -> which dimension the 'model' axis splits (if divisible).
-# LSTM kernels [in, 4H] / [P, 4H] and bias [4H]: the fused gates, last dim.
-# Embedding [V, E]: the vocabulary. Softmax kernel [P, V] and bias [V]: V.
-_MODEL_DIM = {
-    'input_kernel': -1,
-    'recurrent_kernel': -1,
-    'bias': -1,
-    'projection_kernel': 0,
-    'embedding': 0,
-    'kernel': -1,
-    'output_bias': -1,
-}
+
+def _path_name(path: Sequence[Any]) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
+
+
+def _is_box(x: Any) -> bool:
+  return isinstance(x, meta.AxisMetadata)
+
+
+def check_named(boxed_params: PyTree) -> None:
+  """Raises ConfigError naming every parameter without logical axis names."""
+  unnamed = [
+      _path_name(path) for path, leaf in jax.tree_util.tree_flatten_with_path(
+          boxed_params, is_leaf=_is_box)[0]
+      if not isinstance(leaf, nn.LogicallyPartitioned)]
+  if unnamed:
+    raise errors.ConfigError(
+        f'Parameters without logical axis names: {unnamed}. Declare them with '
+        'nn.with_logical_partitioning(init, names) (see lstm_flax.axes) so '
+        'that logical_axis_rules can place them.')
 
 
 class Partitioner:
@@ -45,10 +63,11 @@ class Partitioner:
   Args:
     model_parallelism: size of the ``model`` axis; the ``data`` axis gets
       ``len(devices) // model_parallelism`` devices.
+    rules: logical axis name -> mesh axis (or None) pairs.
     devices: the devices (default: ``jax.devices()``, all processes).
   """
 
-  def __init__(self, model_parallelism: int = 1,
+  def __init__(self, model_parallelism: int = 1, rules: Rules = (),
                devices: Sequence[jax.Device] | None = None):
     devices = list(jax.devices() if devices is None else devices)
     # Process-major order, so each process's devices hold a contiguous block
@@ -62,6 +81,7 @@ class Partitioner:
         np.asarray(devices, dtype=object).reshape(
             len(devices) // model_parallelism, model_parallelism),
         (DATA, MODEL))
+    self.rules = tuple((str(a), b) for a, b in rules)
 
   @property
   def data_size(self) -> int:
@@ -94,27 +114,43 @@ class Partitioner:
     """Rows over ``data``."""
     return self.sharding(P(DATA, *([None] * (ndim - 1))))
 
-  def carry_sharding(self) -> NamedSharding:
-    """LSTM carry ``[layers, batch, features]``: batch over ``data``."""
-    return self.sharding(P(None, DATA, None))
+  def carry_sharding(self, ndim: int = 3) -> NamedSharding:
+    """A carry leaf ``[layers, batch, features]``: batch over ``data``."""
+    return self.sharding(P(None, DATA, *([None] * (ndim - 2))))
 
-  def param_spec(self, path: Sequence[Any], shape: Sequence[int]) -> P:
-    """The spec of a parameter (or optimiser-state copy of one)."""
-    if self.model_size == 1 or not shape:
-      return P()
-    names = [str(getattr(k, 'key', getattr(k, 'name', ''))) for k in path]
-    dim = _MODEL_DIM.get(names[-1]) if names else None
-    if dim is None or shape[dim] % self.model_size:
-      return P()
-    spec = [None] * len(shape)
-    spec[dim] = MODEL
-    return P(*spec)
+  def logical_spec(self, names: Sequence[str | None], shape: Sequence[int],
+                   where: str = '') -> P:
+    """The mesh spec of a value with logical axis ``names``.
 
-  def tree_shardings(self, abstract_tree: PyTree) -> PyTree:
-    """NamedShardings of params / optimiser state, by parameter name."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: self.sharding(self.param_spec(path, leaf.shape)),
-        abstract_tree)
+    Raises:
+      ConfigError: the mesh axis a rule maps to does not divide the size.
+    """
+    spec = nn.logical_to_mesh_axes(tuple(names), self.rules)
+    for axis, (size, mesh_axes) in enumerate(zip(shape, spec)):
+      if mesh_axes is None:
+        continue
+      parts = int(np.prod([self.mesh.shape[a] for a in (
+          mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,))]))
+      if size % parts:
+        raise errors.ConfigError(
+            f'{where or "A parameter"} has {size} along its logical axis '
+            f'{names[axis]!r}, which logical_axis_rules split over {parts} '
+            f'devices ({mesh_axes!r}); choose sizes divisible by {parts} '
+            f'(e.g. data.vocab_size) or drop the rule for {names[axis]!r}.')
+    return spec
+
+  def tree_shardings(self, boxed_tree: PyTree) -> PyTree:
+    """NamedShardings of a tree whose leaves may be logically partitioned
+    boxes (parameters and their optimiser-state copies); other leaves
+    (counts, scalars) are replicated. The result has the unboxed tree's
+    structure."""
+    def leaf_sharding(path, leaf):
+      if isinstance(leaf, nn.LogicallyPartitioned):
+        return self.sharding(self.logical_spec(
+            leaf.names, leaf.value.shape, _path_name(path)))
+      return self.replicated
+    return jax.tree_util.tree_map_with_path(leaf_sharding, boxed_tree,
+                                            is_leaf=_is_box)
 
   # -------------------------------------------------------------- batches --
 

@@ -104,7 +104,7 @@ def shared_run(tmp_path_factory: Any, request: Any, name: str,
   import fcntl  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   import shutil  # pylint: disable=g-import-not-at-top
-  from trainer import train_lib  # pylint: disable=g-import-not-at-top
+  from trainer import loop  # pylint: disable=g-import-not-at-top
   base = pathlib.Path(tmp_path_factory.getbasetemp())
   workerinput = getattr(request.config, 'workerinput', None)
   uid = 'local'
@@ -117,7 +117,7 @@ def shared_run(tmp_path_factory: Any, request: Any, name: str,
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not done.exists():
       shutil.rmtree(run_dir, ignore_errors=True)
-      result = train_lib.train_and_evaluate(make_config(root), str(run_dir))
+      result = loop.train_and_evaluate(make_config(root), str(run_dir))
       done.write_text(json.dumps(result))
   return str(run_dir), json.loads(done.read_text())
 
@@ -186,3 +186,63 @@ def shared_translation_run(tmp_path_factory: Any, request: Any
                                'shared_translation_run', make_config)
   corpus = str(pathlib.Path(workdir).parent / 'corpus')
   return corpus, workdir, result
+
+
+# ------------------------------------------------------- classification -----
+
+_TOY_POSITIVE = ['good', 'great', 'fine', 'lovely', 'superb']
+_TOY_NEGATIVE = ['bad', 'awful', 'dull', 'boring', 'poor']
+_TOY_FILLER = ['the', 'film', 'was', 'a', 'story', 'and', 'it', 'very']
+
+
+def write_toy_labelled_corpus(directory: str | os.PathLike[str],
+                              num_train: int = 256, seed: int = 0) -> str:
+  """A learnable sentiment corpus (label 1 iff the sentence has a positive
+  word) as ``train.txt``, ``dev.txt`` and ``test.txt`` (``LABEL TEXT``) in
+  ``directory``; returns it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+
+  def lines(n):
+    out = []
+    for _ in range(n):
+      label = int(rng.integers(0, 2))
+      words = list(rng.choice(_TOY_FILLER, int(rng.integers(2, 12))))
+      cue = rng.choice(_TOY_POSITIVE if label else _TOY_NEGATIVE)
+      words.insert(int(rng.integers(0, len(words) + 1)), cue)
+      out.append(f'{label} ' + ' '.join(words))
+    return out
+
+  for name, n in (('train.txt', num_train), ('dev.txt', 40), ('test.txt', 24)):
+    (directory / name).write_text('\n'.join(lines(n)) + '\n', encoding='utf-8')
+  return str(directory)
+
+
+def tiny_classification_config(data_dir: str | os.PathLike[str],
+                               cache_dir: str | os.PathLike[str] = '',
+                               **overrides: Any) -> ml_collections.ConfigDict:
+  """configs/sst2.py's layout with a tiny model on the toy corpus in
+  ``data_dir`` (overrides as ``section__key=value``)."""
+  config = load_config('sst2')
+  config.num_epochs = 0
+  config.num_train_steps = 24
+  config.log_every_steps = 1
+  config.eval_every_steps = 8
+  config.checkpoint_every_steps = 8
+  config.model.embedding_size = 16
+  config.model.hidden_size = 16
+  config.optimizer.learning_rate = 1e-2
+  config.optimizer.warmup_steps = 0
+  config.data.data_dir = os.fspath(data_dir)
+  config.data.files = {'train': 'train.txt', 'valid': 'dev.txt',
+                       'test': 'test.txt'}
+  config.data.min_count = 1
+  config.data.batch_size = 16
+  config.data.eval_batch_size = 16
+  config.data.max_length = 16
+  config.data.prefetch = 0
+  if cache_dir:
+    config.data.cache_dir = os.fspath(cache_dir)
+  return apply_overrides(config, overrides)

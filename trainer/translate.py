@@ -25,7 +25,8 @@ import ml_collections
 import numpy as np
 
 from input_pipeline import tokenizers
-from trainer import errors, tasks, train_lib
+from trainer import errors, inference
+from trainer.tasks import translation
 
 PAD_TO = 8  # Source lengths are padded to a multiple of this (fewer compiles).
 
@@ -160,12 +161,12 @@ class Translator:
         ids = encoded[i]
         source[r], mask[r] = self.tokenizer.pad_id, 0.0
         source[r, :len(ids)], mask[r, :len(ids)] = ids, 1.0
-      tokens = tasks.translate_batch(
+      tokens = translation.translate_batch(
           self.model, self.params, source, mask, decode, self.tokenizer,
           rng=jax.random.fold_in(rng, begin))
       tokens = np.asarray(jax.device_get(tokens))
       for r, i in enumerate(chunk):
-        outputs[i] = tasks.detokenize(self.tokenizer, tokens[r])
+        outputs[i] = translation.detokenize(self.tokenizer, tokens[r])
     return outputs, report
 
 
@@ -177,8 +178,8 @@ def load(workdir: str, checkpoint: str | int = 'latest') -> Translator:
       tokenizer is missing.
     CheckpointMismatchError: the checkpoint is not a translation model.
   """
-  steps, state, meta, _, step = train_lib.restore_for_inference(
-      workdir, checkpoint, task='translation')
-  tokenizer = train_lib.checkpoint_tokenizer(workdir, meta, step)
-  params = jax.device_get(state.params)
-  return Translator(steps.model, params, tokenizer, step, steps.task.config)
+  restored = inference.restore(workdir, checkpoint, task_name='translation')
+  tokenizer = inference.checkpoint_tokenizer(workdir, restored.meta,
+                                             restored.step)
+  return Translator(restored.model, restored.params(), tokenizer,
+                    restored.step, restored.task.config)

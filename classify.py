@@ -1,0 +1,65 @@
+"""Classifies sentences with a trained classification run's checkpoint.
+
+  python classify.py --workdir=/tmp/sst2 --input=sentences.txt
+  echo "a gorgeous , witty , seductive movie ." | python classify.py --workdir=/tmp/sst2
+
+Reads one sentence per line from --input (default: standard input) and
+writes one line per sentence to --output (default: standard output): the
+predicted label, a tab, and each class's probability (``name=p``). Blank
+lines give empty output lines. Scores on a whole labelled split:
+``train.py --config.mode=evaluate`` (see README).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'The run directory (checkpoints, tokenizer, labels).')
+flags.DEFINE_string('input', '', 'Sentences, one per line (default: stdin).')
+flags.DEFINE_string('output', '', 'Where to write the labels (default: stdout).')
+flags.DEFINE_string('checkpoint', 'best', "'latest', 'best' or a step number.")
+flags.DEFINE_integer('batch_size', 64, 'Sentences per batch.')
+flags.mark_flag_as_required('workdir')
+
+PROG = 'classify.py'
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from trainer import cli, metrics  # pylint: disable=g-import-not-at-top
+  metrics.quiet_checkpoint_logs()
+  with cli.errors_as_messages(PROG, extra=(OSError,)):
+    if FLAGS.input:
+      try:
+        with open(FLAGS.input, encoding='utf-8', errors='replace') as f:
+          lines = f.read().splitlines()
+      except OSError as e:
+        raise OSError(f'cannot read {FLAGS.input}: {e.strerror or e}') from e
+    else:
+      lines = sys.stdin.read().splitlines()
+    output = open(FLAGS.output, 'w', encoding='utf-8') if FLAGS.output else None
+    from trainer import classify  # pylint: disable=g-import-not-at-top
+    classifier = classify.load(FLAGS.workdir, FLAGS.checkpoint)
+    predictions = classifier.classify(lines, batch_size=FLAGS.batch_size)
+  text = ''.join(
+      '\n' if p is None else p.label + '\t' + ' '.join(
+          f'{name}={v:.4f}' for name, v in p.probabilities.items()) + '\n'
+      for p in predictions)
+  if output is not None:
+    output.write(text)
+    output.close()
+  else:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+  blank = sum(p is None for p in predictions)
+  print(f'{PROG}: classified {len(lines) - blank} of {len(lines)} lines with '
+        f'the checkpoint of step {classifier.step}'
+        + (f' ({blank} blank lines left empty)' if blank else '') + '.',
+        file=sys.stderr)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,124 @@
+"""Sentence classification through the trainer: training with validation
+accuracy, the best checkpoint by accuracy, evaluate mode on another split,
+the classify command, and transfer from a trained language model."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import input_pipeline
+
+from trainer import (checkpoints, classify, config_lib, errors, evaluation,
+                     loop, metrics, testing)
+
+NUM_STEPS = 24
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  return testing.write_toy_labelled_corpus(tmp_path_factory.mktemp('toy_sst'))
+
+
+@pytest.fixture(scope='module')
+def trained(corpus, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('cls') / 'run')
+  result = loop.train_and_evaluate(
+      testing.tiny_classification_config(corpus), workdir)
+  return workdir, result
+
+
+def test_trains_with_validation_accuracy(trained):
+  workdir, result = trained
+  rows = metrics.read_metrics(workdir)
+  train = [r for r in rows if 'train_accuracy' in r]
+  assert [r['step'] for r in train] == list(range(1, NUM_STEPS + 1))
+  assert all(0.0 <= r['train_accuracy'] <= 1.0 for r in train)
+  evals = {r['step']: r['valid_accuracy'] for r in rows
+           if 'valid_accuracy' in r}
+  assert sorted(evals) == [8, 16, 24]
+  # The cue word decides the label: a tiny BiLSTM learns it in 24 steps.
+  assert result['valid_accuracy'] == evals[24] >= 0.9
+  assert result['valid_loss'] < 0.5
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  best = max(evals, key=lambda s: (evals[s], s == ckpt.best_step()))
+  assert evals[ckpt.best_step()] == evals[best]
+  inputs = ckpt.read_meta(NUM_STEPS)['model_inputs']
+  assert inputs['num_classes'] == 2 and inputs['vocab_size'] > 18
+  ckpt.close()
+
+
+def test_evaluate_mode_scores_another_split(trained, corpus):
+  workdir, _ = trained
+  config = testing.tiny_classification_config(corpus, mode='evaluate',
+                                              eval_split='test',
+                                              checkpoint='latest')
+  result = evaluation.evaluate(config, workdir)
+  assert set(result) == {'test_loss', 'test_accuracy'}
+  assert result['test_accuracy'] >= 0.9
+  with pytest.raises(errors.CheckpointMismatchError, match='sentence classifier'):
+    evaluation.evaluate(testing.tiny_config(mode='evaluate'), workdir)
+
+
+def test_classifier_labels_new_sentences(trained):
+  workdir, _ = trained
+  classifier = classify.load(workdir, 'latest')
+  predictions = classifier.classify(
+      ['the film was great', '', 'a boring story', 'superb and lovely'])
+  assert predictions[1] is None
+  assert [p.label for p in predictions if p] == ['1', '0', '1']
+  for p in (predictions[0], predictions[2]):
+    assert set(p.probabilities) == {'0', '1'}
+    assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_classify_cli(trained, tmp_path):
+  workdir, _ = trained
+  source = tmp_path / 'in.txt'
+  source.write_text('the film was awful\n\nit was good\n', encoding='utf-8')
+  proc = testing.run([sys.executable, str(testing.REPO_ROOT / 'classify.py'),
+                      f'--workdir={workdir}', f'--input={source}',
+                      '--checkpoint=latest'])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.split('\n')
+  assert lines[0].startswith('0\t0=') and lines[1] == ''
+  assert lines[2].startswith('1\t')
+  assert 'classified 2 of 3 lines' in proc.stderr
+
+
+def test_transfer_from_a_language_model(tmp_path_factory, request, corpus,
+                                        tmp_path):
+  """init_from: the LM's tokenizer, embedding and forward LSTM layers."""
+  lm_workdir, _ = testing.shared_tiny_run(tmp_path_factory, request)
+  # With a learning rate of ~0 the parameters stay where they started.
+  config = testing.tiny_classification_config(
+      corpus, init_from=lm_workdir, init_from_checkpoint='latest',
+      num_train_steps=1, eval_every_steps=1, checkpoint_every_steps=1,
+      model__num_layers=2, model__bidirectional=False,
+      optimizer__learning_rate=1e-30)
+  frozen_dir = str(tmp_path / 'frozen')
+  loop.train_and_evaluate(config, frozen_dir)
+  # The language model's vocabulary.
+  assert (input_pipeline.load_tokenizer(frozen_dir).fingerprint() ==
+          input_pipeline.load_tokenizer(lm_workdir).fingerprint())
+  from trainer import inference  # pylint: disable=g-import-not-at-top
+  lm = inference.restore(lm_workdir, 'latest').params()
+  cls = inference.restore(frozen_dir, 'latest').params()
+  np.testing.assert_allclose(cls['embed']['embedding'],
+                             lm['embed']['embedding'], rtol=1e-6)
+  # A classifier of other sizes names the parameter that does not fit.
+  with pytest.raises(errors.CheckpointMismatchError, match='embed'):
+    loop.train_and_evaluate(
+        testing.tiny_classification_config(
+            corpus, init_from=lm_workdir, init_from_checkpoint='latest',
+            model__embedding_size=8), str(tmp_path / 'mismatch'))
+
+
+def test_classification_config_keys():
+  config = config_lib.resolve(testing.load_config('sst2'))
+  assert config.model.pooling == 'max'
+  with pytest.raises(errors.ConfigError, match='init_from must name'):
+    config_lib.resolve(testing.load_config('sst2', 'pretrained'))
+  with pytest.raises(errors.ConfigError, match="key of task='lm'"):
+    config_lib.resolve(testing.tiny_classification_config(
+        '/tmp', model__tie_weights=True))

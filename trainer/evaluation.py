@@ -1,0 +1,36 @@
+"""The evaluate command: score a checkpoint on any split.
+
+``train.py --config.mode=evaluate`` calls :func:`evaluate`. The model and
+data config are those saved with the checkpoint; from the given config only
+``task``, ``checkpoint``, ``eval_split``, ``model_parallelism`` and the
+task's ``INFERENCE_KEYS`` (evaluation batch size, decoding) are used.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from trainer import config_lib, inference, metrics as metrics_lib
+
+
+def evaluate(config: ml_collections.ConfigDict | dict,
+             workdir: str) -> dict[str, float]:
+  """Scores the checkpoint ``config.checkpoint`` ('latest', 'best' or a step)
+  of ``workdir`` on ``config.eval_split``; prints and returns the metrics
+  (the task's: loss / perplexity, BLEU / chrF, accuracy, ...)."""
+  config = config_lib.resolve(config)
+  split = config.eval_split
+  restored = inference.restore(
+      workdir, config.checkpoint, task_name=config.task, eval_split=split,
+      overrides=inference.inference_overrides(config),
+      model_parallelism=config.model_parallelism)
+  result = restored.task.evaluate(restored.eval_context(), restored.datasets,
+                                  split)
+  writer = metrics_lib.create_writer(workdir)
+  writer.write_scalars(restored.step,
+                       {f'evaluate/{k}': v for k, v in result.items()})
+  writer.flush()
+  line = ', '.join(f'{k} = {v:.4f}' for k, v in result.items())
+  print(f'Checkpoint step {restored.step}, split {split!r}: {line}',
+        flush=True)
+  return result

@@ -1,0 +1,148 @@
+"""Restoring a trained checkpoint for inference, without the training loop.
+
+:func:`restore` reads a checkpoint of a workdir ('latest', 'best' or a
+step), rebuilds its task from the config saved with it (with the few keys a
+caller may change: ``Task.INFERENCE_KEYS``), gets the compiled steps from
+:mod:`trainer.compiled` and places the state on the current devices (any
+device count). ``generate``, ``translate``, ``classify`` and the evaluate
+command use it; none of them imports the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import ml_collections
+
+from input_pipeline import tokenizers as tokenizers_lib
+from trainer import checkpoints, compiled, config_lib, errors, partitioning
+from trainer import tasks as tasks_registry
+from trainer.steps import TrainState
+from trainer.tasks import base
+
+
+@dataclasses.dataclass
+class Restored:
+  """A restored checkpoint: its task, compiled steps and state."""
+
+  task: base.Task
+  steps: compiled.CompiledSteps
+  state: TrainState
+  meta: dict[str, Any]
+  step: int
+  datasets: Any | None  # Built when an evaluation split was asked for.
+
+  @property
+  def model(self) -> Any:
+    return self.steps.model
+
+  def eval_context(self) -> base.EvalContext:
+    return self.steps.eval_context(
+        self.state, int(self.task.config.data.get('eval_batch_size', 0)))
+
+  def params(self) -> Any:
+    """The parameters to use (the average under averaged SGD), on the host."""
+    return jax.device_get(self.eval_context().params)
+
+
+def _set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  node = config
+  *parents, leaf = key.split('.')
+  for parent in parents:
+    node = node[parent]
+  node[leaf] = value
+
+
+def inference_overrides(config: ml_collections.ConfigDict
+                        ) -> dict[str, Any]:
+  """The values of ``config`` (a user's evaluate / inference config) that
+  replace the checkpoint's saved ones: its task's ``INFERENCE_KEYS``."""
+  task_cls = tasks_registry.task_class(config.task)
+  out = {}
+  for key in task_cls.INFERENCE_KEYS:
+    node = config
+    for part in key.split('.'):
+      node = node[part]
+    out[key] = node.to_dict() if isinstance(
+        node, ml_collections.ConfigDict) else node
+  return out
+
+
+def restore(workdir: str, which: str | int = 'latest', *,
+            task_name: str | None = None, eval_split: str | None = None,
+            overrides: Mapping[str, Any] | None = None,
+            model_parallelism: int = 1) -> Restored:
+  """Restores a checkpoint of ``workdir`` onto the current devices.
+
+  Args:
+    which: 'latest', 'best' or a step number.
+    task_name: the task the caller needs; a checkpoint of another task is a
+      CheckpointMismatchError saying what it is and which command uses it.
+    eval_split: also load the datasets to score this split
+      (``Task.for_evaluation``).
+    overrides: dotted keys (``{'decode.beam_size': 5}``) replacing saved
+      values; only the task's ``INFERENCE_KEYS``.
+
+  Raises:
+    CheckpointNotFoundError: no (such) checkpoint.
+    CheckpointMismatchError: a checkpoint of another task.
+  """
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  try:
+    step = ckpt.resolve_step(config_lib.checkpoint_choice(which))
+    meta = ckpt.read_meta(step)
+    saved_task = meta.get('task')
+    if task_name is not None and saved_task != task_name:
+      usage = tasks_registry.task_class(saved_task).USAGE if (
+          saved_task in tasks_registry.REGISTRY) else repr(saved_task)
+      wanted = tasks_registry.task_class(task_name).USAGE.split(' (')[0]
+      raise errors.CheckpointMismatchError(
+          f'The checkpoint of step {step} in {ckpt.directory} is {usage}, '
+          f'not {wanted} (task {saved_task!r}, this needs task '
+          f'{task_name!r}).')
+    config = config_lib.resolve(meta['config'])
+    config.model_parallelism = model_parallelism
+    for key, value in (overrides or {}).items():
+      _set_key(config, key, value)
+    task = tasks_registry.get_task(config)
+    if eval_split:
+      task.for_evaluation(eval_split)
+    config_lib.validate(config)
+    partitioner = partitioning.Partitioner(model_parallelism,
+                                           config.logical_axis_rules)
+    task.check_batch_sizes(partitioner.check_batch_size)
+    datasets = task.load_datasets(workdir) if eval_split else None
+    steps = compiled.compile_steps(task, meta['model_inputs'], 1, 1,
+                                   partitioner)
+    state, meta = ckpt.restore(step, steps.abstract_state)
+  finally:
+    ckpt.close()
+  return Restored(task, steps, state, meta, step, datasets)
+
+
+def checkpoint_tokenizer(workdir: str, meta: Mapping[str, Any],
+                         step: int) -> Any:
+  """The tokenizer a checkpoint was trained with (saved in the workdir).
+
+  Raises:
+    CheckpointNotFoundError: the tokenizer directory the checkpoint names is
+      missing.
+    CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  info = meta['tokenizer']
+  directory = os.path.join(workdir, info['directory'])
+  saved = tokenizers_lib.load_saved(directory)
+  if saved is None:
+    raise errors.CheckpointNotFoundError(
+        f'The checkpoint of step {step} refers to the tokenizer in '
+        f'{directory}, which is missing.')
+  tokenizer = saved[0]
+  if tokenizer.fingerprint() != info['fingerprint']:
+    raise errors.CheckpointMismatchError(
+        f'The tokenizer in {directory} is not the one the checkpoint of step '
+        f'{step} was trained with.')
+  return tokenizer

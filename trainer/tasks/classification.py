@@ -1,0 +1,201 @@
+"""Sentence classification (sentiment): ``lstm_flax.models.SequenceClassifier``.
+
+Embedding -> (bi)LSTM over the valid tokens -> max / mean / last-state
+pooling -> dropout -> dense. The loss is the softmax cross-entropy per
+sentence; metrics are loss and accuracy (sums of correct predictions over
+the real rows), and the best checkpoint has the highest validation accuracy.
+
+Transfer from a language model (ULMFiT-style): with ``init_from`` set to the
+workdir of a ``task='lm'`` run, the classifier uses that run's tokenizer,
+and its embedding and LSTM layers start from the language model's
+parameters of the same paths (the backward direction and the classifier
+head stay freshly initialised). A parameter whose shape differs is an error
+that names it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+import input_pipeline
+from input_pipeline import classification as classification_data
+from lstm_flax.models import SequenceClassifier
+from trainer import config_lib, errors, inference
+from trainer.tasks import base
+
+
+class ClassificationTask(base.Task):
+  """Labelled sentences -> classes (``task='classification'``)."""
+
+  name = 'classification'
+  INFERENCE_KEYS = ('data.eval_batch_size',)
+  USAGE = ('a sentence classifier (use classify.py, or train.py with '
+           '--config.mode=evaluate and a classification config)')
+
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Model: the fields of lstm_flax.models.SequenceClassifier (documented
+    # there); vocabulary size and classes come from the data.
+    config.model = config_lib.module_config(
+        SequenceClassifier, exclude=('vocab_size', 'num_classes'),
+        embedding_size=128, hidden_size=128)
+    # Workdir of a trained language model (task='lm') to start the embedding
+    # and LSTM from, with its tokenizer ('': train from scratch).
+    config.init_from = ''
+    # Its checkpoint: 'latest', 'best' or a step number.
+    config.init_from_checkpoint = 'best'
+    # Data: input_pipeline.default_classification_config() (every key
+    # documented there).
+    config.data = input_pipeline.default_classification_config()
+    return config
+
+  def validate(self) -> None:
+    super().validate()
+    c = self.config
+    for key in ('batch_size', 'eval_batch_size', 'max_length'):
+      config_lib.positive(f'data.{key}', c.data[key])
+    config_lib.checkpoint_choice(c.init_from_checkpoint)
+    if c.init_from is None:
+      raise errors.ConfigError(
+          'init_from must name the workdir of a trained language model '
+          "(task='lm'), e.g. --config.init_from=/tmp/ptb_small.")
+    if c.init_from and not os.path.isdir(c.init_from):
+      raise errors.ConfigError(
+          f'init_from={c.init_from!r} is not a directory; give the workdir '
+          "of a trained language model (task='lm').")
+
+  def placeholder_model_inputs(self) -> dict[str, int]:
+    return {'vocab_size': 8, 'num_classes': 2}
+
+  def check_batch_sizes(self, check) -> None:
+    check(self.config.data.batch_size, 'data.batch_size')
+    check(self.config.data.eval_batch_size, 'data.eval_batch_size')
+
+  # ---------------------------------------------------------------- data --
+
+  def _pretrained(self) -> inference.Restored:
+    if not hasattr(self, '_restored'):
+      self._restored = inference.restore(
+          self.config.init_from, self.config.init_from_checkpoint,
+          task_name='lm')
+    return self._restored
+
+  def load_datasets(self, workdir: str
+                    ) -> classification_data.ClassificationDatasets:
+    tokenizer = None
+    if self.config.init_from:
+      pretrained = self._pretrained()
+      tokenizer = inference.checkpoint_tokenizer(
+          self.config.init_from, pretrained.meta, pretrained.step)
+    return classification_data.get_classification_datasets(
+        self.config.data, workdir, tokenizer=tokenizer)
+
+  def model_inputs(self, datasets) -> dict[str, int]:
+    return {'vocab_size': int(datasets.vocab_size),
+            'num_classes': int(datasets.num_classes)}
+
+  def epoch_length(self, datasets):
+    batcher = datasets.batcher('train')
+    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
+
+  def device_batch(self, local):
+    return {k: local[k] for k in ('tokens', 'lengths', 'labels',
+                                  'example_index')}
+
+  def batch_tokens(self, local):
+    return float(local['lengths'].sum())
+
+  # --------------------------------------------------------------- model --
+
+  def build_model(self, *, vocab_size: int,
+                  num_classes: int) -> SequenceClassifier:
+    return SequenceClassifier(vocab_size=vocab_size, num_classes=num_classes,
+                              **self.config.model.to_dict())
+
+  def init_variables(self, model, rng):
+    return model.init(rng, jnp.zeros((1, 1), jnp.int32),
+                      jnp.ones((1,), jnp.int32), deterministic=True)['params']
+
+  def transfer_params(self, params):
+    """The language model's parameters of the same paths (``init_from``)."""
+    if not self.config.init_from:
+      return None
+    pretrained = self._pretrained()
+    source = dict(_flat(pretrained.params()))
+    flat = _flat(params)
+    copied = []
+    for path, value in flat:
+      if path not in source:
+        continue
+      if source[path].shape != value.shape:
+        raise errors.CheckpointMismatchError(
+            f'Parameter {path} of the language model in '
+            f'{self.config.init_from} has shape {source[path].shape}, the '
+            f'classifier needs {value.shape}; set config.model to the '
+            "language model's sizes (its config.json).")
+      copied.append(path)
+    if not any(p.startswith('embed') for p in copied) or len(copied) < 2:
+      raise errors.CheckpointMismatchError(
+          f'The language model in {self.config.init_from} shares no embedding '
+          f'and LSTM parameters with the classifier (its parameters: '
+          f'{sorted(source)[:8]}...; the classifier\'s: '
+          f'{[p for p, _ in flat][:8]}...).')
+    logging.info('Initialised %d parameters from the language model in %s '
+                 '(step %d): %s', len(copied), self.config.init_from,
+                 pretrained.step, copied)
+    return jax.tree_util.tree_map_with_path(
+        lambda p, v: np.asarray(source.get(_path_str(p), v), v.dtype), params)
+
+  # ---------------------------------------------------------------- loss --
+
+  def _sums(self, logits: jax.Array, batch) -> dict[str, jax.Array]:
+    weights = (batch['example_index'] >= 0).astype(jnp.float32)  # [B]
+    losses = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['labels'])
+    correct = (jnp.argmax(logits, axis=-1) == batch['labels'])
+    return {'loss_sum': jnp.sum(losses * weights),
+            'weight': jnp.sum(weights),
+            'correct': jnp.sum(correct.astype(jnp.float32) * weights)}
+
+  def loss_fn(self, model, params, carry, batch, reset, dropout_rng):
+    del reset
+    logits = model.apply({'params': params}, batch['tokens'], batch['lengths'],
+                         deterministic=False, rngs={'dropout': dropout_rng})
+    sums = self._sums(logits, batch)
+    return sums['loss_sum'] / jnp.maximum(sums['weight'], 1.0), (sums, carry)
+
+  def eval_fn(self, model, params, carry, batch):
+    logits = model.apply({'params': params}, batch['tokens'], batch['lengths'],
+                         deterministic=True)
+    return carry, self._sums(logits, batch)
+
+  # ------------------------------------------------------------- metrics --
+
+  @property
+  def best_metric(self) -> base.BestMetric:
+    return base.BestMetric('valid_accuracy', 'max')
+
+  def summarize(self, prefix: str, sums: Mapping[str, float]
+                ) -> dict[str, float]:
+    weight = max(sums['weight'], 1.0)
+    return {f'{prefix}_loss': sums['loss_sum'] / weight,
+            f'{prefix}_accuracy': sums['correct'] / weight}
+
+
+def _path_str(path: Any) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
+
+
+def _flat(tree: Any) -> list[tuple[str, np.ndarray]]:
+  return [(_path_str(p), np.asarray(v))
+          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]]

@@ -1,0 +1,258 @@
+"""Translation: ``lstm_flax.seq2seq.Seq2Seq`` trained with teacher forcing.
+
+The loss is label-smoothed cross-entropy over the target tokens; the
+reported loss and perplexity are the plain cross-entropy. Validation also
+translates (``config.decode``: beam, greedy or sampling) and scores corpus
+BLEU and chrF (sacrebleu, 13a tokenisation) of the detokenised output
+against the raw references; the best checkpoint has the highest validation
+BLEU (the lowest perplexity with ``decode.eval_bleu=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+import input_pipeline
+from lstm_flax import decoding
+from lstm_flax.seq2seq import Seq2Seq
+from trainer import config_lib
+from trainer.tasks import base
+
+DECODE_METHODS = ('beam', 'greedy', 'sample')
+
+
+class TranslationTask(base.Task):
+  """Attention encoder-decoder on a joint vocabulary (``task='translation'``)."""
+
+  name = 'translation'
+  BATCH_KEYS = ('source', 'target_input', 'target_output', 'source_mask',
+                'target_mask')
+  INFERENCE_KEYS = ('decode', 'data.eval_tokens_per_batch')
+  USAGE = ('a translation model (use translate.py, or train.py with '
+           '--config.mode=evaluate and a translation config)')
+
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Model: the fields of lstm_flax.seq2seq.Seq2Seq (documented there); the
+    # joint SentencePiece vocabulary gives both vocabulary sizes.
+    config.model = config_lib.module_config(
+        Seq2Seq, exclude=('source_vocab_size', 'target_vocab_size'),
+        share_embeddings=True, dropout_rate=0.1)
+    # Label smoothing of the training loss (the reported losses and
+    # perplexities are plain cross-entropy).
+    config.label_smoothing = 0.1
+
+    # Decoding: validation BLEU / chrF during training, evaluate mode and the
+    # default of translate.py.
+    config.decode = ml_collections.ConfigDict()
+    # 'beam', 'greedy' or 'sample'.
+    config.decode.method = 'beam'
+    config.decode.beam_size = 4
+    # GNMT length penalty exponent.
+    config.decode.alpha = 0.6
+    # Output limit per sentence: min(max_length, length_ratio * source tokens
+    # + length_offset).
+    config.decode.max_length = 256
+    config.decode.length_ratio = 1.5
+    config.decode.length_offset = 10
+    # Compute BLEU / chrF at every validation (else loss / perplexity only).
+    config.decode.eval_bleu = True
+    # Translate only the first this many validation pairs for BLEU (0: all).
+    config.decode.max_bleu_examples = 0
+
+    # Data: input_pipeline.default_translation_config() (every key documented
+    # there).
+    config.data = input_pipeline.default_translation_config()
+    return config
+
+  def validate(self) -> None:
+    super().validate()
+    c = self.config
+    if not 0.0 <= c.label_smoothing < 1.0:
+      raise config_lib.ConfigError(
+          f'label_smoothing must be in [0, 1); got {c.label_smoothing!r}.')
+    d = c.decode
+    config_lib.choice('decode.method', d.method, DECODE_METHODS)
+    for key in ('beam_size', 'max_length'):
+      config_lib.positive(f'decode.{key}', d[key])
+    for key in ('alpha', 'length_ratio', 'length_offset', 'max_bleu_examples'):
+      config_lib.non_negative(f'decode.{key}', d[key])
+    for key in ('tokens_per_batch', 'eval_tokens_per_batch', 'max_length',
+                'batch_size_multiple', 'vocab_size'):
+      config_lib.positive(f'data.{key}', c.data[key])
+
+  def check_batch_sizes(self, check) -> None:
+    check(self.config.data.batch_size_multiple, 'data.batch_size_multiple')
+
+  # ---------------------------------------------------------------- data --
+
+  def load_datasets(self, workdir: str) -> input_pipeline.TranslationDatasets:
+    return input_pipeline.get_translation_datasets(self.config.data, workdir)
+
+  def for_evaluation(self, split: str) -> None:
+    """Scores BLEU / chrF too. 'valid' is the run's validation split; any
+    other name is a file prefix (parallel text, e.g. 'test_2016_flickr') or
+    a TFDS split."""
+    self.config.decode.eval_bleu = True
+    if split != 'valid':
+      data = self.config.data
+      key = ('eval_prefix' if data.source == 'parallel_text' else
+             'tfds_eval_split')
+      data[key] = split
+
+  def epoch_length(self, datasets):
+    batcher = datasets.batcher('train')
+    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
+
+  def device_batch(self, local):
+    return {k: local[k] for k in self.BATCH_KEYS}
+
+  def batch_tokens(self, local):
+    return float(local['target_mask'].sum())
+
+  def signature(self, datasets) -> dict[str, Any]:
+    return {**super().signature(datasets), **{
+        f'data.{k}': self.config.data[k] for k in (
+            'tokens_per_batch', 'batch_size_multiple', 'max_length')}}
+
+  # --------------------------------------------------------------- model --
+
+  def build_model(self, *, vocab_size: int) -> Seq2Seq:
+    return Seq2Seq(source_vocab_size=vocab_size, target_vocab_size=vocab_size,
+                   **self.config.model.to_dict())
+
+  def init_variables(self, model, rng):
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return model.init(rng, tokens, tokens, jnp.ones((1, 1), jnp.float32),
+                      deterministic=True)['params']
+
+  # ---------------------------------------------------------------- loss --
+
+  def _logits(self, model, params, batch, deterministic, rngs=None):
+    return model.apply({'params': params}, batch['source'],
+                       batch['target_input'], batch['source_mask'],
+                       deterministic=deterministic, rngs=rngs)
+
+  def loss_fn(self, model, params, carry, batch, reset, dropout_rng):
+    """Label-smoothed cross-entropy over ``target_mask``; the returned sums
+    are the plain cross-entropy (for loss / perplexity metrics)."""
+    del reset
+    logits = self._logits(model, params, batch, False,
+                          {'dropout': dropout_rng})
+    nll = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['target_output'])
+    mask = batch['target_mask']
+    smoothing = float(self.config.label_smoothing)
+    objective = nll
+    if smoothing > 0:
+      log_probs = jax.nn.log_softmax(logits)
+      objective = (1.0 - smoothing) * nll - smoothing * jnp.mean(
+          log_probs, axis=-1)
+    weight = jnp.sum(mask)
+    loss = jnp.sum(objective * mask) / jnp.maximum(weight, 1.0)
+    return loss, ({'loss_sum': jnp.sum(nll * mask), 'weight': weight}, carry)
+
+  def eval_fn(self, model, params, carry, batch):
+    logits = self._logits(model, params, batch, True)
+    nll = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['target_output'])
+    mask = batch['target_mask']
+    return carry, {'loss_sum': jnp.sum(nll * mask), 'weight': jnp.sum(mask)}
+
+  # ------------------------------------------------------------- metrics --
+
+  @property
+  def best_metric(self) -> base.BestMetric:
+    if self.config.decode.eval_bleu:
+      return base.BestMetric('valid_bleu', 'max')
+    return base.BestMetric('valid_perplexity', 'min')
+
+  def summarize(self, prefix: str, sums: Mapping[str, float]
+                ) -> dict[str, float]:
+    return base.loss_and_perplexity(prefix, sums)
+
+  def evaluate(self, context, datasets, split):
+    """Loss / perplexity of the evaluation pairs, and corpus BLEU / chrF of
+    their translations (``config.decode``) against the raw references."""
+    d = self.config.decode
+    limit = int(d.max_bleu_examples) or len(datasets.eval_references)
+    limit = min(limit, len(datasets.eval_references))
+    hypotheses: dict[int, str] = {}
+    sums = []
+    for local in datasets.eval_batches():
+      batch = context.to_device(self.device_batch(local))
+      _, batch_sums = context.eval_step(None, batch)
+      sums.append(batch_sums)
+      if not d.eval_bleu:
+        continue
+      index = _gather_rows(local['example_index'])
+      if not np.any((index >= 0) & (index < limit)):
+        continue
+      tokens = translate_batch(context.model, context.params, batch['source'],
+                               batch['source_mask'], d, datasets.tokenizer)
+      tokens = _gather_rows(tokens)
+      for i, row in zip(index.tolist(), tokens):
+        if 0 <= i < limit:
+          hypotheses[i] = detokenize(datasets.tokenizer, row)
+    out = self.summarize(split, base.sum_metrics(sums))
+    if d.eval_bleu:
+      out.update(bleu_and_chrf(
+          split, [hypotheses.get(i, '') for i in range(limit)],
+          datasets.eval_references[:limit]))
+    return out
+
+
+def _gather_rows(x: Any) -> np.ndarray:
+  """A global array (or this host's rows) -> all rows as numpy."""
+  if jax.process_count() > 1 and (
+      isinstance(x, np.ndarray) or
+      (isinstance(x, jax.Array) and not x.is_fully_addressable)):
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def output_length(source_length: int, decode: Any) -> int:
+  """The static output length of a batch whose sources have ``source_length``
+  (padded) positions."""
+  return max(1, min(int(decode.max_length), int(
+      decode.length_ratio * source_length + decode.length_offset)))
+
+
+def translate_batch(model: Seq2Seq, params: Any, source: jax.Array,
+                    source_mask: jax.Array, decode: Any, tokenizer: Any,
+                    rng: jax.Array | None = None) -> jax.Array:
+  """Token ids ``[B, max_length]`` of the translations of one batch."""
+  return decoding.translate(
+      model, params, source, source_mask, method=decode.method,
+      beam_size=int(decode.beam_size), alpha=float(decode.alpha),
+      max_length=output_length(source.shape[1], decode),
+      length_ratio=float(decode.length_ratio),
+      length_offset=int(decode.length_offset), bos_id=tokenizer.bos_id,
+      eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, rng=rng)
+
+
+def detokenize(tokenizer: Any, ids: Iterable[int]) -> str:
+  """The text of output ids up to the first EOS."""
+  ids = [int(i) for i in ids]
+  if tokenizer.eos_id in ids:
+    ids = ids[:ids.index(tokenizer.eos_id)]
+  return tokenizer.decode(ids).strip('\n')
+
+
+def bleu_and_chrf(prefix: str, hypotheses: list[str],
+                  references: list[str]) -> dict[str, float]:
+  """sacrebleu corpus BLEU (13a tokenisation) and chrF."""
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+  return {f'{prefix}_bleu': float(sacrebleu.corpus_bleu(
+              hypotheses, [references]).score),
+          f'{prefix}_chrf': float(sacrebleu.corpus_chrf(
+              hypotheses, [references]).score)}
