@@ -2,9 +2,13 @@
 
 Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it.
 
-  * ``lstm_flax.kernel``: the functional LSTM (fused gates, hoisted input
-    projection, custom VJP, padding masks).
+  * ``lstm_flax.kernel``: the functional LSTM (gate-axis weights ``[in, 4,
+    H]``, hoisted input projection, custom VJP, padding masks).
+  * ``lstm_flax.spec``: ``LSTMSpec``, the one description of a stack (sizes,
+    layer names, zero carry) that Linen and NNX share.
   * ``lstm_flax.stack``: multi-layer / bidirectional stacks with dropout.
+  * ``lstm_flax.axes``: the logical axis names of every parameter and the
+    default mesh rules (model parallelism).
   * ``lstm_flax.LSTM`` / ``lstm_flax.LSTMCell``: Linen modules.
   * ``lstm_flax.nnx``: the same layer for ``flax.nnx``.
   * ``lstm_flax.interop``: PyTorch ``nn.LSTM`` and Flax ``LSTMCell`` weights.
@@ -12,13 +16,15 @@ Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it
 
 from lstm_flax.kernel import LSTMState, lstm, lstm_cell, lstm_time_major
 from lstm_flax.linen import LSTM, LSTMCell
-from lstm_flax.stack import DropoutConfig, lstm_stack
+from lstm_flax.spec import DropoutConfig, LSTMSpec
+from lstm_flax.stack import lstm_stack
 
 __all__ = [
     'LSTM',
     'LSTMCell',
     'LSTMState',
     'DropoutConfig',
+    'LSTMSpec',
     'lstm',
     'lstm_cell',
     'lstm_stack',

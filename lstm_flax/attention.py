@@ -13,6 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lstm_flax import axes
+from lstm_flax.linen import dense
+
 Array = jax.Array
 
 ATTENTION_TYPES = ('dot', 'general', 'additive')
@@ -33,11 +36,11 @@ class Attention(nn.Module):
     kind: ``'dot'`` (Luong: ``q . m``), ``'general'`` (Luong: ``q . (m W_k)``)
       or ``'additive'`` (Bahdanau: ``v . tanh(q W_q + m W_k)``); ``m W_k`` is
       computed once per source by ``attention_keys``.
-    dtype: compute dtype.
+    dtype: compute dtype (a name or a jnp dtype).
   """
 
   kind: str = 'general'
-  dtype: Any = jnp.float32
+  dtype: Any = 'float32'
 
   @nn.compact
   def __call__(
@@ -50,9 +53,11 @@ class Attention(nn.Module):
     if self.kind not in ATTENTION_TYPES:
       raise ValueError(f'attention must be one of {ATTENTION_TYPES}; got {self.kind!r}.')
     if self.kind == 'additive':
-      q = nn.Dense(keys.shape[-1], use_bias=False, dtype=self.dtype, name='query')(query)
+      q = dense(keys.shape[-1], (axes.ATTENTION_IN, axes.ATTENTION_OUT), use_bias=False,
+                dtype=self.dtype, name='query')(query)
       hidden = jnp.tanh(keys + q[:, None, :])  # [batch, S, K]
-      scores = nn.Dense(1, use_bias=False, dtype=self.dtype, name='score')(hidden)[..., 0]
+      scores = dense(1, (axes.ATTENTION_OUT, axes.ATTENTION_SCORE), use_bias=False,
+                     dtype=self.dtype, name='score')(hidden)[..., 0]
     else:
       if query.shape[-1] != keys.shape[-1]:
         raise ValueError(
@@ -60,8 +65,10 @@ class Attention(nn.Module):
             f"{keys.shape[-1]} (for 'dot', the encoder output size); use 'general' or "
             "'additive', or matching sizes."
         )
-      scores = jnp.einsum('bk,bsk->bs', query.astype(self.dtype), keys.astype(self.dtype))
+      dtype = jnp.dtype(self.dtype)
+      scores = jnp.einsum('bk,bsk->bs', query.astype(dtype), keys.astype(dtype))
     scores = jnp.where(memory_mask, scores.astype(jnp.float32), -1e9)  # [batch, S]
     weights = jax.nn.softmax(scores, axis=-1)
-    context = jnp.einsum('bs,bsm->bm', weights.astype(self.dtype), memory.astype(self.dtype))
+    dtype = jnp.dtype(self.dtype)
+    context = jnp.einsum('bs,bsm->bm', weights.astype(dtype), memory.astype(dtype))
     return context, weights

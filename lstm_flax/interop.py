@@ -4,7 +4,8 @@ PyTorch's ``nn.LSTM`` stores, per layer ``k`` and direction (suffix
 ``_reverse``), ``weight_ih_l{k}`` ``[4H, in]``, ``weight_hh_l{k}`` ``[4H, P]``,
 ``bias_ih_l{k}`` and ``bias_hh_l{k}`` ``[4H]`` and, with ``proj_size``,
 ``weight_hr_l{k}`` ``[P, H]``, gate order ``i f g o`` (the same as ours). Our
-layout transposes the matrices and keeps one bias (``b_ih + b_hh``).
+layout transposes the matrices, splits ``4H`` into a gate axis (``[in, 4, H]``,
+``[P, 4, H]``, ``[4, H]``) and keeps one bias (``b_ih + b_hh``).
 
 Flax's ``nn.LSTMCell`` and ``nn.OptimizedLSTMCell`` store one ``Dense`` per
 gate: ``i{g}`` (input, no bias) and ``h{g}`` (hidden, with bias) for
@@ -21,7 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lstm_flax import kernel, stack
+from lstm_flax import kernel
+from lstm_flax.spec import layer_name
 
 _TORCH_KEY = re.compile(r'^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$')
 _GATES = 'ifgo'
@@ -104,9 +106,9 @@ def from_torch_state_dict(
             )
         bias = weights['bias_ih'] + weights['bias_hh']
       layer_params = {
-          kernel.INPUT_KERNEL: w_ih.T.copy(),
-          kernel.RECURRENT_KERNEL: w_hh.T.copy(),
-          kernel.BIAS: bias,
+          kernel.INPUT_KERNEL: _gate_axis(w_ih.T),
+          kernel.RECURRENT_KERNEL: _gate_axis(w_hh.T),
+          kernel.BIAS: _gate_axis(bias),
       }
       if 'weight_hr' in weights:
         layer_params[kernel.PROJECTION_KERNEL] = weights['weight_hr'].T.copy()
@@ -114,9 +116,21 @@ def from_torch_state_dict(
         kernel.check_params(layer_params, f'state_dict layer {layer}{" reverse" if reverse else ""}')
       except ValueError as e:
         raise ValueError(f'{e} (converted from {prefix}*{suffix})') from None
-      params[stack.layer_name(layer, reverse)] = layer_params
+      params[layer_name(layer, reverse)] = layer_params
   _check_layer_sizes(params)
   return params
+
+
+def _gate_axis(w: np.ndarray) -> np.ndarray:
+  """``[..., 4H]`` (torch's gate blocks ``i f g o``) -> ``[..., 4, H]``, a copy."""
+  w = np.asarray(w)
+  return w.reshape(w.shape[:-1] + (kernel.NUM_GATES, w.shape[-1] // kernel.NUM_GATES)).copy()
+
+
+def _fused(w: Any) -> np.ndarray:
+  """``[..., 4, H]`` -> ``[..., 4H]`` (the inverse of ``_gate_axis``)."""
+  w = np.asarray(w)
+  return w.reshape(w.shape[:-2] + (-1,))
 
 
 def _check_layer_sizes(params: Mapping[str, Mapping[str, np.ndarray]]) -> None:
@@ -144,9 +158,9 @@ def to_torch_state_dict(
       raise ValueError(f'unexpected LSTM parameter entry {name!r}; expected layer_<k>[_reverse].')
     kernel.check_params(layer_params, name)
     suffix = f'_l{match.group(1)}' + (match.group(2) or '')
-    bias = np.asarray(layer_params[kernel.BIAS])
-    state_dict[f'{prefix}weight_ih{suffix}'] = np.asarray(layer_params[kernel.INPUT_KERNEL]).T.copy()
-    state_dict[f'{prefix}weight_hh{suffix}'] = np.asarray(layer_params[kernel.RECURRENT_KERNEL]).T.copy()
+    bias = _fused(layer_params[kernel.BIAS])
+    state_dict[f'{prefix}weight_ih{suffix}'] = _fused(layer_params[kernel.INPUT_KERNEL]).T.copy()
+    state_dict[f'{prefix}weight_hh{suffix}'] = _fused(layer_params[kernel.RECURRENT_KERNEL]).T.copy()
     state_dict[f'{prefix}bias_ih{suffix}'] = bias.copy()
     state_dict[f'{prefix}bias_hh{suffix}'] = np.zeros_like(bias)
     if kernel.PROJECTION_KERNEL in layer_params:
@@ -165,7 +179,7 @@ def from_flax_lstm_cell(cell_params: Mapping[str, Any]) -> dict[str, np.ndarray]
       ``nn.RNN``).
 
   Returns:
-    ``{'input_kernel': [in, 4H], 'recurrent_kernel': [H, 4H], 'bias': [4H]}``.
+    ``{'input_kernel': [in, 4, H], 'recurrent_kernel': [H, 4, H], 'bias': [4, H]}``.
   """
   expected = [f'{src}{g}' for src in 'ih' for g in _GATES]
   missing = [k for k in expected if k not in cell_params]
@@ -176,11 +190,9 @@ def from_flax_lstm_cell(cell_params: Mapping[str, Any]) -> dict[str, np.ndarray]
         "variables['params']['cell'] of an nn.RNN."
     )
   try:
-    input_kernel = np.concatenate([_to_numpy(cell_params[f'i{g}']['kernel']) for g in _GATES], -1)
-    recurrent_kernel = np.concatenate(
-        [_to_numpy(cell_params[f'h{g}']['kernel']) for g in _GATES], -1
-    )
-    bias = np.concatenate([_to_numpy(cell_params[f'h{g}']['bias']) for g in _GATES], -1)
+    input_kernel = np.stack([_to_numpy(cell_params[f'i{g}']['kernel']) for g in _GATES], -2)
+    recurrent_kernel = np.stack([_to_numpy(cell_params[f'h{g}']['kernel']) for g in _GATES], -2)
+    bias = np.stack([_to_numpy(cell_params[f'h{g}']['bias']) for g in _GATES], -2)
   except (KeyError, ValueError) as e:
     raise ValueError(f'Flax LSTMCell params have a missing or mismatched entry: {e}') from None
   params = {
@@ -198,7 +210,7 @@ def to_flax_lstm_cell(layer_params: Mapping[str, Any]) -> dict[str, dict[str, np
   if kernel.PROJECTION_KERNEL in layer_params:
     raise ValueError('Flax LSTM cells have no projection; this layer has a projection_kernel.')
   h = kernel.hidden_size(layer_params)
-  split = lambda a: np.split(np.asarray(a), 4, axis=-1)  # noqa: E731
+  split = lambda a: [np.asarray(a)[..., k, :] for k in range(kernel.NUM_GATES)]  # noqa: E731
   out = {}
   for g, w_i, w_h, b in zip(
       _GATES,

@@ -8,8 +8,15 @@ Independent of Linen and NNX. Gate order is PyTorch's and cuDNN's, ``i f g o``::
   h' = m'                    (or m' W_p with a projection, PyTorch's ``proj_size``)
 
 Design:
-  * The four gates are fused: ``input_kernel`` is ``[in, 4H]`` and
-    ``recurrent_kernel`` is ``[P, 4H]`` (``P = H`` without a projection).
+  * The four gates have their own axis: ``input_kernel`` is ``[in, 4, H]``,
+    ``recurrent_kernel`` ``[P, 4, H]`` and ``bias`` ``[4, H]`` (``P = H``
+    without a projection). Every product contracts against the 3-D weight
+    (``lax.dot_general``) and the gate arithmetic runs on ``[..., 4, H]``, so
+    with ``H`` split over devices (model parallelism, ``lstm_flax.axes``) each
+    device holds all four gates of its hidden units: a step needs only the
+    whole ``h`` (one all-gather) and no other communication. On one device
+    XLA lowers these products to the same ``[in, 4H]`` matrix products as a
+    fused 2-D kernel (the gate and hidden axes are adjacent, row-major).
   * The input projection ``x W_x + b`` of every timestep is one matrix product
     before the recurrence, so ``lax.scan`` only carries ``h W_h`` and the gate
     arithmetic.
@@ -37,9 +44,10 @@ from jax import lax
 Array = jax.Array
 DType = Any
 
-INPUT_KERNEL = 'input_kernel'  # [in, 4*hidden]
-RECURRENT_KERNEL = 'recurrent_kernel'  # [proj or hidden, 4*hidden]
-BIAS = 'bias'  # [4*hidden]
+NUM_GATES = 4  # i, f, g, o
+INPUT_KERNEL = 'input_kernel'  # [in, 4, hidden]
+RECURRENT_KERNEL = 'recurrent_kernel'  # [proj or hidden, 4, hidden]
+BIAS = 'bias'  # [4, hidden]
 PROJECTION_KERNEL = 'projection_kernel'  # [hidden, proj], optional
 
 
@@ -57,7 +65,7 @@ class LSTMState(NamedTuple):
 
 def hidden_size(params: Mapping[str, Array]) -> int:
   """Returns ``H`` for a parameter dict of one layer direction."""
-  return params[RECURRENT_KERNEL].shape[-1] // 4
+  return params[RECURRENT_KERNEL].shape[-1]
 
 
 def output_size(params: Mapping[str, Array]) -> int:
@@ -65,11 +73,21 @@ def output_size(params: Mapping[str, Array]) -> int:
   return params[RECURRENT_KERNEL].shape[0]
 
 
-def zero_state(params: Mapping[str, Array], batch_size: int) -> LSTMState:
-  """An all-zero carry for ``batch_size`` sequences."""
+def zero_state(
+    batch_shape: int | tuple[int, ...],
+    hidden_size: int,
+    output_size: int,
+    dtype: DType = jnp.float32,
+) -> LSTMState:
+  """An all-zero carry ``(h [*batch_shape, P], c [*batch_shape, H])``.
+
+  The one zero-carry function: ``LSTMSpec.zero_carry`` (stacked carries,
+  ``batch_shape = (layers * directions, batch)``) and ``LSTMCell`` call it.
+  """
+  shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
   return LSTMState(
-      h=jnp.zeros((batch_size, output_size(params)), jnp.float32),
-      c=jnp.zeros((batch_size, hidden_size(params)), jnp.float32),
+      h=jnp.zeros(shape + (output_size,), dtype),
+      c=jnp.zeros(shape + (hidden_size,), dtype),
   )
 
 
@@ -89,29 +107,29 @@ def check_params(params: Mapping[str, Array], name: str = 'params') -> None:
   if missing:
     raise ValueError(
         f'{name} is missing {missing}; an LSTM layer needs {INPUT_KERNEL!r} '
-        f'[in, 4H], {RECURRENT_KERNEL!r} [P, 4H] and {BIAS!r} [4H] (got keys '
-        f'{sorted(params)}).'
+        f'[in, 4, H], {RECURRENT_KERNEL!r} [P, 4, H] and {BIAS!r} [4, H] (got '
+        f'keys {sorted(params)}).'
     )
   w_x, w_h, b = params[INPUT_KERNEL], params[RECURRENT_KERNEL], params[BIAS]
-  if w_h.ndim != 2 or w_h.shape[1] % 4:
+  if w_h.ndim != 3 or w_h.shape[1] != NUM_GATES:
     raise ValueError(
-        f'{name}[{RECURRENT_KERNEL!r}] must be [P, 4H]; got shape {w_h.shape}.'
+        f'{name}[{RECURRENT_KERNEL!r}] must be [P, 4, H]; got shape {w_h.shape}.'
     )
-  four_h = w_h.shape[1]
-  if w_x.ndim != 2 or w_x.shape[1] != four_h:
+  h = w_h.shape[2]
+  if w_x.ndim != 3 or w_x.shape[1:] != (NUM_GATES, h):
     raise ValueError(
-        f'{name}[{INPUT_KERNEL!r}] must be [in, {four_h}] to match '
+        f'{name}[{INPUT_KERNEL!r}] must be [in, 4, {h}] to match '
         f'{RECURRENT_KERNEL!r} {w_h.shape}; got shape {w_x.shape}.'
     )
-  if b.shape != (four_h,):
-    raise ValueError(f'{name}[{BIAS!r}] must have shape ({four_h},); got {b.shape}.')
+  if b.shape != (NUM_GATES, h):
+    raise ValueError(f'{name}[{BIAS!r}] must have shape (4, {h}); got {b.shape}.')
   w_p = params.get(PROJECTION_KERNEL)
-  expected_p = (four_h // 4, w_h.shape[0])
-  if w_p is None and w_h.shape[0] != four_h // 4:
+  expected_p = (h, w_h.shape[0])
+  if w_p is None and w_h.shape[0] != h:
     raise ValueError(
         f'{name}[{RECURRENT_KERNEL!r}] has {w_h.shape[0]} rows but there is no '
-        f'{PROJECTION_KERNEL!r}; without a projection it must be [H, 4H] = '
-        f'[{four_h // 4}, {four_h}].'
+        f'{PROJECTION_KERNEL!r}; without a projection it must be [H, 4, H] = '
+        f'[{h}, 4, {h}].'
     )
   if w_p is not None and w_p.shape != expected_p:
     raise ValueError(
@@ -172,8 +190,9 @@ def resolve_unroll(unroll: Optional[int]) -> int:
   return unroll
 
 
-def _split_gates(gates: Array) -> tuple[Array, Array, Array, Array]:
-  return tuple(jnp.split(gates, 4, axis=-1))  # type: ignore[return-value]
+def _gates(x: Array) -> tuple[Array, Array, Array, Array]:
+  """``[..., 4, H]`` -> the four ``[..., H]`` gate slices ``i, f, g, o``."""
+  return tuple(x[..., k, :] for k in range(NUM_GATES))  # type: ignore[return-value]
 
 
 def _accumulation_dtype(compute_dtype: DType) -> DType:
@@ -181,48 +200,63 @@ def _accumulation_dtype(compute_dtype: DType) -> DType:
   return jnp.promote_types(jnp.float32, compute_dtype)
 
 
-def _dot(a: Array, b: Array, dtype: DType) -> Array:
-  """``a @ b`` in ``dtype`` with float32 (or float64) accumulation and result."""
-  return jnp.dot(
-      a.astype(dtype), b.astype(dtype), preferred_element_type=_accumulation_dtype(dtype)
-  )
-
-
-def _dot_nt(a: Array, b_t: Array, dtype: DType) -> Array:
-  """``a @ b_t.T`` (``a [M, K]``, ``b_t [N, K]``) with float32 accumulation.
-
-  CPU matrix-product libraries run the small per-step products of the
-  recurrence about 1.4x faster in this "NT" form than as ``a @ b`` (it is
-  PyTorch's weight layout), so the scans take transposed weights.
-  """
+def _dot(a: Array, w: Array, dtype: DType) -> Array:
+  """``a [..., in] x w [in, ...]`` in ``dtype`` with float32 (or float64)
+  accumulation and result: ``[..., in] x [in, 4, H] -> [..., 4, H]``."""
   return lax.dot_general(
       a.astype(dtype),
-      b_t.astype(dtype),
-      (((a.ndim - 1,), (1,)), ((), ())),
+      w.astype(dtype),
+      (((a.ndim - 1,), (0,)), ((), ())),
       preferred_element_type=_accumulation_dtype(dtype),
   )
 
 
+def _dot_nt(a: Array, b_t: Array, dtype: DType, contract: int = 1) -> Array:
+  """Contracts the last ``contract`` axes of ``a`` with those of ``b_t``.
+
+  ``[B, P] x [4, H, P] -> [B, 4, H]`` (forward step, ``contract=1``) or
+  ``[B, 4, H] x [P, 4, H] -> [B, P]`` (backward step, ``contract=2``), with
+  float32 accumulation. CPU matrix-product libraries run the small per-step
+  products of the recurrence about 1.4x faster in this "NT" form than as
+  ``a @ b`` (it is PyTorch's weight layout), so the scans take transposed
+  weights. The contracted axes are adjacent and row-major, so XLA treats
+  ``[4, H, P]`` as the ``[4H, P]`` matrix it is in memory.
+  """
+  a_axes = tuple(range(a.ndim - contract, a.ndim))
+  b_axes = tuple(range(b_t.ndim - contract, b_t.ndim))
+  return lax.dot_general(
+      a.astype(dtype),
+      b_t.astype(dtype),
+      ((a_axes, b_axes), ((), ())),
+      preferred_element_type=_accumulation_dtype(dtype),
+  )
+
+
+def _transpose_recurrent(w_h: Array) -> Array:
+  """``[P, 4, H] -> [4, H, P]``: the recurrent kernel for ``_dot_nt``."""
+  return jnp.transpose(w_h, (1, 2, 0))
+
+
 def _cell(
-    gates_x: Array,  # [batch, 4H] input projection (+ bias) of this step
+    gates_x: Array,  # [batch, 4, H] input projection (+ bias) of this step
     h: Array,  # [batch, P]
     c: Array,  # [batch, H] float32
-    w_h_t: Array,  # [4H, P] (transposed recurrent kernel)
+    w_h_t: Array,  # [4, H, P] (transposed recurrent kernel)
     w_p_t: Optional[Array],  # [P, H] (transposed projection) or None
     compute_dtype: DType,
 ) -> tuple[Array, Array, Array]:
   """One LSTM step on a precomputed input projection.
 
   Returns (h' [batch, P] float32, c' [batch, H] float32, activations
-  [batch, 4H] = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] float32).
+  [batch, 4, H] = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] float32).
   """
-  gates = gates_x.astype(h.dtype) + _dot_nt(h, w_h_t, compute_dtype)  # [B, 4H]
-  i, f, g, o = _split_gates(gates)
+  gates = gates_x.astype(h.dtype) + _dot_nt(h, w_h_t, compute_dtype)  # [B, 4, H]
+  i, f, g, o = _gates(gates)
   i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
   c_new = f * c + i * g
-  m = o * jnp.tanh(c_new)
+  m = o * jnp.tanh(c_new)  # [B, H]
   h_new = m if w_p_t is None else _dot_nt(m, w_p_t, compute_dtype)
-  return h_new, c_new, jnp.concatenate([i, f, g, o], axis=-1)
+  return h_new, c_new, jnp.stack([i, f, g, o], axis=-2)
 
 
 def _scan_xs(gates_x: Array, mask: Optional[Array]) -> tuple[Array, Optional[Array]]:
@@ -230,12 +264,12 @@ def _scan_xs(gates_x: Array, mask: Optional[Array]) -> tuple[Array, Optional[Arr
 
 
 def _recurrence_forward(
-    gates_x: Array,  # [T, B, 4H]
+    gates_x: Array,  # [T, B, 4, H]
     mask: Optional[Array],  # [T, B] bool or None
     h0: Array,  # [B, P]
     c0: Array,  # [B, H]
-    w_h: Array,
-    w_p: Optional[Array],
+    w_h: Array,  # [P, 4, H]
+    w_p: Optional[Array],  # [H, P]
     reverse: bool,
     unroll: int,
     compute_dtype: DType,
@@ -243,10 +277,11 @@ def _recurrence_forward(
 ):
   """Scans the cell; returns (hs [T,B,P], cs [T,B,H] | None, acts | None, hT, cT).
 
-  ``hs[t]``/``cs[t]`` are the carry after step ``t`` (unchanged at a padded step).
+  ``hs[t]``/``cs[t]`` are the carry after step ``t`` (unchanged at a padded
+  step); ``acts`` is ``[T, B, 4, H]``.
   """
 
-  w_h_t = w_h.T.astype(compute_dtype)  # [4H, P], transposed once per call
+  w_h_t = _transpose_recurrent(w_h).astype(compute_dtype)  # [4, H, P], once per call
   w_p_t = None if w_p is None else w_p.T.astype(compute_dtype)  # [P, H]
 
   def step(carry, xs):
@@ -293,31 +328,31 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   acc = _accumulation_dtype(compute_dtype)
   d_hs, d_h_t, d_c_t = cotangents  # [T,B,P], [B,P], [B,H]
   c_prev = _previous(cs, c0, reverse)  # [T, B, H]
-  w_h_c = w_h.astype(compute_dtype)  # [P, 4H]: dh = dgates @ w_h.T is "NT"
+  w_h_c = w_h.astype(compute_dtype)  # [P, 4, H]: dh = dgates . w_h over (4, H) is "NT"
   w_p_c = None if w_p is None else w_p.astype(compute_dtype)  # [H, P]
 
   def step(carry, xs):
     dh, dc = carry  # [B, P], [B, H]
     d_out, act, c, c_p, m = xs
     dh = dh + d_out
-    i, f, g, o = _split_gates(act)
+    i, f, g, o = _gates(act)
     dm = dh if w_p_c is None else _dot_nt(dh, w_p_c, compute_dtype)  # [B, H]
     tanh_c = jnp.tanh(c)
     dc_total = dc + dm * o * (1.0 - tanh_c * tanh_c)
-    d_gates = jnp.concatenate(
+    d_gates = jnp.stack(
         [
             dc_total * g * i * (1.0 - i),
             dc_total * c_p * f * (1.0 - f),
             dc_total * i * (1.0 - g * g),
             dm * tanh_c * o * (1.0 - o),
         ],
-        axis=-1,
-    )  # [B, 4H] gradient of the pre-activation gates
-    dh_prev = _dot_nt(d_gates, w_h_c, compute_dtype)  # [B, P]
+        axis=-2,
+    )  # [B, 4, H] gradient of the pre-activation gates
+    dh_prev = _dot_nt(d_gates, w_h_c, compute_dtype, contract=2)  # [B, P]
     dc_prev = dc_total * f
     d_h_step = dh  # gradient reaching this step's h (for the projection)
     if m is not None:
-      d_gates = jnp.where(m, d_gates, 0.0)
+      d_gates = jnp.where(m[..., None], d_gates, 0.0)
       dh_prev = jnp.where(m, dh_prev, dh)
       dc_prev = jnp.where(m, dc_prev, dc)
       d_h_step = jnp.where(m, dh, 0.0)
@@ -336,11 +371,11 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   # Whole-sequence weight gradients, one matrix product each.
   h_prev = _previous(hs, h0, reverse)  # [T, B, P]
   d_w_h = jnp.einsum(
-      'tbp,tbg->pg', h_prev, d_gates_seq, preferred_element_type=acc
+      'tbp,tbgh->pgh', h_prev, d_gates_seq, preferred_element_type=acc
   ).astype(w_h.dtype)
   d_w_p = None
   if w_p is not None:
-    o = acts[..., 3 * cs.shape[-1] :]
+    o = acts[..., 3, :]
     m_seq_out = o * jnp.tanh(cs)  # [T, B, H] pre-projection outputs
     d_w_p = jnp.einsum(
         'tbh,tbp->hp', m_seq_out, d_h_seq, preferred_element_type=acc
@@ -372,8 +407,8 @@ def lstm_time_major(
   """Runs one LSTM layer (one direction) over time-major inputs.
 
   Args:
-    params: ``{'input_kernel': [in, 4H], 'recurrent_kernel': [P, 4H],
-      'bias': [4H]}`` and optionally ``'projection_kernel': [H, P]``.
+    params: ``{'input_kernel': [in, 4, H], 'recurrent_kernel': [P, 4, H],
+      'bias': [4, H]}`` and optionally ``'projection_kernel': [H, P]``.
     inputs: ``[time, batch, in]``.
     initial_carry: ``LSTMState(h=[batch, P], c=[batch, H])``; zeros if None.
     mask: ``[time, batch]``, true at valid steps. A padded step leaves the
@@ -408,18 +443,18 @@ def lstm_time_major(
     )
   h_size, p_size = hidden_size(params), output_size(params)
   if initial_carry is None:
-    initial_carry = zero_state(params, batch)
+    initial_carry = zero_state(batch, h_size, p_size)
   _check_carry(initial_carry, batch, h_size, p_size)
   if mask is not None:
     check_mask(mask, time, batch, time_major=True)
     mask = mask.astype(bool)
   unroll = resolve_unroll(unroll)
 
-  # Hoisted input projection: one [T*B, in] x [in, 4H] product.
+  # Hoisted input projection: one [T*B, in] x [in, 4, H] product.
   acc = _accumulation_dtype(compute_dtype)
   gates_x = (_dot(inputs, w_x, compute_dtype) + b.astype(acc)).astype(
       compute_dtype
-  )  # [T, B, 4H]
+  )  # [T, B, 4, H]
   h0 = initial_carry.h.astype(acc)
   c0 = initial_carry.c.astype(acc)
   if use_custom_vjp:
@@ -512,13 +547,13 @@ def lstm_cell(
   """One LSTM step: ``(carry, x [batch, in]) -> (carry', h' [batch, P])``."""
   w_x, w_h, b = params[INPUT_KERNEL], params[RECURRENT_KERNEL], params[BIAS]
   acc = _accumulation_dtype(compute_dtype)
-  gates_x = _dot(inputs, w_x, compute_dtype) + b.astype(acc)
+  gates_x = _dot(inputs, w_x, compute_dtype) + b.astype(acc)  # [batch, 4, H]
   w_p = params.get(PROJECTION_KERNEL)
   h, c, _ = _cell(
       gates_x,
       carry.h.astype(acc),
       carry.c.astype(acc),
-      w_h.T,
+      _transpose_recurrent(w_h),
       None if w_p is None else w_p.T,
       compute_dtype,
   )

@@ -1,25 +1,49 @@
-"""Linen modules on the functional kernel: ``LSTMCell`` and the ``LSTM`` layer."""
+"""Linen modules on the functional kernel: ``LSTMCell`` and the ``LSTM`` layer.
+
+Every parameter carries logical axis names (``lstm_flax.axes``): ``init``
+returns ``nn.LogicallyPartitioned`` boxes (``nn.get_partition_spec`` and
+``nn.logical_to_mesh_sharding`` read them; ``nn.meta.unbox`` strips them),
+and ``apply`` takes boxed or plain parameters alike.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from lstm_flax import initializers, kernel, stack
+from lstm_flax import initializers, kernel, spec as spec_lib, validation
 
 Array = jax.Array
 Dtype = Any
 Initializer = initializers.Initializer
 
 
-class LayerParams(nn.Module):
-  """Declares one layer direction's fused-gate parameters and returns them.
+def declare_params(
+    module: nn.Module, specs: Mapping[str, spec_lib.ParamSpec], param_dtype: Dtype
+) -> dict[str, Array]:
+  """Declares ``specs`` as (logically partitioned) parameters of ``module``
+  (inside a compact method) and returns their values."""
+  return {
+      name: module.param(name, nn.with_logical_partitioning(s.init, s.names), s.shape,
+                         param_dtype)
+      for name, s in specs.items()
+  }
 
-  Attributes: see ``LSTM``. Returns ``{'input_kernel': [in, 4H],
-  'recurrent_kernel': [P, 4H], 'bias': [4H]}`` (+ ``'projection_kernel'
+
+def _check_init_fields(module: Any) -> None:
+  """Fields shared by ``LSTMCell``, ``LayerParams`` and ``LSTM``."""
+  owner = type(module).__name__
+  validation.number(owner, 'forget_bias', module.forget_bias)
+  validation.dtype(owner, 'param_dtype', module.param_dtype)
+
+
+class LayerParams(nn.Module):
+  """Declares one layer direction's parameters and returns them.
+
+  Attributes: see ``LSTM``. Returns ``{'input_kernel': [in, 4, H],
+  'recurrent_kernel': [P, 4, H], 'bias': [4, H]}`` (+ ``'projection_kernel'
   [H, P]`` when ``proj_size`` is set).
   """
 
@@ -28,79 +52,24 @@ class LayerParams(nn.Module):
   kernel_init: Initializer = initializers.default_kernel_init
   recurrent_kernel_init: Initializer = initializers.default_recurrent_kernel_init
   forget_bias: float = 0.0
-  param_dtype: Dtype = jnp.float32
+  param_dtype: Dtype = 'float32'
   bias_init: Optional[Initializer] = None
+
+  def __post_init__(self):
+    super().__post_init__()
+    spec_lib.check_sizes(type(self).__name__, self.hidden_size, proj_size=self.proj_size)
+    _check_init_fields(self)
 
   @nn.compact
   def __call__(self, in_features: int) -> dict[str, Array]:
-    return declare_layer_params(
-        self,
-        in_features,
-        self.hidden_size,
-        self.proj_size,
-        self.kernel_init,
-        self.recurrent_kernel_init,
-        self.forget_bias,
-        self.param_dtype,
-        self.bias_init,
-    )
-
-
-def declare_layer_params(
-    module: nn.Module,
-    in_features: int,
-    hidden_size: int,
-    proj_size: Optional[int],
-    kernel_init: Initializer,
-    recurrent_kernel_init: Initializer,
-    forget_bias: float,
-    param_dtype: Dtype,
-    bias_init: Optional[Initializer] = None,
-) -> dict[str, Array]:
-  """Declares one layer direction's parameters on ``module`` (inside a compact method)."""
-  h = hidden_size
-  p = proj_size or h
-  params = {
-      kernel.INPUT_KERNEL: module.param(
-          kernel.INPUT_KERNEL,
-          initializers.per_gate(kernel_init),
-          (in_features, 4 * h),
-          param_dtype,
-      ),
-      kernel.RECURRENT_KERNEL: module.param(
-          kernel.RECURRENT_KERNEL,
-          initializers.per_gate(recurrent_kernel_init),
-          (p, 4 * h),
-          param_dtype,
-      ),
-      kernel.BIAS: module.param(
-          kernel.BIAS,
-          initializers.lstm_bias_init(forget_bias, bias_init),
-          (4 * h,),
-          param_dtype,
-      ),
-  }
-  if proj_size is not None:
-    params[kernel.PROJECTION_KERNEL] = module.param(
-        kernel.PROJECTION_KERNEL, kernel_init, (h, p), param_dtype
-    )
-  return params
-
-
-def _check_sizes(hidden_size: int, num_layers: int = 1, proj_size: Optional[int] = None):
-  if hidden_size <= 0:
-    raise ValueError(f'hidden_size must be positive; got {hidden_size}.')
-  if num_layers <= 0:
-    raise ValueError(f'num_layers must be positive; got {num_layers}.')
-  if proj_size is not None and not 0 < proj_size < hidden_size:
-    raise ValueError(
-        f'proj_size must be in (0, hidden_size={hidden_size}) as in PyTorch; '
-        f'got {proj_size}.'
-    )
+    return declare_params(self, spec_lib.layer_param_specs(
+        in_features, self.hidden_size, self.proj_size, self.kernel_init,
+        self.recurrent_kernel_init, self.forget_bias, self.bias_init,
+    ), validation.dtype('LayerParams', 'param_dtype', self.param_dtype))
 
 
 class LSTMCell(nn.RNNCellBase):
-  """One LSTM step with fused gates; usable with ``nn.RNN``.
+  """One LSTM step; usable with ``nn.RNN``.
 
   The carry is ``LSTMState(h [batch, P], c [batch, H])``. Parameters have the
   same names and shapes as one layer of ``LSTM``, so they can be swapped.
@@ -112,8 +81,8 @@ class LSTMCell(nn.RNNCellBase):
     proj_size: optional projection size ``P`` of ``h`` (PyTorch's proj_size).
     kernel_init, recurrent_kernel_init: initialisers, applied per gate block.
     forget_bias: initial forget-gate bias, added to ``bias_init``'s.
-    bias_init: initialiser of the ``[4H]`` bias (None: zeros).
-    dtype: compute dtype of the matrix products.
+    bias_init: initialiser of the ``[4, H]`` bias (None: zeros).
+    dtype: compute dtype of the matrix products (a name or a jnp dtype).
     param_dtype: parameter dtype.
   """
 
@@ -122,37 +91,35 @@ class LSTMCell(nn.RNNCellBase):
   kernel_init: Initializer = initializers.default_kernel_init
   recurrent_kernel_init: Initializer = initializers.default_recurrent_kernel_init
   forget_bias: float = 0.0
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
+  dtype: Dtype = 'float32'
+  param_dtype: Dtype = 'float32'
   bias_init: Optional[Initializer] = None
+
+  def __post_init__(self):
+    super().__post_init__()
+    owner = type(self).__name__
+    validation.positive(owner, 'features', self.features)
+    spec_lib.check_sizes(owner, self.features, proj_size=self.proj_size)
+    validation.dtype(owner, 'dtype', self.dtype)
+    _check_init_fields(self)
 
   @nn.compact
   def __call__(
       self, carry: kernel.LSTMState, inputs: Array  # [batch, in]
   ) -> tuple[kernel.LSTMState, Array]:  # (carry, [batch, P])
-    _check_sizes(self.features, proj_size=self.proj_size)
-    params = declare_layer_params(
-        self,
-        inputs.shape[-1],
-        self.features,
-        self.proj_size,
-        self.kernel_init,
-        self.recurrent_kernel_init,
-        self.forget_bias,
-        self.param_dtype,
-        self.bias_init,
-    )
-    return kernel.lstm_cell(params, kernel.LSTMState(*carry), inputs, self.dtype)
+    params = declare_params(self, spec_lib.layer_param_specs(
+        inputs.shape[-1], self.features, self.proj_size, self.kernel_init,
+        self.recurrent_kernel_init, self.forget_bias, self.bias_init,
+    ), validation.dtype('LSTMCell', 'param_dtype', self.param_dtype))
+    return kernel.lstm_cell(params, kernel.LSTMState(*carry), inputs,
+                            validation.dtype('LSTMCell', 'dtype', self.dtype))
 
   @nn.nowrap
   def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> kernel.LSTMState:
     """Zero carry for inputs of shape ``[*batch, in]``."""
     del rng
-    batch = input_shape[:-1]
-    return kernel.LSTMState(
-        h=jnp.zeros(batch + (self.proj_size or self.features,), jnp.float32),
-        c=jnp.zeros(batch + (self.features,), jnp.float32),
-    )
+    return kernel.zero_state(tuple(input_shape[:-1]), self.features,
+                             self.proj_size or self.features)
 
   @property
   def num_feature_axes(self) -> int:
@@ -166,8 +133,10 @@ class LSTM(nn.Module):
   time, in]`` gives ``outputs [batch, time, D*P]`` and the stacked final carry
   ``LSTMState(h [L*D, batch, P], c [L*D, batch, H])`` (PyTorch's ``h_n, c_n``
   layout), which can be fed back as ``initial_carry`` (truncated BPTT).
+  Parameters: ``layer_{l}[_reverse]/{input_kernel [in, 4, H],
+  recurrent_kernel [P, 4, H], bias [4, H], projection_kernel [H, P]}``.
 
-  Attributes:
+  Attributes (all JSON-able but the initialisers; checked on construction):
     hidden_size: ``H``.
     num_layers: stacked layers ``L``.
     bidirectional: add a reverse direction (``D = 2``); features concatenated.
@@ -183,12 +152,13 @@ class LSTM(nn.Module):
     kernel_init: input-kernel initialiser, per gate block.
     recurrent_kernel_init: recurrent-kernel initialiser, per gate block
       (orthogonal by default).
-    bias_init: initialiser of each ``[4H]`` bias (None: zeros).
+    bias_init: initialiser of each ``[4, H]`` bias (None: zeros).
     time_major: inputs and outputs are ``[time, batch, ...]``.
     unroll: ``lax.scan`` unroll factor (None: 1 on CPU, 8 on GPU/TPU).
-    dtype: compute dtype of the matrix products (bfloat16 on TPU/GPU); the
-      cell state and gate arithmetic stay float32.
-    param_dtype: parameter dtype.
+    dtype: compute dtype of the matrix products (bfloat16 on TPU/GPU), a name
+      (``'float32'``, ``'bfloat16'``, ``'float16'``) or a jnp dtype; the cell
+      state and gate arithmetic stay float32.
+    param_dtype: parameter dtype (likewise).
     use_custom_vjp: hand-written backward pass (False: autodiff of the scan).
     deterministic: default for the call argument of the same name.
   """
@@ -207,21 +177,23 @@ class LSTM(nn.Module):
   recurrent_kernel_init: Initializer = initializers.default_recurrent_kernel_init
   time_major: bool = False
   unroll: Optional[int] = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
+  dtype: Dtype = 'float32'
+  param_dtype: Dtype = 'float32'
   use_custom_vjp: bool = True
   deterministic: Optional[bool] = None
   bias_init: Optional[Initializer] = None
 
+  def __post_init__(self):
+    super().__post_init__()
+    self.spec  # pylint: disable=pointless-statement  (validates the fields)
+    _check_init_fields(self)
+    if self.deterministic is not None:
+      validation.boolean(type(self).__name__, 'deterministic', self.deterministic)
+
   @property
-  def dropout(self) -> stack.DropoutConfig:
-    return stack.DropoutConfig(
-        input_rate=self.input_dropout_rate,
-        hidden_rate=self.dropout_rate,
-        output_rate=self.output_dropout_rate,
-        weight_rate=self.weight_dropout_rate,
-        variational=self.variational_dropout,
-    )
+  def spec(self) -> spec_lib.LSTMSpec:
+    return spec_lib.from_fields(
+        type(self).__name__, **{f: getattr(self, f) for f in spec_lib.SPEC_FIELDS})
 
   @nn.compact
   def __call__(
@@ -233,23 +205,18 @@ class LSTM(nn.Module):
       mask: Optional[Array] = None,  # [batch, time] (or [time, batch])
       deterministic: Optional[bool] = None,
   ) -> tuple[Array, kernel.LSTMState]:
-    _check_sizes(self.hidden_size, self.num_layers, self.proj_size)
     if inputs.ndim != 3:
       layout = '[time, batch, features]' if self.time_major else '[batch, time, features]'
       raise ValueError(
           f'LSTM inputs must be {layout}; got shape {inputs.shape} (rank {inputs.ndim}).'
       )
-    dropout = self.dropout
+    spec = self.spec
     deterministic = nn.merge_param(
         'deterministic', self.deterministic, deterministic
-    ) if dropout.active else True
-    params = {}
-    in_features = inputs.shape[-1]
-    directions = (False, True) if self.bidirectional else (False,)
-    for layer in range(self.num_layers):
-      for reverse in directions:
-        name = stack.layer_name(layer, reverse)
-        params[name] = LayerParams(
+    ) if spec.dropout.active else True
+    sizes = spec.input_sizes(inputs.shape[-1])
+    params = {
+        name: LayerParams(
             self.hidden_size,
             self.proj_size,
             self.kernel_init,
@@ -258,30 +225,42 @@ class LSTM(nn.Module):
             self.param_dtype,
             self.bias_init,
             name=name,
-        )(in_features)
-      in_features = len(directions) * (self.proj_size or self.hidden_size)
-    return stack.lstm_stack(
+        )(sizes[layer])
+        for layer, _, name in spec.layers()
+    }
+    return spec(
         params,
         inputs,
         None if initial_carry is None else kernel.LSTMState(*initial_carry),
-        num_layers=self.num_layers,
-        bidirectional=self.bidirectional,
         lengths=lengths,
         mask=mask,
-        dropout=dropout,
         dropout_rng=None if deterministic else self.make_rng('dropout'),
         deterministic=deterministic,
-        time_major=self.time_major,
-        unroll=self.unroll,
-        compute_dtype=self.dtype,
-        use_custom_vjp=self.use_custom_vjp,
     )
 
   @nn.nowrap
   def initialize_carry(self, batch_size: int) -> kernel.LSTMState:
     """Zero stacked carry ``(h [L*D, batch, P], c [L*D, batch, H])``."""
-    n = self.num_layers * stack.num_directions(self.bidirectional)
-    return kernel.LSTMState(
-        h=jnp.zeros((n, batch_size, self.proj_size or self.hidden_size), jnp.float32),
-        c=jnp.zeros((n, batch_size, self.hidden_size), jnp.float32),
-    )
+    return self.spec.zero_carry(batch_size)
+
+
+def dense(
+    features: int,
+    names: tuple[str, str],
+    *,
+    use_bias: bool = True,
+    dtype: Dtype = 'float32',
+    kernel_init: Initializer = nn.initializers.lecun_normal(),
+    bias_init: Initializer = nn.initializers.zeros_init(),
+    name: Optional[str] = None,
+) -> nn.Dense:
+  """``nn.Dense`` whose ``kernel [in, features]`` has logical axes ``names``
+  and whose ``bias [features]`` has ``(names[1],)`` (``lstm_flax.axes``)."""
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      dtype=validation.dtype('dense', 'dtype', dtype),
+      kernel_init=nn.with_logical_partitioning(kernel_init, names),
+      bias_init=nn.with_logical_partitioning(bias_init, names[1:]),
+      name=name,
+  )

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from lstm_flax import attention as attention_lib
-from lstm_flax import kernel
-from lstm_flax.linen import LSTM, LayerParams
+from lstm_flax import axes, kernel, validation
+from lstm_flax.linen import LSTM, LayerParams, dense
 
 Array = jax.Array
 
@@ -92,8 +92,9 @@ class DecoderStep(nn.Module):
         x, encoded.keys, encoded.memory, encoded.mask
     )
     attentional = jnp.tanh(
-        nn.Dense(self.hidden_size, use_bias=False, dtype=self.dtype, name='combine')(
-            jnp.concatenate([context.astype(self.dtype), x.astype(self.dtype)], -1)
+        dense(self.hidden_size, (axes.MLP_IN, axes.MLP_OUT), use_bias=False,
+              dtype=self.dtype, name='combine')(
+            jnp.concatenate([context.astype(x.dtype), x], -1)
         )
     )
     new_state = DecoderState(jnp.stack(hs, 1), jnp.stack(cs, 1), attentional.astype(jnp.float32))
@@ -104,7 +105,14 @@ class DecoderStep(nn.Module):
 class Seq2Seq(nn.Module):
   """LSTM encoder-decoder with attention for translation.
 
-  Attributes:
+  Parameters (all with logical axis names, ``lstm_flax.axes``):
+  ``source_embed/embedding`` and ``target_embed/embedding [V, E]`` (one when
+  shared), ``encoder/layer_{l}[_reverse]/...`` (the ``LSTM`` layout),
+  ``bridge_h``/``bridge_c`` (``nn.Dense``), ``attention_key/kernel``,
+  ``decoder/layer_{l}/...`` (LSTM cells), ``decoder/attention/{query,score}``
+  (additive), ``decoder/combine/kernel`` and ``output/{kernel,bias}``.
+
+  Attributes (JSON-able; checked on construction):
     source_vocab_size: source vocabulary size.
     target_vocab_size: target vocabulary size.
     embedding_size: ``E``.
@@ -121,7 +129,10 @@ class Seq2Seq(nn.Module):
       ``E == H``).
     dropout_rate: dropout on embeddings, between layers and on the
       attentional state.
-    dtype: compute dtype.
+    dtype: compute dtype, a name (``'float32'``, ``'bfloat16'``,
+      ``'float16'``) or a jnp dtype.
+    unroll: ``lax.scan`` unroll of the encoder and the teacher-forced decoder
+      (None: the backend default).
   """
 
   source_vocab_size: int
@@ -138,30 +149,44 @@ class Seq2Seq(nn.Module):
   share_embeddings: bool = False
   tie_output: bool = False
   dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
+  dtype: Any = 'float32'
   unroll: Optional[int] = None
 
-  def setup(self):
+  def __post_init__(self):
+    super().__post_init__()
+    owner = type(self).__name__
     for name in ('source_vocab_size', 'target_vocab_size', 'embedding_size', 'hidden_size',
                  'encoder_layers', 'decoder_layers'):
-      if getattr(self, name) <= 0:
-        raise ValueError(f'Seq2Seq.{name} must be positive; got {getattr(self, name)}.')
-    if self.attention not in attention_lib.ATTENTION_TYPES:
-      raise ValueError(
-          f'Seq2Seq.attention must be one of {attention_lib.ATTENTION_TYPES}; got '
-          f'{self.attention!r}.'
-      )
+      validation.positive(owner, name, getattr(self, name))
+    for name in ('encoder_hidden_size', 'attention_size'):
+      validation.optional_positive(owner, name, getattr(self, name))
+    for name in ('bidirectional_encoder', 'input_feeding', 'share_embeddings', 'tie_output'):
+      validation.boolean(owner, name, getattr(self, name))
+    validation.choice(owner, 'attention', self.attention, attention_lib.ATTENTION_TYPES)
+    validation.rate(owner, 'dropout_rate', self.dropout_rate)
+    validation.dtype(owner, 'dtype', self.dtype)
+    validation.unroll(owner, 'unroll', self.unroll)
     if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
       raise ValueError(
-          'share_embeddings needs one joint vocabulary; got source_vocab_size='
+          f'{owner}.share_embeddings needs one joint vocabulary; got source_vocab_size='
           f'{self.source_vocab_size}, target_vocab_size={self.target_vocab_size}.'
       )
     if self.tie_output and self.embedding_size != self.hidden_size:
       raise ValueError(
-          f'tie_output needs embedding_size ({self.embedding_size}) == hidden_size '
+          f'{owner}.tie_output needs embedding_size ({self.embedding_size}) == hidden_size '
           f'({self.hidden_size}).'
       )
-    embed_init = nn.initializers.normal(stddev=self.embedding_size**-0.5)
+    memory_size = (self.encoder_hidden_size or self.hidden_size) * (
+        2 if self.bidirectional_encoder else 1)
+    if self.attention == 'dot' and memory_size != self.hidden_size:
+      raise ValueError(
+          f"{owner}.attention='dot' needs the encoder output size (encoder_hidden_size "
+          f'x directions = {memory_size}) to equal hidden_size ({self.hidden_size}); use '
+          "'general' or 'additive', or set encoder_hidden_size.")
+
+  def setup(self):
+    embed_init = nn.with_logical_partitioning(
+        nn.initializers.normal(stddev=self.embedding_size**-0.5), axes.EMBEDDING)
     self.source_embed = nn.Embed(self.source_vocab_size, self.embedding_size,
                                  embedding_init=embed_init)
     self.target_embed = self.source_embed if self.share_embeddings else nn.Embed(
@@ -174,16 +199,18 @@ class Seq2Seq(nn.Module):
         dtype=self.dtype,
         unroll=self.unroll,
     )
-    self.bridge_h = nn.Dense(self.decoder_layers * self.hidden_size, dtype=self.dtype)
-    self.bridge_c = nn.Dense(self.decoder_layers * self.hidden_size, dtype=self.dtype)
+    bridge = (axes.MLP_IN, axes.MLP_OUT)
+    self.bridge_h = dense(self.decoder_layers * self.hidden_size, bridge, dtype=self.dtype)
+    self.bridge_c = dense(self.decoder_layers * self.hidden_size, bridge, dtype=self.dtype)
     key_size = self.hidden_size if self.attention == 'general' else (
         self.attention_size or self.hidden_size)
-    self.attention_key = nn.Dense(key_size, use_bias=False, dtype=self.dtype)
+    self.attention_key = dense(key_size, (axes.ATTENTION_IN, axes.ATTENTION_OUT),
+                               use_bias=False, dtype=self.dtype)
     self.decoder = DecoderStep(
         self.hidden_size, self.decoder_layers, self.attention, self.input_feeding,
-        self.dropout_rate, self.dtype)
+        self.dropout_rate, self._dtype)
     if not self.tie_output:
-      self.output = nn.Dense(self.target_vocab_size, dtype=self.dtype)
+      self.output = dense(self.target_vocab_size, (axes.MLP_OUT, axes.VOCAB), dtype=self.dtype)
     self.embedding_dropout = nn.Dropout(self.dropout_rate)
 
   def encode(
@@ -200,7 +227,7 @@ class Seq2Seq(nn.Module):
     if mask.shape != source.shape:
       raise ValueError(f'source_mask must have the shape of source {source.shape}; got {mask.shape}.')
     x = self.embedding_dropout(self.source_embed(source), deterministic=deterministic)
-    memory, carry = self.encoder(x.astype(self.dtype), mask=mask, deterministic=deterministic)
+    memory, carry = self.encoder(x.astype(self._dtype), mask=mask, deterministic=deterministic)
     directions = 2 if self.bidirectional_encoder else 1
     top = slice((self.encoder_layers - 1) * directions, self.encoder_layers * directions)
     batch = source.shape[0]
@@ -216,9 +243,13 @@ class Seq2Seq(nn.Module):
     keys = attention_lib.attention_keys(self.attention, memory, self.attention_key)
     return EncoderOutput(memory, keys, mask), state
 
+  @property
+  def _dtype(self) -> jnp.dtype:
+    return validation.dtype(type(self).__name__, 'dtype', self.dtype)
+
   def _logits(self, attentional: Array) -> Array:  # [..., H] -> [..., V] float32
     if self.tie_output:
-      return self.target_embed.attend(attentional.astype(self.dtype)).astype(jnp.float32)
+      return self.target_embed.attend(attentional.astype(self._dtype)).astype(jnp.float32)
     return self.output(attentional).astype(jnp.float32)
 
   def decode(
@@ -231,7 +262,7 @@ class Seq2Seq(nn.Module):
   ) -> Array:  # [batch, T, V] float32
     """Teacher-forced decoding of a whole target sequence."""
     embedded = self.embedding_dropout(self.target_embed(target_input),
-                                      deterministic=deterministic).astype(self.dtype)
+                                      deterministic=deterministic).astype(self._dtype)
 
     def step(cell, carry, x):
       return cell(carry, x, encoded, deterministic)
@@ -254,7 +285,7 @@ class Seq2Seq(nn.Module):
       token: Array,  # [batch] int, the previous target token
   ) -> tuple[Array, DecoderState]:  # (logits [batch, V] float32, state)
     """One decoder step (inference: no dropout)."""
-    embedded = self.target_embed(token).astype(self.dtype)
+    embedded = self.target_embed(token).astype(self._dtype)
     state, attentional = self.decoder(state, embedded, encoded, True)
     return self._logits(attentional), state
 

@@ -37,10 +37,17 @@ def test_round_trip_keeps_weights_and_the_bias_sum():
   params = interop.from_torch_state_dict(sd)
   assert sorted(params) == ['layer_0', 'layer_0_reverse', 'layer_1', 'layer_1_reverse']
   layer = params['layer_1_reverse']
-  np.testing.assert_array_equal(layer['input_kernel'], sd['weight_ih_l1_reverse'].T)
-  np.testing.assert_array_equal(layer['recurrent_kernel'], sd['weight_hh_l1_reverse'].T)
+  h = sd['weight_hr_l1_reverse'].shape[1]
+  assert layer['input_kernel'].shape == (sd['weight_ih_l1_reverse'].shape[1], 4, h)
+  # Gate k of ours is torch's row block k*H:(k+1)*H.
+  for k in range(4):
+    rows = slice(k * h, (k + 1) * h)
+    np.testing.assert_array_equal(layer['input_kernel'][:, k], sd['weight_ih_l1_reverse'][rows].T)
+    np.testing.assert_array_equal(layer['recurrent_kernel'][:, k],
+                                  sd['weight_hh_l1_reverse'][rows].T)
+    np.testing.assert_allclose(layer['bias'][k], sd['bias_ih_l1_reverse'][rows]
+                               + sd['bias_hh_l1_reverse'][rows])
   np.testing.assert_array_equal(layer['projection_kernel'], sd['weight_hr_l1_reverse'].T)
-  np.testing.assert_allclose(layer['bias'], sd['bias_ih_l1_reverse'] + sd['bias_hh_l1_reverse'])
   back = interop.to_torch_state_dict(params)
   assert sorted(back) == sorted(sd)
   for key, value in back.items():
@@ -57,7 +64,7 @@ def test_prefix_and_torch_tensors():
   sd['encoder.embed.weight'] = _FakeTensor(np.zeros((3, 5)))
   params = interop.from_torch_state_dict(sd, prefix='encoder.rnn.')
   assert sorted(params) == ['layer_0', 'layer_1', 'layer_2']
-  assert params['layer_2']['input_kernel'].shape == (7, 28)
+  assert params['layer_2']['input_kernel'].shape == (7, 4, 7)
 
 
 def test_lstm_without_biases():

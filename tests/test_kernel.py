@@ -15,9 +15,9 @@ def make_params(key, in_features=IN, hidden=HIDDEN, proj=None, dtype=jnp.float32
   k = jax.random.split(key, 4)
   p = proj or hidden
   params = {
-      'input_kernel': scale * jax.random.normal(k[0], (in_features, 4 * hidden), dtype),
-      'recurrent_kernel': scale * jax.random.normal(k[1], (p, 4 * hidden), dtype),
-      'bias': 0.2 * jax.random.normal(k[2], (4 * hidden,), dtype),
+      'input_kernel': scale * jax.random.normal(k[0], (in_features, 4, hidden), dtype),
+      'recurrent_kernel': scale * jax.random.normal(k[1], (p, 4, hidden), dtype),
+      'bias': 0.2 * jax.random.normal(k[2], (4, hidden), dtype),
   }
   if proj:
     params['projection_kernel'] = scale * jax.random.normal(k[3], (hidden, proj), dtype)
@@ -184,7 +184,8 @@ def test_final_carry_is_not_stored_per_step():
         (lambda p, x, c: (p, x, c, {'lengths': LENGTHS, 'mask': jnp.ones((BATCH, TIME))}), 'not both'),
         (lambda p, x, c: (p, x, kernel.LSTMState(c.h[:, :2], c.c), {}), 'initial_carry must be'),
         (lambda p, x, c: ({k: v for k, v in p.items() if k != 'bias'}, x, c, {}), "missing ['bias']"),
-        (lambda p, x, c: ({**p, 'bias': p['bias'][:5]}, x, c, {}), "must have shape (24,)"),
+        (lambda p, x, c: ({**p, 'bias': p['bias'][:3]}, x, c, {}), "must have shape (4, 6)"),
+        (lambda p, x, c: ({**p, 'input_kernel': p['input_kernel'].reshape(IN, -1)}, x, c, {}), 'must be [in, 4, 6]'),
         (lambda p, x, c: ({**p, 'recurrent_kernel': p['recurrent_kernel'][:4]}, x, c, {}), 'no \'projection_kernel\''),
     ],
 )

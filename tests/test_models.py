@@ -1,6 +1,7 @@
 """LanguageModel: AWD-LSTM's smaller last layer, carry across windows, and
 a tied output layer that embedding dropout leaves whole."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,11 +25,11 @@ def _tokens(seed=0):
 def test_last_layer_size_shapes_and_reference():
   model = _model()
   tokens = _tokens()
-  params = model.init(jax.random.PRNGKey(1), tokens)['params']
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(1), tokens))['params']
   assert set(params['lstm']) == {'layer_0', 'layer_1'}
-  assert params['lstm']['layer_1']['recurrent_kernel'].shape == (9, 36)
-  assert params['lstm_last']['layer_0']['input_kernel'].shape == (9, 24)
-  assert params['lstm_last']['layer_0']['recurrent_kernel'].shape == (6, 24)
+  assert params['lstm']['layer_1']['recurrent_kernel'].shape == (9, 4, 9)
+  assert params['lstm_last']['layer_0']['input_kernel'].shape == (9, 4, 6)
+  assert params['lstm_last']['layer_0']['recurrent_kernel'].shape == (6, 4, 6)
   logits, carry = model.apply({'params': params}, tokens)
   assert logits.shape == (BATCH, TIME, VOCAB)
   zeros = model.initialize_carry(BATCH)
@@ -44,7 +45,7 @@ def test_last_layer_size_shapes_and_reference():
 def test_last_layer_size_carry_continues_across_windows():
   model = _model()
   tokens = _tokens()
-  params = model.init(jax.random.PRNGKey(1), tokens)['params']
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(1), tokens))['params']
   whole, whole_carry = model.apply({'params': params}, tokens)
   first, carry = model.apply({'params': params}, tokens[:, :4])
   second, carry = model.apply({'params': params}, tokens[:, 4:], carry)
@@ -60,7 +61,7 @@ def test_embedding_dropout_spares_the_tied_output_layer():
   softmax still scores every word with its full embedding."""
   model = _model(embedding_dropout_rate=0.5)
   tokens = _tokens()
-  params = model.init(jax.random.PRNGKey(1), tokens)['params']
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(1), tokens))['params']
   (logits, _), state = model.apply(
       {'params': params}, tokens, deterministic=False,
       rngs={'dropout': jax.random.PRNGKey(2)},

@@ -120,6 +120,7 @@ def test_dropout_variants():
   grads = jax.grad(lambda p: jnp.sum(model.apply(
       {'params': p}, x, deterministic=False, rngs={'dropout': jax.random.key(1)})[0] ** 2))(
           variables['params'])
+  grads = nn.meta.unbox(grads)
   zero_fraction = float(jnp.mean(grads['layer_1']['recurrent_kernel'] == 0.0))
   assert 0.3 < zero_fraction < 0.5
   assert float(jnp.mean(grads['layer_1']['input_kernel'] == 0.0)) < 0.05
@@ -144,7 +145,7 @@ def test_jit_grad_vmap_remat(x):
 @pytest.mark.parametrize('proj_size, bidirectional', [(None, False), (3, True)])
 def test_nnx_module_shares_layout_and_outputs(x, proj_size, bidirectional):
   linen = lstm_flax.LSTM(HIDDEN, num_layers=2, bidirectional=bidirectional, proj_size=proj_size)
-  variables = linen.init(jax.random.key(7), x)
+  variables = nn.meta.unbox(linen.init(jax.random.key(7), x))
   model = lstm_nnx.LSTM(IN, HIDDEN, num_layers=2, bidirectional=bidirectional,
                         proj_size=proj_size, rngs=nnx.Rngs(0))
   state = nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -177,17 +178,17 @@ def test_nnx_dropout_train_and_eval(x):
 
 
 def test_module_errors(x):
-  with pytest.raises(ValueError, match='proj_size must be in'):
-    lstm_flax.LSTM(HIDDEN, proj_size=HIDDEN).init(jax.random.key(0), x)
-  with pytest.raises(ValueError, match='hidden_size must be positive'):
-    lstm_flax.LSTM(0).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r'LSTM.proj_size must be None or in \(0, hidden_size=8\)'):
+    lstm_flax.LSTM(HIDDEN, proj_size=HIDDEN)
+  with pytest.raises(ValueError, match='LSTM.hidden_size must be a positive int; got 0'):
+    lstm_flax.LSTM(0)
   model = lstm_flax.LSTM(HIDDEN, num_layers=2)
   variables = model.init(jax.random.key(0), x)
   with pytest.raises(ValueError, match=r'initial_carry must be .*\(h=\(2, 4, 8\)'):
     model.apply(variables, x, lstm_flax.LSTMState(jnp.zeros((1, 4, 8)), jnp.zeros((1, 4, 8))))
   with pytest.raises(ValueError, match='LSTM inputs must be'):
     model.apply(variables, x[0])
-  with pytest.raises(flax.errors.ScopeParamShapeError, match=r'"input_kernel" in "/layer_0".*\(7, 32\).*\(5, 32\)'):
+  with pytest.raises(flax.errors.ScopeParamShapeError, match=r'"input_kernel" in "/layer_0".*\(7, 4, 8\).*\(5, 4, 8\)'):
     model.apply(variables, jnp.zeros((BATCH, TIME, 7)))  # Flax names the parameter and shapes
 
 
@@ -232,20 +233,21 @@ def test_import_does_not_load_tensorflow():
 
 def test_bias_init_plus_forget_bias_in_linen_and_nnx(x):
   """``bias_init`` draws every bias; ``forget_bias`` is added on the forget
-  gate (rows H:2H of the fused i, f, g, o bias), in Linen and NNX alike."""
+  gate (row 1 of the [4, H] i, f, g, o bias), in Linen and NNX alike."""
   uniform = nn.initializers.uniform(scale=0.2)  # [0, 0.2)
   layer = lstm_flax.LSTM(HIDDEN, num_layers=2, bias_init=uniform, forget_bias=1.0)
-  params = layer.init(jax.random.PRNGKey(0), x)['params']
+  params = nn.meta.unbox(layer.init(jax.random.PRNGKey(0), x))['params']
   model = lstm_nnx.LSTM(IN, HIDDEN, num_layers=2, bias_init=uniform,
                         forget_bias=1.0, rngs=nnx.Rngs(0))
   biases = [params[f'layer_{i}']['bias'] for i in range(2)]
-  biases += [getattr(model, f'layer_{i}').bias.value for i in range(2)]
+  biases += [getattr(model, f'layer_{i}').bias[...] for i in range(2)]
   for bias in biases:
-    drawn = np.concatenate([bias[:HIDDEN], bias[2 * HIDDEN:]])
+    assert bias.shape == (4, HIDDEN)
+    drawn = np.asarray(bias)[[0, 2, 3]]
     assert np.all((drawn >= 0.0) & (drawn < 0.2)) and np.ptp(drawn) > 0.05
-    forget = bias[HIDDEN:2 * HIDDEN]
+    forget = bias[1]
     assert np.all((forget >= 1.0) & (forget < 1.2)) and np.ptp(forget) > 0.02
   # Without bias_init: zeros plus forget_bias, as before.
   default = lstm_flax.LSTM(HIDDEN, forget_bias=1.0).init(jax.random.PRNGKey(0), x)
-  bias = default['params']['layer_0']['bias']
-  np.testing.assert_array_equal(bias, np.repeat([0.0, 1.0, 0.0, 0.0], HIDDEN))
+  bias = default['params']['layer_0']['bias'].value
+  np.testing.assert_array_equal(bias, np.repeat([[0.0], [1.0], [0.0], [0.0]], HIDDEN, 1))

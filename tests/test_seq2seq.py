@@ -138,5 +138,5 @@ def test_configuration_errors():
     _model(tie_output=True, hidden_size=10).init(jax.random.key(0), SOURCE, TARGET)
   with pytest.raises(ValueError, match='attention must be one of'):
     _model(attention='cosine').init(jax.random.key(0), SOURCE, TARGET)
-  with pytest.raises(ValueError, match="'dot' attention"):
-    _model(attention='dot').init(jax.random.key(0), SOURCE, TARGET)
+  with pytest.raises(ValueError, match="Seq2Seq.attention='dot' needs the encoder output size"):
+    _model(attention='dot')

@@ -6,6 +6,7 @@ not models."""
 import os
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,16 +27,22 @@ TF_GATE_ORDER = (0, 2, 1, 3)
 
 
 def swap_gates(w: np.ndarray) -> np.ndarray:
-  """[..., 4H]: ``i f g o`` <-> ``i g f o`` (the swap is its own inverse)."""
-  blocks = np.split(np.asarray(w), 4, axis=-1)
-  return np.concatenate([blocks[g] for g in TF_GATE_ORDER], axis=-1)
+  """[..., 4, H] (ours) -> [..., 4H] in the tutorial's gate order ``i g f o``."""
+  w = np.asarray(w)[..., TF_GATE_ORDER, :]
+  return w.reshape(w.shape[:-2] + (-1,))
+
+
+def unswap_gates(w: np.ndarray) -> np.ndarray:
+  """[..., 4H] in the tutorial's order -> [..., 4, H] (ours)."""
+  w = np.asarray(w)
+  return w.reshape(w.shape[:-1] + (4, -1))[..., TF_GATE_ORDER, :]
 
 
 @pytest.fixture(scope='module')
 def setup():
   model = LanguageModel(vocab_size=VOCAB, embedding_size=HIDDEN, hidden_size=HIDDEN,
                         num_layers=LAYERS, init_scale=0.3)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))['params']
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32)))['params']
   rng = np.random.default_rng(0)
   # Repeated tokens, so the embedding gradient sums several rows.
   tokens = rng.integers(0, 6, (BATCH, TIME + 1)).astype(np.int32)
@@ -95,10 +102,10 @@ def test_gradients_match(setup):
   np.testing.assert_allclose(ref['softmax_b'], grads['output']['bias'], **close)
   for layer in range(LAYERS):
     g = grads['lstm'][f'layer_{layer}']
-    ref_kernel = swap_gates(ref[f'kernel_{layer}'])
+    ref_kernel = unswap_gates(ref[f'kernel_{layer}'])
     np.testing.assert_allclose(ref_kernel[:HIDDEN], g[kernel.INPUT_KERNEL], **close)
     np.testing.assert_allclose(ref_kernel[HIDDEN:], g[kernel.RECURRENT_KERNEL], **close)
-    np.testing.assert_allclose(swap_gates(ref[f'bias_{layer}']), g[kernel.BIAS], **close)
+    np.testing.assert_allclose(unswap_gates(ref[f'bias_{layer}']), g[kernel.BIAS], **close)
 
 
 def test_reader_matches_the_tutorial(tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lstm_flax import interop, kernel, stack
+from lstm_flax.spec import LSTMSpec
 
 FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'torch_lstm.npz'
 CONFIGS = (
@@ -41,16 +42,10 @@ def _run(ref, dtype, use_custom_vjp):
   cts = [jnp.asarray(ref[k], dtype) for k in ('dy', 'dh_n', 'dc_n')]
 
   def forward(params, x, h0, c0):
-    y, carry = stack.lstm_stack(
-        params,
-        x,
-        kernel.LSTMState(h0, c0),
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        lengths=lengths,
-        compute_dtype=dtype,
-        use_custom_vjp=use_custom_vjp,
-    )
+    spec = LSTMSpec(hidden_size=c0.shape[-1], num_layers=num_layers,
+                    bidirectional=bool(bidirectional), proj_size=proj_size or None,
+                    compute_dtype=dtype, use_custom_vjp=use_custom_vjp)
+    y, carry = stack.lstm_stack(spec, params, x, kernel.LSTMState(h0, c0), lengths=lengths)
     return y, carry.h, carry.c
 
   def loss(params, x, h0, c0):
