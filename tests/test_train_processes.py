@@ -200,7 +200,7 @@ def test_cli_rejects_bad_config(tmp_path):
   proc = testing.run(testing.train_command(workdir,
                                            '--config.model.hidden_size=0'))
   assert proc.returncode != 0
-  assert 'model.hidden_size must be a positive integer; got 0' in proc.stderr
+  assert 'model.hidden_size must be a positive int; got 0' in proc.stderr
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
 
 

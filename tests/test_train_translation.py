@@ -56,7 +56,7 @@ def test_trains_with_validation_bleu(trained):
   meta = ckpt.read_meta(ckpt.latest_step())
   ckpt.close()
   assert meta['step'] == NUM_STEPS and meta['task'] == 'translation'
-  assert meta['signature']['task'] == 'translation'
+  assert meta['model_inputs'] == {'vocab_size': meta['tokenizer']['vocab_size']}
 
 
 def test_best_checkpoint_is_the_highest_bleu(tmp_path):

@@ -1,7 +1,7 @@
 """Sentence classification with a trained classification run's checkpoint.
 
 ``load(workdir, checkpoint)`` restores the latest (or best, or a given
-step's) checkpoint of a ``task='classification'`` run, its tokenizer and its
+step's) checkpoint of a sentence-classification run, its tokenizer and its
 label names (both saved in the workdir); :meth:`Classifier.classify` encodes
 raw lines as the training data were (``input_pipeline.classification
 .encode_texts``: lower-casing, truncation to ``max_length``, length buckets)
@@ -20,6 +20,7 @@ import numpy as np
 
 from input_pipeline import classification as classification_data
 from trainer import errors, inference
+from trainer.tasks.classification import ClassificationTask
 
 
 @dataclasses.dataclass
@@ -79,7 +80,7 @@ def load(workdir: str, checkpoint: str | int = 'latest') -> Classifier:
     CheckpointMismatchError: the checkpoint is not a classifier.
   """
   restored = inference.restore(workdir, checkpoint,
-                               task_name='classification')
+                               task_name=ClassificationTask.name)
   tokenizer = inference.checkpoint_tokenizer(workdir, restored.meta,
                                              restored.step)
   return Classifier(restored.model, restored.params(), tokenizer,

@@ -153,7 +153,7 @@ def compile_steps(task: base.Task, model_inputs: dict[str, int],
   abstract_state = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
       abstract, shardings)
-  batch_sharding = p.batch_sharding(2)
+  batch_sharding = p.batch_sharding()
   train = jax.jit(
       functools.partial(train_step, task=task, model=model,
                         optimizer=optimizer, schedule=schedule,

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from lstm_flax import axes
 from trainer import errors, tasks as tasks_registry
 
 ConfigError = errors.ConfigError
@@ -45,8 +46,8 @@ def default_config(task: str = tasks_registry.DEFAULT_TASK
   """Every training config key with its default value.
 
   Args:
-    task: a registered task name (``trainer.tasks.REGISTRY``: 'lm',
-      'translation', 'classification'); its sections are added.
+    task: a registered task name (``trainer.tasks.REGISTRY``); its
+      sections are added.
   """
   task_cls = _task_class(task)
   config = ml_collections.ConfigDict()
@@ -90,9 +91,9 @@ def default_config(task: str = tasks_registry.DEFAULT_TASK
   # remaining devices (batches are split over it).
   config.model_parallelism = 1
   # Logical parameter axis (lstm_flax.axes) -> mesh axis ('model') or None
-  # (replicated). The LSTM's hidden units and the vocabulary are split over
-  # 'model', so a device holds all four gates of its units.
-  config.logical_axis_rules = (('lstm_hidden', 'model'), ('vocab', 'model'))
+  # (replicated). The default splits the LSTM's hidden units and the
+  # vocabulary over 'model', so a device holds all four gates of its units.
+  config.logical_axis_rules = axes.DEFAULT_RULES
 
   for key, value in task_cls.default_config().items():
     config[key] = value
@@ -300,8 +301,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise
     # The module names its field ('LanguageModel.hidden_size must ...'):
     # say which config key that is.
-    message = re.sub(r'^(\w+)\.(\w+)', r'model.\2 (\1.\2)', str(e), count=1)
-    raise ConfigError(message) from e
+    match = re.match(r'(\w+)\.(\w+)', str(e))
+    if match is None:
+      raise ConfigError(f'config.model: {e}') from e
+    raise ConfigError(f'model.{match.group(2)}{str(e)[match.end():]} (checked '
+                      f'by {match.group(0)})') from e
 
 
 def _validate_optimizer(c: ml_collections.ConfigDict) -> None:

@@ -19,6 +19,7 @@ from input_pipeline import tokenizers
 from lstm_flax import sampling
 from lstm_flax.models import LanguageModel
 from trainer import inference
+from trainer.tasks.language_model import LanguageModelTask
 
 
 @dataclasses.dataclass
@@ -55,7 +56,7 @@ class Generator:
 
 def load(workdir: str, checkpoint: str | int = 'latest') -> Generator:
   """The generator of ``workdir``'s checkpoint ('latest', 'best' or a step)."""
-  restored = inference.restore(workdir, checkpoint, task_name='lm')
+  restored = inference.restore(workdir, checkpoint, task_name=LanguageModelTask.name)
   tokenizer = inference.checkpoint_tokenizer(workdir, restored.meta,
                                              restored.step)
   return Generator(restored.model, restored.params(), tokenizer,

@@ -28,6 +28,7 @@ import numpy as np
 from flax.core import meta
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lstm_flax import axes
 from trainer import errors
 
 PyTree = Any
@@ -45,16 +46,15 @@ def _is_box(x: Any) -> bool:
 
 
 def check_named(boxed_params: PyTree) -> None:
-  """Raises ConfigError naming every parameter without logical axis names."""
-  unnamed = [
-      _path_name(path) for path, leaf in jax.tree_util.tree_flatten_with_path(
-          boxed_params, is_leaf=_is_box)[0]
-      if not isinstance(leaf, nn.LogicallyPartitioned)]
-  if unnamed:
+  """Raises ConfigError naming every parameter without logical axis names
+  (``lstm_flax.axes.check_all_named``)."""
+  try:
+    axes.check_all_named(boxed_params)
+  except ValueError as e:
     raise errors.ConfigError(
-        f'Parameters without logical axis names: {unnamed}. Declare them with '
-        'nn.with_logical_partitioning(init, names) (see lstm_flax.axes) so '
-        'that logical_axis_rules can place them.')
+        f'{e}. Declare them with nn.with_logical_partitioning(init, names) '
+        '(see lstm_flax.axes) so that logical_axis_rules can place them.'
+    ) from e
 
 
 class Partitioner:
@@ -110,9 +110,9 @@ class Partitioner:
 
   # ------------------------------------------------------------ shardings --
 
-  def batch_sharding(self, ndim: int = 2) -> NamedSharding:
-    """Rows over ``data``."""
-    return self.sharding(P(DATA, *([None] * (ndim - 1))))
+  def batch_sharding(self) -> NamedSharding:
+    """Rows (the leading axis, any rank) over ``data``."""
+    return self.sharding(P(DATA))
 
   def carry_sharding(self, ndim: int = 3) -> NamedSharding:
     """A carry leaf ``[layers, batch, features]``: batch over ``data``."""
@@ -161,5 +161,5 @@ class Partitioner:
     for key, value in local_batch.items():
       global_shape = (value.shape[0] * jax.process_count(), *value.shape[1:])
       out[key] = jax.make_array_from_process_local_data(
-          self.batch_sharding(value.ndim), value, global_shape)
+          self.batch_sharding(), value, global_shape)
     return out

@@ -227,12 +227,14 @@ def tiny_classification_config(data_dir: str | os.PathLike[str],
   ``data_dir`` (overrides as ``section__key=value``)."""
   config = load_config('sst2')
   config.num_epochs = 0
-  config.num_train_steps = 24
+  config.num_train_steps = 40
   config.log_every_steps = 1
-  config.eval_every_steps = 8
-  config.checkpoint_every_steps = 8
+  config.eval_every_steps = 20
+  config.checkpoint_every_steps = 20
   config.model.embedding_size = 16
   config.model.hidden_size = 16
+  config.model.input_dropout_rate = 0.1
+  config.model.output_dropout_rate = 0.1
   config.optimizer.learning_rate = 1e-2
   config.optimizer.warmup_steps = 0
   config.data.data_dir = os.fspath(data_dir)

@@ -178,7 +178,7 @@ def load(workdir: str, checkpoint: str | int = 'latest') -> Translator:
       tokenizer is missing.
     CheckpointMismatchError: the checkpoint is not a translation model.
   """
-  restored = inference.restore(workdir, checkpoint, task_name='translation')
+  restored = inference.restore(workdir, checkpoint, task_name=translation.TranslationTask.name)
   tokenizer = inference.checkpoint_tokenizer(workdir, restored.meta,
                                              restored.step)
   return Translator(restored.model, restored.params(), tokenizer,
