@@ -232,6 +232,23 @@ def _dot_nt(a: Array, b_t: Array, dtype: DType, contract: int = 1) -> Array:
   )
 
 
+def _recurrent_product(h: Array, w_h_t: Array, dtype: DType) -> Array:
+  """``h [B, P] . W_h`` with ``w_h_t [4, H, P]`` -> ``[B, 4, H]``: one "NT"
+  product per gate (a single 3-D contraction would be canonicalised by XLA
+  into the slower "NN" form), so a device holding a slice of ``H`` computes
+  all four gates of its units from the whole ``h``."""
+  return jnp.stack([_dot_nt(h, w_h_t[k], dtype) for k in range(NUM_GATES)], axis=-2)
+
+
+def _recurrent_product_t(d_gates: Array, w_h_g: Array, dtype: DType) -> Array:
+  """``d_gates [B, 4, H] . W_h^T`` with ``w_h_g [4, P, H]`` -> ``[B, P]``,
+  summed over the gates' "NT" products."""
+  out = _dot_nt(d_gates[..., 0, :], w_h_g[0], dtype)
+  for k in range(1, NUM_GATES):
+    out = out + _dot_nt(d_gates[..., k, :], w_h_g[k], dtype)
+  return out
+
+
 def _transpose_recurrent(w_h: Array) -> Array:
   """``[P, 4, H] -> [4, H, P]``: the recurrent kernel for ``_dot_nt``."""
   return jnp.transpose(w_h, (1, 2, 0))
@@ -250,7 +267,7 @@ def _cell(
   Returns (h' [batch, P] float32, c' [batch, H] float32, activations
   [batch, 4, H] = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] float32).
   """
-  gates = gates_x.astype(h.dtype) + _dot_nt(h, w_h_t, compute_dtype)  # [B, 4, H]
+  gates = gates_x.astype(h.dtype) + _recurrent_product(h, w_h_t, compute_dtype)  # [B, 4, H]
   i, f, g, o = _gates(gates)
   i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
   c_new = f * c + i * g
@@ -328,7 +345,7 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   acc = _accumulation_dtype(compute_dtype)
   d_hs, d_h_t, d_c_t = cotangents  # [T,B,P], [B,P], [B,H]
   c_prev = _previous(cs, c0, reverse)  # [T, B, H]
-  w_h_c = w_h.astype(compute_dtype)  # [P, 4, H]: dh = dgates . w_h over (4, H) is "NT"
+  w_h_g = jnp.transpose(w_h, (1, 0, 2)).astype(compute_dtype)  # [4, P, H], once per call
   w_p_c = None if w_p is None else w_p.astype(compute_dtype)  # [H, P]
 
   def step(carry, xs):
@@ -348,7 +365,7 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
         ],
         axis=-2,
     )  # [B, 4, H] gradient of the pre-activation gates
-    dh_prev = _dot_nt(d_gates, w_h_c, compute_dtype, contract=2)  # [B, P]
+    dh_prev = _recurrent_product_t(d_gates, w_h_g, compute_dtype)  # [B, P]
     dc_prev = dc_total * f
     d_h_step = dh  # gradient reaching this step's h (for the projection)
     if m is not None:
