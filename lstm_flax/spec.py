@@ -197,7 +197,7 @@ class LSTMSpec:
   def check_carry(self, carry: Optional[kernel.LSTMState], batch_size: int) -> None:
     if carry is None:
       return
-    expected = self.zero_carry(batch_size)
+    expected = jax.eval_shape(lambda: self.zero_carry(batch_size))
     if (jnp.shape(carry.h), jnp.shape(carry.c)) != (expected.h.shape, expected.c.shape):
       raise ValueError(
           'initial_carry must be LSTMState(h=[layers*directions, batch, P], '
