@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -259,8 +260,9 @@ def test_awd_lstm_features_train_and_average(cache, tmp_path):
       workdir, eval_splits=('valid',))
   averaged = train_lib.optimizers.eval_params(state.params, state.opt_state)
   # 4 updates, averaged from update 2 on: the eval parameters are the mean.
-  assert not np.allclose(averaged['embed']['embedding'],
-                         state.params['embed']['embedding'])
+  # The model's parameters are nn.LogicallyPartitioned boxes (lstm_flax.axes).
+  averaged, params = nn.meta.unbox((averaged, state.params))
+  assert not np.allclose(averaged['embed']['embedding'], params['embed']['embedding'])
   assert train_lib.evaluate_split(steps, state, datasets, 'valid') == (
       pytest.approx(result))
 
