@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +39,7 @@ H = int(sys.argv[1]) if len(sys.argv) > 1 else 650
 STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 400
 model = LanguageModel(vocab_size=len(vocab), embedding_size=H, hidden_size=H, num_layers=2,
                       input_dropout_rate=0.5, dropout_rate=0.5, output_dropout_rate=0.5, init_scale=0.05)
-params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))['params']
+params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32)))['params']
 orig_take = jnp.take
 PERT = {}
 def take(a, idx, axis=None, **kw):

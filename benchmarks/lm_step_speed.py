@@ -76,6 +76,7 @@ class _Logits3dLMTask(_LogitsLMTask):
 
   def logits(self, model, params, carry, batch, dropout_rng):
     del dropout_rng  # No dropout in the configs this variant is for.
+    params = nn.meta.unbox(params)  # Logically partitioned boxes (lstm_flax.axes).
     x = jnp.take(params['embed']['embedding'], batch['inputs'], axis=0)
     lstm = lstm_flax.LSTM(model.hidden_size, num_layers=model.num_layers)
     y, new_carry = lstm.apply({'params': params['lstm']}, x, carry,

@@ -4,7 +4,7 @@ For each shape, the training step (forward, backward, SGD update) of
 embedding -> 2-layer LSTM -> softmax over the vocabulary (``--mode=lm``), and of
 the LSTM alone (``--mode=lstm``: loss = <outputs, fixed random cotangent>), for
 
-  * ``lstm_flax``          this library (fused gates, hoisted input projection,
+  * ``lstm_flax``          this library (gate-axis weights, hoisted input projection,
                            hand-written backward pass);
   * ``lstm_flax_unrollN``  the same with ``lax.scan(unroll=N)`` (the default,
                            ``lstm_flax``, unrolls 1 step on CPU, 8 on GPU/TPU);

@@ -10,13 +10,15 @@ Independent of Linen and NNX. Gate order is PyTorch's and cuDNN's, ``i f g o``::
 Design:
   * The four gates have their own axis: ``input_kernel`` is ``[in, 4, H]``,
     ``recurrent_kernel`` ``[P, 4, H]`` and ``bias`` ``[4, H]`` (``P = H``
-    without a projection). Every product contracts against the 3-D weight
-    (``lax.dot_general``) and the gate arithmetic runs on ``[..., 4, H]``, so
-    with ``H`` split over devices (model parallelism, ``lstm_flax.axes``) each
-    device holds all four gates of its hidden units: a step needs only the
-    whole ``h`` (one all-gather) and no other communication. On one device
-    XLA lowers these products to the same ``[in, 4H]`` matrix products as a
-    fused 2-D kernel (the gate and hidden axes are adjacent, row-major).
+    without a projection). No weight is reshaped across its ``H`` axis: the
+    hoisted input projection contracts against the 3-D ``input_kernel``
+    (``lax.dot_general``), the recurrent step runs one ``[B, P] x [H, P]^T``
+    product per gate, and the gate arithmetic runs on ``[..., 4, H]``. So
+    with ``H`` split over devices (model parallelism, ``lstm_flax.axes``)
+    each device holds all four gates of its hidden units: a forward step
+    needs only the whole ``h`` (one all-gather), a backward step one
+    all-reduce of ``dh`` (``tests/test_sharding.py``). On one CPU the
+    per-gate products are as fast as one fused ``[P, 4H]`` product.
   * The input projection ``x W_x + b`` of every timestep is one matrix product
     before the recurrence, so ``lax.scan`` only carries ``h W_h`` and the gate
     arithmetic.
@@ -211,37 +213,59 @@ def _dot(a: Array, w: Array, dtype: DType) -> Array:
   )
 
 
-def _dot_nt(a: Array, b_t: Array, dtype: DType, contract: int = 1) -> Array:
-  """Contracts the last ``contract`` axes of ``a`` with those of ``b_t``.
+def _dot_nt(a: Array, b_t: Array, dtype: DType) -> Array:
+  """``a @ b_t.T`` (``a [M, K]``, ``b_t [N, K]``) with float32 accumulation.
 
-  ``[B, P] x [4, H, P] -> [B, 4, H]`` (forward step, ``contract=1``) or
-  ``[B, 4, H] x [P, 4, H] -> [B, P]`` (backward step, ``contract=2``), with
-  float32 accumulation. CPU matrix-product libraries run the small per-step
-  products of the recurrence about 1.4x faster in this "NT" form than as
-  ``a @ b`` (it is PyTorch's weight layout), so the scans take transposed
-  weights. The contracted axes are adjacent and row-major, so XLA treats
-  ``[4, H, P]`` as the ``[4H, P]`` matrix it is in memory.
+  CPU matrix-product libraries run the small per-step products of the
+  recurrence about 1.4x faster in this "NT" form than as ``a @ b`` (it is
+  PyTorch's weight layout), so the scans take transposed weights.
   """
-  a_axes = tuple(range(a.ndim - contract, a.ndim))
-  b_axes = tuple(range(b_t.ndim - contract, b_t.ndim))
   return lax.dot_general(
       a.astype(dtype),
       b_t.astype(dtype),
-      ((a_axes, b_axes), ((), ())),
+      (((a.ndim - 1,), (1,)), ((), ())),
       preferred_element_type=_accumulation_dtype(dtype),
   )
 
 
-def _transpose_recurrent(w_h: Array) -> Array:
-  """``[P, 4, H] -> [4, H, P]``: the recurrent kernel for ``_dot_nt``."""
-  return jnp.transpose(w_h, (1, 2, 0))
+def _gate_blocks(w: Array, perm: tuple[int, int, int], dtype: DType) -> tuple[Array, ...]:
+  """The four gates' 2-D blocks of a 3-D kernel, transposed by ``perm`` so the
+  gate axis leads, in ``dtype``; computed once per call, outside the scan."""
+  w = jnp.transpose(w, perm).astype(dtype)
+  return tuple(w[k] for k in range(NUM_GATES))
+
+
+def _recurrent_blocks(w_h: Array, dtype: DType) -> tuple[Array, ...]:
+  """``w_h [P, 4, H]`` -> four ``[H, P]`` blocks for ``_recurrent_product``."""
+  return _gate_blocks(w_h, (1, 2, 0), dtype)
+
+
+def _recurrent_product(h: Array, w_h_t: tuple[Array, ...], dtype: DType) -> Array:
+  """``h [B, P] . W_h`` -> ``[B, 4, H]`` with ``w_h_t`` four ``[H, P]`` blocks.
+
+  One "NT" product per gate: XLA canonicalises a single ``[B, P] x [P, 4,
+  H]`` contraction into the slower "NN" form on the CPU (measured: the
+  training step 1.29x slower), and a reshape to ``[P, 4H]`` would cross the
+  hidden axis, which model parallelism splits. So a device holding a slice
+  of ``H`` computes all four gates of its units from the whole ``h``.
+  """
+  return jnp.stack([_dot_nt(h, w, dtype) for w in w_h_t], axis=-2)
+
+
+def _recurrent_product_t(d_gates: Array, w_h_g: tuple[Array, ...], dtype: DType) -> Array:
+  """``d_gates [B, 4, H] . W_h^T`` -> ``[B, P]`` with ``w_h_g`` four
+  ``[P, H]`` blocks: the sum of the gates' "NT" products."""
+  out = _dot_nt(d_gates[..., 0, :], w_h_g[0], dtype)
+  for k in range(1, NUM_GATES):
+    out = out + _dot_nt(d_gates[..., k, :], w_h_g[k], dtype)
+  return out
 
 
 def _cell(
     gates_x: Array,  # [batch, 4, H] input projection (+ bias) of this step
     h: Array,  # [batch, P]
     c: Array,  # [batch, H] float32
-    w_h_t: Array,  # [4, H, P] (transposed recurrent kernel)
+    w_h_t: tuple[Array, ...],  # four [H, P] gate blocks (_recurrent_blocks)
     w_p_t: Optional[Array],  # [P, H] (transposed projection) or None
     compute_dtype: DType,
 ) -> tuple[Array, Array, Array]:
@@ -250,7 +274,7 @@ def _cell(
   Returns (h' [batch, P] float32, c' [batch, H] float32, activations
   [batch, 4, H] = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] float32).
   """
-  gates = gates_x.astype(h.dtype) + _dot_nt(h, w_h_t, compute_dtype)  # [B, 4, H]
+  gates = gates_x.astype(h.dtype) + _recurrent_product(h, w_h_t, compute_dtype)  # [B, 4, H]
   i, f, g, o = _gates(gates)
   i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
   c_new = f * c + i * g
@@ -281,7 +305,7 @@ def _recurrence_forward(
   step); ``acts`` is ``[T, B, 4, H]``.
   """
 
-  w_h_t = _transpose_recurrent(w_h).astype(compute_dtype)  # [4, H, P], once per call
+  w_h_t = _recurrent_blocks(w_h, compute_dtype)  # 4 x [H, P], once per call
   w_p_t = None if w_p is None else w_p.T.astype(compute_dtype)  # [P, H]
 
   def step(carry, xs):
@@ -328,7 +352,7 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   acc = _accumulation_dtype(compute_dtype)
   d_hs, d_h_t, d_c_t = cotangents  # [T,B,P], [B,P], [B,H]
   c_prev = _previous(cs, c0, reverse)  # [T, B, H]
-  w_h_c = w_h.astype(compute_dtype)  # [P, 4, H]: dh = dgates . w_h over (4, H) is "NT"
+  w_h_g = _gate_blocks(w_h, (1, 0, 2), compute_dtype)  # 4 x [P, H], once per call
   w_p_c = None if w_p is None else w_p.astype(compute_dtype)  # [H, P]
 
   def step(carry, xs):
@@ -348,7 +372,7 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
         ],
         axis=-2,
     )  # [B, 4, H] gradient of the pre-activation gates
-    dh_prev = _dot_nt(d_gates, w_h_c, compute_dtype, contract=2)  # [B, P]
+    dh_prev = _recurrent_product_t(d_gates, w_h_g, compute_dtype)  # [B, P]
     dc_prev = dc_total * f
     d_h_step = dh  # gradient reaching this step's h (for the projection)
     if m is not None:
@@ -553,7 +577,7 @@ def lstm_cell(
       gates_x,
       carry.h.astype(acc),
       carry.c.astype(acc),
-      _transpose_recurrent(w_h),
+      _recurrent_blocks(w_h, compute_dtype),
       None if w_p is None else w_p.T,
       compute_dtype,
   )

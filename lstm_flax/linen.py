@@ -193,7 +193,7 @@ class LSTM(nn.Module):
   @property
   def spec(self) -> spec_lib.LSTMSpec:
     return spec_lib.from_fields(
-        type(self).__name__, **{f: getattr(self, f) for f in spec_lib.SPEC_FIELDS})
+        type(self).__name__, {f: getattr(self, f) for f in spec_lib.SPEC_FIELDS})
 
   @nn.compact
   def __call__(

@@ -7,6 +7,7 @@ name every parameter's logical axes (``lstm_flax.axes``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -80,7 +81,32 @@ def _check_common(module: Any) -> None:
   validation.boolean(owner, 'use_custom_vjp', module.use_custom_vjp)
 
 
-class LanguageModel(nn.Module):
+def _keyword(default: Any) -> Any:
+  return dataclasses.field(default=default, kw_only=True)
+
+
+class _TokenLSTM(nn.Module):
+  """Keyword-only fields and checks shared by ``LanguageModel`` and
+  ``SequenceClassifier`` (see their docstrings); subclasses declare
+  ``vocab_size``, ``embedding_size``, ``hidden_size``, ``num_layers`` and
+  ``proj_size``."""
+
+  embedding_dropout_rate: float = _keyword(0.0)
+  input_dropout_rate: float = _keyword(0.0)
+  dropout_rate: float = _keyword(0.0)
+  output_dropout_rate: float = _keyword(0.0)
+  forget_bias: float = _keyword(0.0)
+  init_scale: Optional[float] = _keyword(None)
+  dtype: Any = _keyword('float32')
+  unroll: Optional[int] = _keyword(None)
+  use_custom_vjp: bool = _keyword(True)
+
+  def __post_init__(self):
+    super().__post_init__()
+    _check_common(self)
+
+
+class LanguageModel(_TokenLSTM):
   """Embedding -> LSTM stack -> softmax over the vocabulary.
 
   ``logits, carry = model.apply(variables, tokens, carry)`` with ``tokens
@@ -102,7 +128,8 @@ class LanguageModel(nn.Module):
   [V]`` (``nn.Dense``'s), or ``output_bias [V]`` when tied. All carry logical
   axis names (``lstm_flax.axes``).
 
-  Attributes (JSON-able; checked on construction):
+  Attributes (JSON-able; checked on construction; those from
+  ``embedding_dropout_rate`` on are keyword-only):
     vocab_size: ``V``.
     embedding_size: ``E``.
     hidden_size: ``H`` of every LSTM layer.
@@ -139,22 +166,12 @@ class LanguageModel(nn.Module):
   proj_size: Optional[int] = None
   last_layer_size: Optional[int] = None
   tie_weights: bool = False
-  embedding_dropout_rate: float = 0.0
-  input_dropout_rate: float = 0.0
-  dropout_rate: float = 0.0
-  output_dropout_rate: float = 0.0
   weight_dropout_rate: float = 0.0
   variational_dropout: bool = False
-  forget_bias: float = 0.0
-  init_scale: Optional[float] = None
-  dtype: Any = 'float32'
-  unroll: Optional[int] = None
-  use_custom_vjp: bool = True
 
   def __post_init__(self):
     super().__post_init__()
     owner = type(self).__name__
-    _check_common(self)
     validation.optional_positive(owner, 'last_layer_size', self.last_layer_size)
     validation.rate(owner, 'weight_dropout_rate', self.weight_dropout_rate)
     validation.boolean(owner, 'tie_weights', self.tie_weights)
@@ -293,7 +310,7 @@ def reverse_padded(x: Array, lengths: Array) -> Array:
   return jnp.take_along_axis(x, index, axis=1)
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(_TokenLSTM):
   """Embedding -> LSTM stack(s) -> pooling over time -> dense -> class logits.
 
   ``logits = model.apply(variables, tokens, lengths, deterministic=True)``
@@ -324,6 +341,8 @@ class SequenceClassifier(nn.Module):
   Attributes (JSON-able; checked on construction):
     vocab_size, num_classes, embedding_size, hidden_size, num_layers,
     proj_size: sizes (``proj_size`` None: no projection).
+    (``embedding_dropout_rate`` and the following fields of
+    ``LanguageModel`` are keyword-only.)
     bidirectional: add the backward stack (default True).
     pooling: ``'max'``, ``'mean'`` or ``'last'``.
     embedding_dropout_rate: whole-word dropout (as ``LanguageModel``).
@@ -342,20 +361,10 @@ class SequenceClassifier(nn.Module):
   bidirectional: bool = True
   proj_size: Optional[int] = None
   pooling: str = 'max'
-  embedding_dropout_rate: float = 0.0
-  input_dropout_rate: float = 0.0
-  dropout_rate: float = 0.0
-  output_dropout_rate: float = 0.0
-  forget_bias: float = 0.0
-  init_scale: Optional[float] = None
-  dtype: Any = 'float32'
-  unroll: Optional[int] = None
-  use_custom_vjp: bool = True
 
   def __post_init__(self):
     super().__post_init__()
     owner = type(self).__name__
-    _check_common(self)
     validation.positive(owner, 'num_classes', self.num_classes)
     validation.boolean(owner, 'bidirectional', self.bidirectional)
     validation.choice(owner, 'pooling', self.pooling, POOLING)

@@ -75,15 +75,11 @@ class LSTM(nnx.Module):
       deterministic: bool = False,
       rngs: nnx.Rngs,
   ):
+    arguments = dict(locals())
     owner = 'nnx.LSTM'
     validation.positive(owner, 'in_features', in_features)
     validation.number(owner, 'forget_bias', forget_bias)
-    self.spec = spec_lib.from_fields(
-        owner, hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-        proj_size=proj_size, dropout_rate=dropout_rate, input_dropout_rate=input_dropout_rate,
-        output_dropout_rate=output_dropout_rate, weight_dropout_rate=weight_dropout_rate,
-        variational_dropout=variational_dropout, time_major=time_major, unroll=unroll,
-        dtype=dtype, use_custom_vjp=use_custom_vjp)
+    self.spec = spec_lib.from_fields(owner, {f: arguments[f] for f in spec_lib.SPEC_FIELDS})
     self.deterministic = deterministic
     self.rngs = rngs
     param_dtype = validation.dtype(owner, 'param_dtype', param_dtype)

@@ -197,7 +197,7 @@ class LSTMSpec:
   def check_carry(self, carry: Optional[kernel.LSTMState], batch_size: int) -> None:
     if carry is None:
       return
-    expected = self.zero_carry(batch_size)
+    expected = jax.eval_shape(lambda: self.zero_carry(batch_size))
     if (jnp.shape(carry.h), jnp.shape(carry.c)) != (expected.h.shape, expected.c.shape):
       raise ValueError(
           'initial_carry must be LSTMState(h=[layers*directions, batch, P], '
@@ -224,49 +224,36 @@ SPEC_FIELDS = ('hidden_size', 'num_layers', 'bidirectional', 'proj_size', 'dropo
                'variational_dropout', 'time_major', 'unroll', 'dtype', 'use_custom_vjp')
 
 
-def from_fields(
-    owner: str,
-    *,
-    hidden_size: int,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    proj_size: Optional[int] = None,
-    dropout_rate: float = 0.0,
-    input_dropout_rate: float = 0.0,
-    output_dropout_rate: float = 0.0,
-    weight_dropout_rate: float = 0.0,
-    variational_dropout: bool = False,
-    time_major: bool = False,
-    unroll: Optional[int] = None,
-    dtype: Any = 'float32',
-    use_custom_vjp: bool = True,
-) -> LSTMSpec:
+def from_fields(owner: str, fields: Mapping[str, Any]) -> LSTMSpec:
   """Validates an LSTM module's fields (errors name ``owner.field``) and
-  returns its ``LSTMSpec``; ``dtype`` may be a name (``'bfloat16'``)."""
-  for field, value in (('dropout_rate', dropout_rate),
-                       ('input_dropout_rate', input_dropout_rate),
-                       ('output_dropout_rate', output_dropout_rate),
-                       ('weight_dropout_rate', weight_dropout_rate)):
-    validation.rate(owner, field, value)
-  for field, value in (('bidirectional', bidirectional),
-                       ('variational_dropout', variational_dropout),
-                       ('time_major', time_major), ('use_custom_vjp', use_custom_vjp)):
-    validation.boolean(owner, field, value)
+  returns its ``LSTMSpec``.
+
+  Args:
+    owner: class name for error messages (``'LSTM'``, ``'nnx.LSTM'``).
+    fields: the module's values of every name in ``SPEC_FIELDS``; ``dtype``
+      may be a name (``'bfloat16'``).
+  """
+  f = fields
+  for name in ('dropout_rate', 'input_dropout_rate', 'output_dropout_rate',
+               'weight_dropout_rate'):
+    validation.rate(owner, name, f[name])
+  for name in ('bidirectional', 'variational_dropout', 'time_major', 'use_custom_vjp'):
+    validation.boolean(owner, name, f[name])
   return LSTMSpec(
-      hidden_size=hidden_size,
-      num_layers=num_layers,
-      bidirectional=bidirectional,
-      proj_size=proj_size,
+      hidden_size=f['hidden_size'],
+      num_layers=f['num_layers'],
+      bidirectional=f['bidirectional'],
+      proj_size=f['proj_size'],
       dropout=DropoutConfig(
-          input_rate=input_dropout_rate,
-          hidden_rate=dropout_rate,
-          output_rate=output_dropout_rate,
-          weight_rate=weight_dropout_rate,
-          variational=variational_dropout,
+          input_rate=f['input_dropout_rate'],
+          hidden_rate=f['dropout_rate'],
+          output_rate=f['output_dropout_rate'],
+          weight_rate=f['weight_dropout_rate'],
+          variational=f['variational_dropout'],
       ),
-      time_major=time_major,
-      unroll=unroll,
-      compute_dtype=validation.dtype(owner, 'dtype', dtype),
-      use_custom_vjp=use_custom_vjp,
+      time_major=f['time_major'],
+      unroll=f['unroll'],
+      compute_dtype=validation.dtype(owner, 'dtype', f['dtype']),
+      use_custom_vjp=f['use_custom_vjp'],
       owner=owner,
   )

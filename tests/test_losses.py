@@ -122,7 +122,7 @@ def test_output_layer_params_are_nn_dense_params():
   """Checkpoints from the nn.Dense output layer load unchanged."""
   model = LanguageModel(vocab_size=V, embedding_size=6, hidden_size=6, num_layers=1)
   tokens = jnp.zeros((2, 3), jnp.int32)
-  params = model.init(jax.random.PRNGKey(4), tokens)['params']
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(4), tokens))['params']
   dense = nn.Dense(V).init(jax.random.PRNGKey(0), jnp.zeros((1, 6)))['params']
   assert jax.tree.map(jnp.shape, params['output']) == jax.tree.map(jnp.shape, dense)
   x = params['embed']['embedding'][tokens]
