@@ -44,3 +44,11 @@ class VocabularyMismatchError(InputPipelineError, ValueError):
 
 class BatchSizeError(InputPipelineError, ValueError):
   """A batch size cannot be split evenly across processes or devices."""
+
+
+class CacheWriteError(InputPipelineError, OSError):
+  """Writing the data cache failed (e.g. the disk is full)."""
+
+
+class WaitTimeoutError(InputPipelineError, TimeoutError):
+  """Another process did not write the tokenizer or a shard in time."""

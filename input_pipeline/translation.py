@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +40,23 @@ from input_pipeline.hosts import HostShard
 from input_pipeline.lm import Batch, planned_steps, round_up
 
 DEFAULT_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+class Spans(NamedTuple):
+  """Sentences in a flat array as (start, length) pairs: unlike offsets,
+  they can name any subset of the sentences (the length-filtered pairs) of a
+  memory-mapped array without copying it."""
+
+  starts: np.ndarray
+  lengths: np.ndarray
+
+
+def _spans(offsets: np.ndarray | Spans) -> tuple[np.ndarray, np.ndarray]:
+  if isinstance(offsets, Spans):
+    return (np.asarray(offsets.starts, np.int64),
+            np.asarray(offsets.lengths, np.int64))
+  offsets = np.asarray(offsets, np.int64)
+  return offsets[:-1], np.diff(offsets)
 
 
 def length_filter(source_lengths: np.ndarray, target_lengths: np.ndarray,
@@ -72,8 +90,9 @@ class TranslationBatcher:
   """Token-budget bucketed batches of (source, target) pairs.
 
   Args:
-    source_ids, source_offsets: flat source tokens (each with EOS) and
-      offsets ``[num_pairs + 1]``.
+    source_ids, source_offsets: flat source tokens (each with EOS; any array
+      that slices, e.g. a memory map) and offsets ``[num_pairs + 1]`` or
+      :class:`Spans` of the pairs.
     target_ids, target_offsets: the same for targets (each with EOS).
     shard: this host's place.
     bos_id, pad_id: special ids.
@@ -86,17 +105,16 @@ class TranslationBatcher:
       ordered pass in which incomplete batches are filled with empty rows.
   """
 
-  def __init__(self, source_ids: np.ndarray, source_offsets: np.ndarray,
-               target_ids: np.ndarray, target_offsets: np.ndarray,
+  def __init__(self, source_ids: np.ndarray,
+               source_offsets: np.ndarray | Spans,
+               target_ids: np.ndarray, target_offsets: np.ndarray | Spans,
                shard: HostShard, *, bos_id: int, pad_id: int,
                tokens_per_batch: int, max_length: int,
                batch_size_multiple: int = 8, training: bool = True,
                seed: int = 0, boundaries: Sequence[int] = ()):
     self.source_ids, self.target_ids = source_ids, target_ids
-    self.source_starts = source_offsets[:-1]
-    self.target_starts = target_offsets[:-1]
-    self.source_lengths = np.diff(source_offsets)
-    self.target_lengths = np.diff(target_offsets)
+    self.source_starts, self.source_lengths = _spans(source_offsets)
+    self.target_starts, self.target_lengths = _spans(target_offsets)
     if not len(self.source_lengths):
       raise errors.EmptyDataError('No sentence pairs left to batch.')
     longest = int(np.maximum(self.source_lengths, self.target_lengths).max())
