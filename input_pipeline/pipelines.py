@@ -411,7 +411,8 @@ def _encode_shards(entry: cache.ShardedEntry, shard: hosts.HostShard,
 
     def tracked(k=k, state=state):
       for chunk in chunks(k):
-        state['has_text'] = state['has_text'] or bool(chunk.pop('_has_text'))
+        has_text = bool(chunk.pop('_has_text'))
+        state['has_text'] = state['has_text'] or has_text
         yield chunk
 
     meta = entry.write(k, tracked(), lambda state=state: state)
