@@ -205,6 +205,19 @@ class ConcatArray:
       return self.parts[k][index - self.bounds[k]]
     return np.asarray(self)[key]
 
+  def view(self, start: int, stop: int) -> np.ndarray | ConcatArray:
+    """Items ``[start, stop)`` without copying: a view of one part (a memory
+    map) when they lie in one, else a ConcatArray of views."""
+    start, stop = max(start, 0), min(stop, len(self))
+    if stop <= start:
+      return np.zeros(0, self.dtype)
+    first = int(np.searchsorted(self.bounds, start, 'right')) - 1
+    last = int(np.searchsorted(self.bounds, stop, 'left')) - 1
+    views = [self.parts[k][max(start - self.bounds[k], 0):
+                           min(stop, self.bounds[k + 1]) - self.bounds[k]]
+             for k in range(first, last + 1)]
+    return views[0] if len(views) == 1 else ConcatArray(views)
+
   def __array__(self, dtype=None, copy=None):
     del copy
     out = np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)

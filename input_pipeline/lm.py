@@ -69,6 +69,13 @@ def planned_steps(plan: Callable[[int], Sequence[T]], start_step: int = 0,
     epoch, skip = epoch + 1, 0
 
 
+def _view(ids, start: int, stop: int):
+  """``ids[start:stop]`` (clipped) without copying."""
+  if hasattr(ids, 'view') and hasattr(ids, 'parts'):  # cache.ConcatArray
+    return ids.view(start, stop)
+  return ids[max(start, 0):max(min(stop, len(ids)), 0)]
+
+
 class StreamBatcher:
   """Truncated-BPTT batches over B parallel streams (Zaremba et al.; AWD-LSTM).
 
@@ -146,6 +153,11 @@ class StreamBatcher:
     # This host's stream indices and their valid positions.
     self.local_rows = np.arange(batch_size)[self.rows]
     self.local_valid = valid[self.rows]
+    # Each local stream as a view of ids (no copy; a memory map's pages are
+    # read when a batch slices them).
+    self.local_streams = [
+        _view(ids, r * self.stride, r * self.stride + self.stream_length + 1)
+        for r in self.local_rows.tolist()]
     self.drop_remainder = drop_remainder
     self.random_window = random_window
     self.seed = seed
@@ -186,12 +198,9 @@ class StreamBatcher:
             self.max_window, self.pad_to_multiple))
     rows = len(self.local_rows)
     tokens = np.zeros((rows, length + 1), np.int32)
-    total = len(self.ids)
-    for i, r in enumerate(self.local_rows.tolist()):
-      begin = r * self.stride + start
-      end = min(begin + length + 1, total)
-      if end > begin:
-        tokens[i, :end - begin] = self.ids[begin:end]
+    for i, stream in enumerate(self.local_streams):
+      window = stream[start:start + length + 1]
+      tokens[i, :len(window)] = window
     inputs = np.zeros((rows, width), np.int32)
     targets = np.zeros((rows, width), np.int32)
     mask = np.zeros((rows, width), np.float32)
