@@ -27,6 +27,7 @@ read until a batch touches its pages.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import json
@@ -177,6 +178,7 @@ class ConcatArray:
     self.dtype = self.parts[0].dtype if self.parts else np.dtype(np.int32)
     self.bounds = np.zeros(len(self.parts) + 1, np.int64)
     np.cumsum([len(p) for p in self.parts], out=self.bounds[1:])
+    self._bounds = self.bounds.tolist()
     self.shape = (int(self.bounds[-1]),)
     self.ndim = 1
 
@@ -190,19 +192,18 @@ class ConcatArray:
         return np.asarray(self)[key]
       if stop <= start:
         return np.zeros(0, self.dtype)
-      first = int(np.searchsorted(self.bounds, start, 'right')) - 1
-      last = int(np.searchsorted(self.bounds, stop, 'left')) - 1
-      pieces = [self.parts[k][max(start - self.bounds[k], 0):
-                              min(stop, self.bounds[k + 1]) - self.bounds[k]]
-                for k in range(first, last + 1)]
-      return np.array(pieces[0]) if len(pieces) == 1 else np.concatenate(
-          pieces)
+      bounds = self._bounds
+      first = bisect.bisect_right(bounds, start) - 1
+      if stop <= bounds[first + 1]:  # The common case: within one part.
+        base = bounds[first]
+        return np.asarray(self.parts[first][start - base:stop - base])
+      return np.asarray(self.view(start, stop))
     if isinstance(key, (int, np.integer)):
       index = int(key) + (len(self) if key < 0 else 0)
       if not 0 <= index < len(self):
         raise IndexError(key)
-      k = int(np.searchsorted(self.bounds, index, 'right')) - 1
-      return self.parts[k][index - self.bounds[k]]
+      k = bisect.bisect_right(self._bounds, index) - 1
+      return self.parts[k][index - self._bounds[k]]
     return np.asarray(self)[key]
 
   def view(self, start: int, stop: int) -> np.ndarray | ConcatArray:
