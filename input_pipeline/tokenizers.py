@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -603,18 +603,20 @@ def _stats_of(kind: str, text: Any, shard: int, chunk_bytes: int
 def _shard_stats(spec: Mapping[str, Any], text: Any, data_fingerprint: str,
                  process_index: int, process_count: int,
                  stats_dir: str | os.PathLike[str] | None, timeout_s: float,
-                 chunk_bytes: int) -> list[dict[str, Any]] | None:
+                 chunk_bytes: int) -> Iterator[dict[str, Any]] | None:
   """Per-shard vocabulary statistics, computed in parallel.
 
-  One process: computed here, in memory. Several: process ``p`` computes the
-  shards ``k % P == p`` and saves each (atomically) under ``stats_dir``;
-  process 0 waits for all and returns them; the others return ``None``.
+  One process: computed lazily, shard after shard, as the returned iterator
+  is consumed (so only one shard's counts and the merged counts are held).
+  Several: process ``p`` computes the shards ``k % P == p`` and saves each
+  (atomically) under ``stats_dir``; process 0 waits for all and returns an
+  iterator that loads them one by one; the others return ``None``.
   """
   from input_pipeline import cache  # pylint: disable=g-import-not-at-top
   kind = spec['kind']
   if process_count == 1:
-    return [_stats_of(kind, text, k, chunk_bytes)
-            for k in range(text.num_shards)]
+    return (_stats_of(kind, text, k, chunk_bytes)
+            for k in range(text.num_shards))
   if stats_dir is None:
     raise errors.ConfigError('Several processes need a shared stats_dir.')
   digest = cache.digest_of({'kind': kind, 'data': data_fingerprint,
@@ -635,11 +637,11 @@ def _shard_stats(spec: Mapping[str, Any], text: Any, data_fingerprint: str,
       timeout_s, f'Timed out after {timeout_s:.0f} s waiting for the other '
       f'processes to count their shards of the training text in {directory}.'
       ' Check their logs, or raise the data config wait_timeout_s.')
-  return [json.loads(path(k).read_text()) for k in range(text.num_shards)]
+  return (json.loads(path(k).read_text()) for k in range(text.num_shards))
 
 
 def _build(spec: Mapping[str, Any], loaded: SentencePieceTokenizer | None,
-           text: Any, stats: list[dict[str, Any]] | None,
+           text: Any, stats: Iterator[dict[str, Any]] | None,
            chunk_bytes: int) -> Tokenizer:
   kind = spec['kind']
   if kind == 'word':
