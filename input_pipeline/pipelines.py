@@ -635,22 +635,26 @@ def _pair_chunks(tokenizer: tokenizers_lib.Tokenizer,
 
 def _filtered_pairs(entry: cache.ShardedEntry, max_length: int,
                     split: str) -> TranslationSplit:
-  """The cached pairs, length-filtered from the lengths arrays alone."""
-  sides = {}
+  """The cached pairs, length-filtered from the lengths arrays alone.
+
+  Holds per kept pair an int64 start and an int32 length per side and the
+  int64 raw index (~32 bytes per pair); the token ids stay memory-mapped.
+  """
+  lengths = {side: np.concatenate(entry.open(f'{side}_lengths'))
+             for side in ('source', 'target')}
+  total = len(lengths['source'])
+  keep = translation.length_mask(lengths['source'], lengths['target'],
+                                 max_length, split)
+  sides = []
   for side in ('source', 'target'):
-    lengths = np.concatenate([np.asarray(x, np.int64)
-                              for x in entry.open(f'{side}_lengths')])
-    starts = np.zeros(len(lengths), np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    sides[side] = (cache.concat(entry.open(f'{side}_ids')), starts, lengths)
-  total = len(sides['source'][2])
-  keep = translation.length_filter(sides['source'][2], sides['target'][2],
-                                   max_length, split)
-  if len(keep) == total:
-    keep = np.arange(total, dtype=np.int64)
-  source_ids, source_starts, source_lengths = sides['source']
-  target_ids, target_starts, target_lengths = sides['target']
-  return TranslationSplit(
-      source_ids, source_starts[keep], source_lengths[keep],
-      target_ids, target_starts[keep], target_lengths[keep],
-      keep.astype(np.int64), total - len(keep))
+    side_lengths = lengths.pop(side)
+    starts = np.zeros(total, np.int64)
+    np.cumsum(side_lengths[:-1], dtype=np.int64, out=starts[1:])
+    if keep is not None:
+      starts, side_lengths = starts[keep], side_lengths[keep]
+    sides.append((cache.concat(entry.open(f'{side}_ids')), starts,
+                  side_lengths))
+  raw_index = (np.arange(total, dtype=np.int64) if keep is None else
+               np.flatnonzero(keep).astype(np.int64))
+  return TranslationSplit(*sides[0], *sides[1], raw_index,
+                          total - len(raw_index))

@@ -52,9 +52,8 @@ class Spans(NamedTuple):
 
 
 def _spans(offsets: np.ndarray | Spans) -> tuple[np.ndarray, np.ndarray]:
-  if isinstance(offsets, Spans):
-    return (np.asarray(offsets.starts, np.int64),
-            np.asarray(offsets.lengths, np.int64))
+  if isinstance(offsets, Spans):  # Lengths stay int32 (memory per pair).
+    return np.asarray(offsets.starts, np.int64), np.asarray(offsets.lengths)
   offsets = np.asarray(offsets, np.int64)
   return offsets[:-1], np.diff(offsets)
 
@@ -66,16 +65,28 @@ def length_filter(source_lengths: np.ndarray, target_lengths: np.ndarray,
   Logs how many pairs were dropped (``what`` names the split in the log).
   ``max_length <= 0`` keeps everything.
   """
-  keep = np.ones(len(source_lengths), bool)
-  if max_length > 0:
-    keep = (source_lengths <= max_length) & (target_lengths <= max_length)
-  dropped = int((~keep).sum())
+  keep = length_mask(source_lengths, target_lengths, max_length, what)
+  if keep is None:
+    return np.arange(len(source_lengths))
+  return np.flatnonzero(keep)
+
+
+def length_mask(source_lengths: np.ndarray, target_lengths: np.ndarray,
+                max_length: int, what: str) -> np.ndarray | None:
+  """As :func:`length_filter`, as a boolean mask; ``None`` if every pair
+  is kept (no array of the size of the split is made then)."""
+  if max_length <= 0:
+    return None
+  keep = (source_lengths <= max_length) & (target_lengths <= max_length)
+  dropped = len(keep) - int(np.count_nonzero(keep))
+  if not dropped:
+    return None
   if dropped:
     logging.info(
         'Dropped %d of %d %s pairs (%.2f%%) with more than max_length=%d '
         'tokens (source with EOS, or target with BOS/EOS).', dropped,
         len(keep), what, 100 * dropped / max(1, len(keep)), max_length)
-  return np.flatnonzero(keep)
+  return keep
 
 
 def bucket_boundaries(max_length: int,
@@ -140,17 +151,25 @@ class TranslationBatcher:
     """The epoch's global batches: (bucket, int64 pair indices; -1 = empty)."""
     batches: list[tuple[int, np.ndarray]] = []
     if self.training:
+      # Pairs in shuffled order fill their bucket's queue; a batch is made
+      # when a queue is full. Vectorised: bucket b's k-th batch is its
+      # members k*size .. (k+1)*size - 1 in shuffled order, made at the
+      # position of its last member; incomplete queues are dropped.
       order = np.random.default_rng([self.seed, epoch]).permutation(
           len(self.bucket_of))
-      queues: list[list[int]] = [[] for _ in self.boundaries]
-      sizes = self.bucket_batch_sizes.tolist()
-      for index, bucket in zip(order.tolist(), self.bucket_of[order].tolist()):
-        queue = queues[bucket]
-        queue.append(index)
-        if len(queue) == sizes[bucket]:
-          batches.append((bucket, np.asarray(queue, np.int64)))
-          queues[bucket] = []
-      return batches
+      buckets = self.bucket_of[order]
+      made_at, members = [], []
+      for bucket, size in enumerate(self.bucket_batch_sizes.tolist()):
+        positions = np.flatnonzero(buckets == bucket)
+        full = len(positions) // size * size
+        if not full:
+          continue
+        groups = positions[:full].reshape(-1, size)
+        made_at.append(groups[:, -1])
+        members.extend((bucket, order[g]) for g in groups)
+      if not members:
+        return batches
+      return [members[i] for i in np.argsort(np.concatenate(made_at))]
     for bucket, size in enumerate(self.bucket_batch_sizes.tolist()):
       members = np.flatnonzero(self.bucket_of == bucket)
       for begin in range(0, len(members), size):
