@@ -14,8 +14,9 @@ SentencePiece, kill -9 of both, resume; an uninterrupted run to compare.
 4. Reference: an uninterrupted two-process run (its own workdir with a copy
    of the tokenizer, the same data cache).
 The per-step training losses of 1+3 must equal the reference's exactly.
-Peak RSS per process (``VmHWM``, sampled) and preprocessing time (from the
-logs) are printed.
+Peak RSS per process (``VmHWM``: the whole process, trainer included), the
+peak RSS until the data is loaded (sampled every 0.1 s) and the
+preprocessing log lines are printed.
 """
 
 from __future__ import annotations
@@ -71,14 +72,29 @@ def start(workdir: Path, flags: list[str], log_prefix: Path):
   return procs
 
 
-def watch(procs, workdir: Path, until_step: int | None, timeout: float):
+def _rss_mb(pid: int) -> float:
+  try:
+    with open(f'/proc/{pid}/statm') as f:
+      return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+  except OSError:
+    return 0.0
+
+
+def watch(procs, workdir: Path, until_step: int | None, timeout: float,
+          preprocessing: list[float] | None = None):
   """Waits for the processes to end (or ``until_step`` logged); returns
-  peak RSS per process."""
+  peak RSS per process. ``preprocessing`` gets each process's peak RSS
+  (sampled every 0.1 s) until its log says the data is loaded."""
   peaks = [0.0, 0.0]
+  loaded = [False, False]
   deadline = time.time() + timeout
   while time.time() < deadline:
-    for i, (p, _) in enumerate(procs):
+    for i, (p, log) in enumerate(procs):
       peaks[i] = max(peaks[i], _hwm_mb(p.pid))
+      if preprocessing is not None and not loaded[i]:
+        preprocessing[i] = max(preprocessing[i], _rss_mb(p.pid))
+        with open(log.name) as f:
+          loaded[i] = 'LM split valid' in f.read()
     if until_step is not None:
       losses = testing.train_losses(workdir)
       if losses and max(losses) >= until_step:
@@ -87,7 +103,7 @@ def watch(procs, workdir: Path, until_step: int | None, timeout: float):
       return peaks
     if any(p.poll() not in (None, 0) for p, _ in procs):
       raise RuntimeError('a process failed; see the logs')
-    time.sleep(0.2)
+    time.sleep(0.1)
   raise RuntimeError('timed out')
 
 
@@ -119,13 +135,15 @@ def main():
 
   start_time = time.time()
   procs = start(workdir, flags, run / 'first')
-  peaks = watch(procs, workdir, args.kill_at, args.timeout)
+  preprocessing = [0.0, 0.0]
+  peaks = watch(procs, workdir, args.kill_at, args.timeout, preprocessing)
   for p, log in procs:
     os.kill(p.pid, signal.SIGKILL)
   for p, log in procs:
     p.wait()
     log.close()
   report['first'] = {'wall_s': time.time() - start_time, 'peak_rss_mb': peaks,
+                     'preprocessing_peak_rss_mb': preprocessing,
                      'killed_after_step': max(testing.train_losses(workdir)),
                      'returncodes': [p.returncode for p, _ in procs]}
   for i in range(2):
