@@ -1,6 +1,10 @@
-"""tf.data / TFDS input pipelines for LSTM language and translation models.
+"""Input pipelines for LSTM language and translation models.
 
-Knows nothing about models (it does not import ``lstm_flax``). Entry points:
+Text (files, or TFDS read with ``tf.data``) is tokenised once, in chunks and
+in parallel across processes, into memory-mapped ``.npy`` cache shards;
+batches are planned with numpy and prepared ahead on a Python thread
+(:mod:`input_pipeline.prefetch`). Knows nothing about models (it does not
+import ``lstm_flax``). Entry points:
 
 * :func:`get_lm_datasets` -> :class:`LMDatasets` (``train_batches``,
   ``eval_batches``), batches ``{'inputs', 'targets', 'mask'}`` (plus

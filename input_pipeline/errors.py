@@ -56,3 +56,11 @@ class UnknownLabelError(InputPipelineError, ValueError):
 
 class LabelMismatchError(InputPipelineError, ValueError):
   """The labels for this run differ from the ones saved in the workdir."""
+
+
+class CacheWriteError(InputPipelineError, OSError):
+  """Writing the data cache failed (e.g. the disk is full)."""
+
+
+class WaitTimeoutError(InputPipelineError, TimeoutError):
+  """Another process did not write the tokenizer or a shard in time."""

@@ -14,8 +14,9 @@ rows. Hence
 The plans are done in numpy rather than with ``tf.data`` shuffling and
 bucketing because those give neither property (their per-host sharding
 changes the batches with the number of hosts, and resuming means replaying the
-skipped data). ``tf.data`` reads TFDS sources and prefetches the batches
-(:mod:`input_pipeline.prefetch`).
+skipped data). ``tf.data`` only reads TFDS sources; batches are prefetched
+by a Python thread (:mod:`input_pipeline.prefetch`). The token ids are
+memory-mapped cache shards: a batch slices only its rows' tokens.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def planned_steps(plan: Callable[[int], Sequence[T]], start_step: int = 0,
     epoch, skip = epoch + 1, 0
 
 
+def _view(ids, start: int, stop: int):
+  """``ids[start:stop]`` (clipped) without copying."""
+  if hasattr(ids, 'view') and hasattr(ids, 'parts'):  # cache.ConcatArray
+    return ids.view(start, stop)
+  return ids[max(start, 0):max(min(stop, len(ids)), 0)]
+
+
 class StreamBatcher:
   """Truncated-BPTT batches over B parallel streams (Zaremba et al.; AWD-LSTM).
 
@@ -113,7 +121,14 @@ class StreamBatcher:
     self.rows = shard.rows(batch_size)
     self.batch_size = batch_size
     self.seq_len = seq_len
-    ids = np.asarray(ids, np.int32)
+    if not isinstance(ids, np.ndarray) and not hasattr(ids, 'parts'):
+      ids = np.asarray(ids, np.int32)
+    elif isinstance(ids, np.ndarray) and ids.dtype != np.int32:
+      ids = ids.astype(np.int32)
+    # Stream r is ids[r * stride : r * stride + stream_length + 1]; rows are
+    # sliced from ids (a memory map: only the pages of this host's rows are
+    # read) when a batch is made, never copied whole.
+    self.ids = ids
     if drop_remainder:
       # stream_length: positions of a stream that have a next token.
       self.stream_length = len(ids) // batch_size - 1
@@ -122,8 +137,7 @@ class StreamBatcher:
             f'The split has {len(ids)} tokens: too few for batch_size='
             f'{batch_size} streams of at least 2 tokens. Use a smaller batch '
             'size or more data.')
-      streams = ids[:batch_size * (self.stream_length + 1)].reshape(
-          batch_size, -1)
+      self.stride = self.stream_length + 1
       valid = np.full(batch_size, self.stream_length, np.int64)
     else:
       num_targets = len(ids) - 1
@@ -133,15 +147,17 @@ class StreamBatcher:
       self.stream_length = -(-num_targets // batch_size)
       # Stream r: ids[r * S .. (r + 1) * S] (S + 1 tokens, the last one the
       # first of stream r + 1), zero-padded past the end of the split.
-      padded = np.zeros(batch_size * self.stream_length + 1, np.int32)
-      padded[:len(ids)] = ids
-      streams = padded[np.arange(batch_size)[:, None] * self.stream_length +
-                       np.arange(self.stream_length + 1)]
+      self.stride = self.stream_length
       valid = np.clip(num_targets - np.arange(batch_size) * self.stream_length,
                       0, self.stream_length)
-    # [b, stream_length + 1] tokens and [b] valid positions of this host.
-    self.local_streams = np.ascontiguousarray(streams[self.rows])
+    # This host's stream indices and their valid positions.
+    self.local_rows = np.arange(batch_size)[self.rows]
     self.local_valid = valid[self.rows]
+    # Each local stream as a view of ids (no copy; a memory map's pages are
+    # read when a batch slices them).
+    self.local_streams = [
+        _view(ids, r * self.stride, r * self.stride + self.stream_length + 1)
+        for r in self.local_rows.tolist()]
     self.drop_remainder = drop_remainder
     self.random_window = random_window
     self.seed = seed
@@ -180,12 +196,16 @@ class StreamBatcher:
     width = self.seq_len if not self.random_window else min(
         round_up(length, self.pad_to_multiple), round_up(
             self.max_window, self.pad_to_multiple))
-    rows = self.local_streams.shape[0]
+    rows = len(self.local_rows)
+    tokens = np.zeros((rows, length + 1), np.int32)
+    for i, stream in enumerate(self.local_streams):
+      window = stream[start:start + length + 1]
+      tokens[i, :len(window)] = window
     inputs = np.zeros((rows, width), np.int32)
     targets = np.zeros((rows, width), np.int32)
     mask = np.zeros((rows, width), np.float32)
-    inputs[:, :length] = self.local_streams[:, start:start + length]
-    targets[:, :length] = self.local_streams[:, start + 1:start + 1 + length]
+    inputs[:, :length] = tokens[:, :length]
+    targets[:, :length] = tokens[:, 1:]
     mask[:, :length] = np.arange(start, start + length) < self.local_valid[
         :, None]
     return {'inputs': inputs, 'targets': targets, 'mask': mask}

@@ -7,9 +7,12 @@
 take the defaults and unknown keys are an error (they are usually typos).
 
 What a run builds is kept in the workdir: the tokenizer in
-``workdir/tokenizer/`` (reused on restart; a different one is an error) and
-the tokenised splits in ``cache_dir`` (default ``workdir/data_cache``), so a
-second run reads neither text nor trains a tokenizer.
+``workdir/tokenizer/`` (built once, by process 0; reused on restart; a
+different one is an error) and the tokenised splits in ``cache_dir`` (default
+``workdir/data_cache``) as memory-mapped ``.npy`` shards (see
+:mod:`input_pipeline.cache`), so a second run reads neither text nor trains a
+tokenizer, and opens its data in O(1). With several processes the workdir
+(and ``cache_dir``) must be on a file system they share.
 """
 
 from __future__ import annotations
@@ -77,7 +80,22 @@ def default_lm_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.cache_dir = ''  # '': workdir/data_cache.
   c.prefetch = 2  # Batches prepared ahead on a thread (0: none).
+  _preprocessing_keys(c)
   return c
+
+
+def _preprocessing_keys(c: ml_collections.ConfigDict) -> None:
+  """Keys of the sharded, chunked preprocessing (LM and translation)."""
+  # Cache shard size in MiB of text (0: auto, 1/16 of the split but 1-64
+  # MiB). Shards are a property of the data, not of the number of processes.
+  c.shard_mb = 0.0
+  # Text read and encoded per chunk, in MiB: bounds preprocessing memory.
+  c.chunk_mb = 4.0
+  # SentencePiece encoding threads per process (-1: all cores; 1 when
+  # several processes share a machine's cores).
+  c.encode_threads = -1
+  # Seconds a process waits for the tokenizer or other processes' shards.
+  c.wait_timeout_s = 3600.0
 
 
 def default_translation_config() -> ml_collections.ConfigDict:
@@ -113,6 +131,7 @@ def default_translation_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.cache_dir = ''
   c.prefetch = 2
+  _preprocessing_keys(c)
   return c
 
 
@@ -167,14 +186,25 @@ def make_text_corpus(cfg: Mapping[str, Any]) -> corpora.TextCorpus:
 @dataclasses.dataclass
 class TokenizedText:
   """A tokenised split: ``ids`` int32 ``[num_tokens]`` (every line followed by
-  ``eos_id``) and ``offsets`` int64 ``[num_lines + 1]``."""
+  ``eos_id``) and ``lengths`` int32 ``[num_lines]`` (tokens per line, eos
+  included). Both are memory-mapped cache shards (one ``np.memmap``, or a
+  :class:`input_pipeline.cache.ConcatArray` of them): nothing is read until a
+  batch slices it."""
 
-  ids: np.ndarray
-  offsets: np.ndarray
+  ids: np.ndarray | cache.ConcatArray
+  lengths: np.ndarray | cache.ConcatArray
 
   @property
   def num_lines(self) -> int:
-    return len(self.offsets) - 1
+    return len(self.lengths)
+
+  @functools.cached_property
+  def offsets(self) -> np.ndarray:
+    """int64 ``[num_lines + 1]``; line i is ``ids[offsets[i]:offsets[i+1]]``
+    (computed on first use, in memory: 8 bytes per line)."""
+    offsets = np.zeros(self.num_lines + 1, np.int64)
+    np.cumsum(np.asarray(self.lengths), out=offsets[1:])
+    return offsets
 
 
 @dataclasses.dataclass
@@ -190,6 +220,8 @@ class LMDatasets:
   tokenizer: tokenizers_lib.Tokenizer
   splits: dict[str, TokenizedText]
   shard: hosts.HostShard
+  # What this process did to preprocess: shards and tokens it encoded.
+  preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def vocab_size(self) -> int:
@@ -254,9 +286,16 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
                     process_count: int | None = None) -> LMDatasets:
   """Loads (or reuses) the tokenizer and tokenised splits of an LM run.
 
+  Preprocessing streams the text in chunks (``chunk_mb``) into memory-mapped
+  cache shards: process ``p`` of ``P`` encodes the shards ``k % P == p`` of
+  each split and then maps all of them; process 0 alone builds the tokenizer
+  (see :func:`input_pipeline.tokenizers.get_tokenizer`). A process that finds
+  the shards complete reads no text.
+
   Args:
     config: the data config (keys of :func:`default_lm_config`).
-    workdir: the run directory (tokenizer and default cache live there).
+    workdir: the run directory (tokenizer and default cache live there); on a
+      file system shared by all processes.
     process_index, process_count: this host among the JAX processes
       (default: ``jax.process_index()``, ``jax.process_count()``).
 
@@ -269,16 +308,12 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
   shard.rows(cfg['eval_batch_size'], 'eval_batch_size')
   corpus = make_text_corpus(cfg)
   max_lines = cfg['max_lines'] or None
+  cache_dir = _cache_dir(cfg, workdir)
+  chunk_bytes = _chunk_bytes(cfg)
 
   @functools.cache
-  def read_lines(split: str) -> list[str]:
-    lines = corpus.read_lines(split)[:max_lines]
-    if not any(line.strip() for line in lines):
-      raise errors.EmptyDataError(
-          f'Split {split!r} of {corpus!r} has no text in its first '
-          f"{len(lines)} lines (data config max_lines={cfg['max_lines']}). "
-          'Put text in the split, or raise max_lines (0: all lines).')
-    return lines
+  def sources(split: str) -> corpora.LineShards:
+    return corpus.shards(split, max_lines, cfg['shard_mb'])
 
   def fingerprint(split: str) -> str:
     return corpora.fingerprint_of(corpus.fingerprint(split), str(max_lines))
@@ -286,24 +321,117 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
   spec = {'kind': cfg['tokenizer'],
           **{k: cfg[k] for k in _TOKENIZER_KEYS}}
   tokenizer = tokenizers_lib.get_tokenizer(
-      spec, workdir, lambda: read_lines('train'), fingerprint('train'))
+      spec, workdir, _LazyShards(lambda: sources('train')),
+      fingerprint('train'), process_index=shard.process_index,
+      process_count=shard.process_count, stats_dir=cache_dir,
+      wait_timeout_s=cfg['wait_timeout_s'], chunk_bytes=chunk_bytes)
+  _set_threads(tokenizer, cfg)
   splits = {}
+  done = {'shards_encoded': 0, 'tokens_encoded': 0}
   for split in ('train', *cfg['eval_splits']):
-    arrays = cache.load_or_build(
-        _cache_dir(cfg, workdir), f'lm-{split}',
-        {'source': fingerprint(split), 'tokenizer': tokenizer.fingerprint()},
-        functools.partial(_encode_split, tokenizer, read_lines, split))
-    splits[split] = TokenizedText(arrays['ids'], arrays['offsets'])
-    logging.info('LM split %s: %d lines, %d tokens', split,
-                 splits[split].num_lines, len(arrays['ids']))
-  return LMDatasets(cfg, tokenizer, splits, shard)
+    # The number of shards is decided from the data: the entry's name only
+    # needs the source, so a cached split opens without touching its text.
+    key = {'source': fingerprint(split), 'tokenizer': tokenizer.fingerprint(),
+           'shard_mb': cfg['shard_mb']}
+    entry = _find_entry(cache_dir, f'lm-{split}', key, _LM_FIELDS,
+                        lambda split=split: sources(split).num_shards)
+    metas = _encode_shards(entry, shard, cfg, done, lambda k, split=split: (
+        _lm_chunks(tokenizer, sources(split), k, chunk_bytes)))
+    if not any(m.get('has_text') for m in metas):
+      raise errors.EmptyDataError(
+          f'Split {split!r} of {corpus!r} has no text in its first '
+          f"{sum(m['lengths']['lengths'] for m in metas)} lines (data config "
+          f"max_lines={cfg['max_lines']}). Put text in the split, or raise "
+          'max_lines (0: all lines).')
+    splits[split] = TokenizedText(cache.concat(entry.open('ids')),
+                                  cache.concat(entry.open('lengths')))
+    logging.info('LM split %s: %d lines, %d tokens in %d shard(s)', split,
+                 splits[split].num_lines, len(splits[split].ids),
+                 entry.num_shards)
+  return LMDatasets(cfg, tokenizer, splits, shard, done)
 
 
-def _encode_split(tokenizer: tokenizers_lib.Tokenizer,
-                  read_lines: Callable[[str], list[str]],
-                  split: str) -> dict[str, np.ndarray]:
-  ids, offsets = tokenizer.encode_lines(read_lines(split))
-  return {'ids': ids, 'offsets': offsets}
+_LM_FIELDS = {'ids': np.int32, 'lengths': np.int32}
+_PAIR_FIELDS = {'source_ids': np.int32, 'source_lengths': np.int32,
+                'target_ids': np.int32, 'target_lengths': np.int32}
+
+
+class _LazyShards(corpora.LineShards):
+  """LineShards made on first use (a cached run never opens the text)."""
+
+  def __init__(self, make: Callable[[], Any]):
+    self._make = make
+
+  @property
+  def num_shards(self) -> int:  # pytype: disable=signature-mismatch
+    return self._make().num_shards
+
+  def chunks(self, shard: int, chunk_bytes: int):
+    return self._make().chunks(shard, chunk_bytes)
+
+
+def _chunk_bytes(cfg: Mapping[str, Any]) -> int:
+  if not cfg['chunk_mb'] > 0:
+    raise errors.ConfigError(f"chunk_mb={cfg['chunk_mb']} must be > 0.")
+  return max(1, int(cfg['chunk_mb'] * corpora.MIB))
+
+
+def _set_threads(tokenizer: tokenizers_lib.Tokenizer,
+                 cfg: Mapping[str, Any]) -> None:
+  if isinstance(tokenizer, tokenizers_lib.SentencePieceTokenizer):
+    tokenizer.num_threads = int(cfg['encode_threads'])
+
+
+def _find_entry(cache_dir: Path, name: str, key: Mapping[str, Any],
+                fields: Mapping[str, Any],
+                num_shards: Callable[[], int]) -> cache.ShardedEntry:
+  """The cache entry of ``key``. Its shard count is recorded in a small
+  index file (written atomically) so that a later run opens the entry
+  without reading (or even sizing) the text."""
+  index = cache.entry_dir(cache_dir, name, key).with_suffix('.shards')
+  try:
+    count = int(index.read_text())
+  except (OSError, ValueError):
+    count = num_shards()
+    cache.atomic_write_bytes(index, str(count).encode())
+  return cache.ShardedEntry(cache_dir, name, key, count, fields)
+
+
+def _encode_shards(entry: cache.ShardedEntry, shard: hosts.HostShard,
+                   cfg: Mapping[str, Any], done: dict[str, int],
+                   chunks: Callable[[int], Iterator[dict[str, np.ndarray]]]
+                   ) -> list[dict[str, Any]]:
+  """Writes this process's missing shards of ``entry``, then waits for all
+  (written by the other processes) and returns their metadata."""
+  for k in cache.my_shards(entry.num_shards, shard.process_index,
+                           shard.process_count):
+    if entry.complete(k):
+      continue
+    state = {'has_text': False}
+
+    def tracked(k=k, state=state):
+      for chunk in chunks(k):
+        has_text = bool(chunk.pop('_has_text'))
+        state['has_text'] = state['has_text'] or has_text
+        yield chunk
+
+    meta = entry.write(k, tracked(), lambda state=state: state)
+    done['shards_encoded'] += 1
+    done['tokens_encoded'] += sum(
+        n for f, n in meta['lengths'].items() if f.endswith('ids'))
+    logging.info('Encoded shard %d of %d of %s (%s tokens)', k,
+                 entry.num_shards, entry.name, meta['lengths'])
+  return entry.wait(cfg['wait_timeout_s'])
+
+
+def _lm_chunks(tokenizer: tokenizers_lib.Tokenizer,
+               source: corpora.LineShards, shard: int, chunk_bytes: int
+               ) -> Iterator[dict[str, np.ndarray]]:
+  has_text = False
+  for lines in source.chunks(shard, chunk_bytes):
+    ids, lengths = tokenizer.encode_chunk(lines)
+    has_text = has_text or any(map(str.strip, lines))
+    yield {'ids': ids, 'lengths': lengths, '_has_text': has_text}
 
 
 # ---------------------------------------------------------- translation -----
@@ -313,22 +441,36 @@ def _encode_split(tokenizer: tokenizers_lib.Tokenizer,
 class TranslationSplit:
   """Encoded pairs of a split (after the length filter).
 
-  ``source_ids`` / ``target_ids``: int32 flat tokens, each sentence followed
-  by EOS; ``*_offsets``: int64 ``[num_pairs + 1]``. ``raw_index``: int64
+  ``source_ids`` / ``target_ids``: int32 flat tokens of every pair of the
+  split (before the filter), each sentence followed by EOS, memory-mapped.
+  ``source_starts`` / ``source_lengths`` (and ``target_*``): int64 start and
+  length in those arrays of each kept pair. ``raw_index``: int64
   ``[num_pairs]``, the line of each kept pair in the unfiltered split.
   ``num_dropped``: pairs removed by the length filter.
   """
 
-  source_ids: np.ndarray
-  source_offsets: np.ndarray
-  target_ids: np.ndarray
-  target_offsets: np.ndarray
+  source_ids: np.ndarray | cache.ConcatArray
+  source_starts: np.ndarray
+  source_lengths: np.ndarray
+  target_ids: np.ndarray | cache.ConcatArray
+  target_starts: np.ndarray
+  target_lengths: np.ndarray
   raw_index: np.ndarray
   num_dropped: int
 
   @property
   def num_pairs(self) -> int:
-    return len(self.source_offsets) - 1
+    return len(self.raw_index)
+
+  @property
+  def source_offsets(self) -> translation.Spans:
+    """The kept source sentences, as :class:`translation.Spans` (what
+    :class:`translation.TranslationBatcher` takes as offsets)."""
+    return translation.Spans(self.source_starts, self.source_lengths)
+
+  @property
+  def target_offsets(self) -> translation.Spans:
+    return translation.Spans(self.target_starts, self.target_lengths)
 
 
 @dataclasses.dataclass
@@ -347,6 +489,8 @@ class TranslationDatasets:
   eval_sources: list[str]
   eval_references: list[str]
   shard: hosts.HostShard
+  # What this process did to preprocess: shards and tokens it encoded.
+  preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def vocab_size(self) -> int:
@@ -360,8 +504,7 @@ class TranslationDatasets:
       max_length = cfg['max_length']
     else:
       max_length = cfg['max_eval_length'] or translation.max_length_of(
-          np.maximum(np.diff(data.source_offsets),
-                     np.diff(data.target_offsets)))
+          np.maximum(data.source_lengths, data.target_lengths))
     return translation.TranslationBatcher(
         data.source_ids, data.source_offsets, data.target_ids,
         data.target_offsets, self.shard, bos_id=self.tokenizer.bos_id,
@@ -383,9 +526,11 @@ class TranslationDatasets:
                              self.config['prefetch'])
 
 
-def _read_pairs(cfg: Mapping[str, Any], split: str
-                ) -> tuple[Callable[[], tuple[list[str], list[str]]], str]:
-  """(reader of the split's pairs, fingerprint) for 'train' or 'eval'."""
+def _pair_source(cfg: Mapping[str, Any], split: str
+                 ) -> tuple[Callable[[], corpora.PairShards],
+                            Callable[[], tuple[list[str], list[str]]], str]:
+  """(sharded pairs, reader of all pairs in memory (small eval splits),
+  fingerprint) of 'train' or 'eval'."""
   limit = cfg['max_train_examples' if split == 'train' else
               'max_eval_examples'] or None
   if cfg['source'] == 'parallel_text':
@@ -398,6 +543,8 @@ def _read_pairs(cfg: Mapping[str, Any], split: str
             cfg['encoding_errors'])
     read = functools.partial(corpora.read_parallel_files, *args)
     fingerprint = corpora.parallel_files_fingerprint(*args)
+    shards = functools.partial(corpora.parallel_file_shards, *args,
+                               limit=limit, shard_mb=cfg['shard_mb'])
   elif cfg['source'] == 'tfds':
     args = (cfg['tfds_name'], cfg['tfds_train_split' if split == 'train'
                                   else 'tfds_eval_split'],
@@ -405,6 +552,8 @@ def _read_pairs(cfg: Mapping[str, Any], split: str
             cfg['tfds_data_dir'] or cfg['data_dir'] or None)
     read = functools.partial(corpora.read_tfds_translation, *args)
     fingerprint = corpora.tfds_translation_fingerprint(*args)
+    shards = functools.partial(corpora.tfds_translation_shards, *args,
+                               limit=limit, shard_mb=cfg['shard_mb'])
   else:
     raise errors.ConfigError(
         f"source={cfg['source']!r} is unknown; use 'parallel_text' or 'tfds'.")
@@ -414,7 +563,8 @@ def _read_pairs(cfg: Mapping[str, Any], split: str
     source, target = read()
     return source[:limit], target[:limit]
 
-  return read_limited, corpora.fingerprint_of(fingerprint, str(limit))
+  return (functools.cache(shards), read_limited,
+          corpora.fingerprint_of(fingerprint, str(limit)))
 
 
 def get_translation_datasets(
@@ -422,6 +572,10 @@ def get_translation_datasets(
     workdir: str | os.PathLike[str], *, process_index: int | None = None,
     process_count: int | None = None) -> TranslationDatasets:
   """Loads (or reuses) the joint tokenizer and encoded pairs of a run.
+
+  Preprocessing is sharded and chunked as in :func:`get_lm_datasets`; the
+  cache holds every pair with its lengths, and the length filter and bucket
+  plan work on the lengths arrays.
 
   Args:
     config: the data config (keys of :func:`default_translation_config`).
@@ -431,32 +585,32 @@ def get_translation_datasets(
   cfg = resolve_config(config, default_translation_config())
   shard = hosts.resolve(process_index, process_count)
   shard.rows(cfg['batch_size_multiple'], 'batch_size_multiple')
-  read_train, train_fingerprint = _read_pairs(cfg, 'train')
-  read_eval, eval_fingerprint = _read_pairs(cfg, 'eval')
-
-  def joint_lines() -> list[str]:
-    source, target = read_train()
-    return [line for pair in zip(source, target) for line in pair]
+  train_shards, _, train_fingerprint = _pair_source(cfg, 'train')
+  eval_shards, read_eval, eval_fingerprint = _pair_source(cfg, 'eval')
+  cache_dir = _cache_dir(cfg, workdir)
+  chunk_bytes = _chunk_bytes(cfg)
 
   spec = {'kind': 'sentencepiece',
           **{k: cfg[k] for k in _TOKENIZER_KEYS if k in cfg}}
-  tokenizer = tokenizers_lib.get_tokenizer(spec, workdir, joint_lines,
-                                           train_fingerprint)
+  tokenizer = tokenizers_lib.get_tokenizer(
+      spec, workdir, _LazyShards(lambda: train_shards().joint_lines()),
+      train_fingerprint, process_index=shard.process_index,
+      process_count=shard.process_count, stats_dir=cache_dir,
+      wait_timeout_s=cfg['wait_timeout_s'], chunk_bytes=chunk_bytes)
   assert isinstance(tokenizer, tokenizers_lib.SentencePieceTokenizer)
-  cache_dir = _cache_dir(cfg, workdir)
+  _set_threads(tokenizer, cfg)
   splits = {}
-  for split, read, fingerprint, max_length in (
-      ('train', read_train, train_fingerprint, cfg['max_length']),
-      ('eval', read_eval, eval_fingerprint, cfg['max_eval_length'])):
-    arrays = cache.load_or_build(
-        cache_dir, f'translation-{split}',
-        {'source': fingerprint, 'tokenizer': tokenizer.fingerprint(),
-         'max_length': max_length},
-        functools.partial(_encode_pairs, tokenizer, read, max_length, split))
-    splits[split] = TranslationSplit(
-        arrays['source_ids'], arrays['source_offsets'], arrays['target_ids'],
-        arrays['target_offsets'], arrays['raw_index'],
-        int(arrays['num_dropped']))
+  done = {'shards_encoded': 0, 'tokens_encoded': 0}
+  for split, shards, fingerprint, max_length in (
+      ('train', train_shards, train_fingerprint, cfg['max_length']),
+      ('eval', eval_shards, eval_fingerprint, cfg['max_eval_length'])):
+    key = {'source': fingerprint, 'tokenizer': tokenizer.fingerprint(),
+           'shard_mb': cfg['shard_mb']}
+    entry = _find_entry(cache_dir, f'translation-{split}', key, _PAIR_FIELDS,
+                        lambda shards=shards: shards().num_shards)
+    _encode_shards(entry, shard, cfg, done, lambda k, shards=shards: (
+        _pair_chunks(tokenizer, shards(), k, chunk_bytes)))
+    splits[split] = _filtered_pairs(entry, max_length, split)
     if splits[split].num_dropped:
       logging.info('Translation %s: %d pairs kept, %d dropped by max length',
                    split, splits[split].num_pairs, splits[split].num_dropped)
@@ -464,34 +618,43 @@ def get_translation_datasets(
   kept = splits['eval'].raw_index.tolist()
   return TranslationDatasets(
       cfg, tokenizer, splits['train'], splits['eval'],
-      [eval_source[i] for i in kept], [eval_target[i] for i in kept], shard)
+      [eval_source[i] for i in kept], [eval_target[i] for i in kept], shard,
+      done)
 
 
-def _encode_pairs(tokenizer: tokenizers_lib.Tokenizer,
-                  read: Callable[[], tuple[list[str], list[str]]],
-                  max_length: int, split: str) -> dict[str, np.ndarray]:
-  source, target = read()
-  source_ids, source_offsets = tokenizer.encode_lines(source)
-  target_ids, target_offsets = tokenizer.encode_lines(target)
-  keep = translation.length_filter(
-      np.diff(source_offsets), np.diff(target_offsets), max_length, split)
-  source_ids, source_offsets = _select(source_ids, source_offsets, keep)
-  target_ids, target_offsets = _select(target_ids, target_offsets, keep)
-  return {'source_ids': source_ids, 'source_offsets': source_offsets,
-          'target_ids': target_ids, 'target_offsets': target_offsets,
-          'raw_index': keep.astype(np.int64),
-          'num_dropped': np.asarray(len(source) - len(keep), np.int64)}
+def _pair_chunks(tokenizer: tokenizers_lib.Tokenizer,
+                 pairs: corpora.PairShards, shard: int, chunk_bytes: int
+                 ) -> Iterator[dict[str, np.ndarray]]:
+  for source, target in pairs.chunks(shard, chunk_bytes):
+    source_ids, source_lengths = tokenizer.encode_chunk(source)
+    target_ids, target_lengths = tokenizer.encode_chunk(target)
+    yield {'source_ids': source_ids, 'source_lengths': source_lengths,
+           'target_ids': target_ids, 'target_lengths': target_lengths,
+           '_has_text': True}
 
 
-def _select(ids: np.ndarray, offsets: np.ndarray,
-            keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """The ragged rows ``keep`` of (ids, offsets)."""
-  lengths = np.diff(offsets)[keep]
-  new_offsets = np.zeros(len(keep) + 1, np.int64)
-  np.cumsum(lengths, out=new_offsets[1:])
-  if len(keep) == len(offsets) - 1:
-    return ids, new_offsets
-  starts = offsets[:-1][keep]
-  index = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(
-      new_offsets[-1])
-  return ids[index], new_offsets
+def _filtered_pairs(entry: cache.ShardedEntry, max_length: int,
+                    split: str) -> TranslationSplit:
+  """The cached pairs, length-filtered from the lengths arrays alone.
+
+  Holds per kept pair an int64 start and an int32 length per side and the
+  int64 raw index (~32 bytes per pair); the token ids stay memory-mapped.
+  """
+  lengths = {side: np.concatenate(entry.open(f'{side}_lengths'))
+             for side in ('source', 'target')}
+  total = len(lengths['source'])
+  keep = translation.length_mask(lengths['source'], lengths['target'],
+                                 max_length, split)
+  sides = []
+  for side in ('source', 'target'):
+    side_lengths = lengths.pop(side)
+    starts = np.zeros(total, np.int64)
+    np.cumsum(side_lengths[:-1], dtype=np.int64, out=starts[1:])
+    if keep is not None:
+      starts, side_lengths = starts[keep], side_lengths[keep]
+    sides.append((cache.concat(entry.open(f'{side}_ids')), starts,
+                  side_lengths))
+  raw_index = (np.arange(total, dtype=np.int64) if keep is None else
+               np.flatnonzero(keep).astype(np.int64))
+  return TranslationSplit(*sides[0], *sides[1], raw_index,
+                          total - len(raw_index))

@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,17 @@ class Tokenizer(abc.ABC):
         itertools.chain.from_iterable(list(x) + eos for x in encoded),
         np.int32, count=int(offsets[-1]))
     return ids, offsets
+
+  def encode_chunk(self, lines: Sequence[str]) -> tuple[np.ndarray,
+                                                          np.ndarray]:
+    """Encodes a chunk of lines for the cache.
+
+    Returns:
+      ids: int32, each line's ids followed by ``eos_id``.
+      lengths: int32 ``[len(lines)]``, tokens of each line (with eos).
+    """
+    ids, offsets = self.encode_lines(lines)
+    return ids, np.diff(offsets).astype(np.int32)
 
   def decode(self, ids: Iterable[int]) -> str:
     """Text of ids: ``eos_id`` becomes ``'\\n'``, pad and bos are dropped."""
@@ -200,6 +211,13 @@ class WordTokenizer(VocabularyTokenizer):
     counts = collections.Counter()
     for line in lines:
       counts.update(line.split())
+    return cls.from_counts(counts, max_size, min_count)
+
+  @classmethod
+  def from_counts(cls, counts: Mapping[str, int], max_size: int = 0,
+                  min_count: int = 1) -> WordTokenizer:
+    """The vocabulary of word counts (see :meth:`build`)."""
+    counts = collections.Counter(counts)
     counts.pop(EOS, None)
     counts.pop(UNK, None)
     words = sorted((w for w, c in counts.items() if c >= min_count),
@@ -215,6 +233,23 @@ class WordTokenizer(VocabularyTokenizer):
   def encode(self, text: str) -> list[int]:
     get, unk = self.token_to_id.get, self.unk_id
     return [get(w, unk) for w in text.split()]
+
+  def encode_chunk(self, lines: Sequence[str]) -> tuple[np.ndarray,
+                                                          np.ndarray]:
+    # Vectorised: one split of the whole chunk (a newline is whitespace, so
+    # this is the lines' words in order), word counts per line, and the eos
+    # positions from their cumulative sum.
+    words = '\n'.join(lines).split()
+    lengths = np.fromiter(map(len, map(str.split, lines)), np.int32,
+                          len(lines)) + 1
+    ids = np.full(int(lengths.sum()), self.eos_id, np.int32)
+    word_ids = np.fromiter(
+        map(self.token_to_id.get, words, itertools.repeat(self.unk_id)),
+        np.int32, len(words))
+    is_word = np.ones(len(ids), bool)
+    is_word[np.cumsum(lengths) - 1] = False
+    ids[is_word] = word_ids
+    return ids, lengths
 
   def _decode_segment(self, ids: Sequence[int]) -> str:
     return ' '.join(self.vocab[i] for i in ids)
@@ -240,7 +275,11 @@ class CharTokenizer(VocabularyTokenizer):
     chars = set('\n')
     for line in lines:
       chars.update(line)
-    return cls([UNK, *sorted(chars)])
+    return cls.from_chars(chars)
+
+  @classmethod
+  def from_chars(cls, chars: Iterable[str]) -> CharTokenizer:
+    return cls([UNK, *sorted(set(chars) | {'\n'})])
 
   def encode(self, text: str) -> list[int]:
     get, unk = self.token_to_id.get, self.unk_id
@@ -254,6 +293,10 @@ class SentencePieceTokenizer(Tokenizer):
   """A SentencePiece model; pad = 0, unk = 1, bos = 2, eos = 3 when trained."""
 
   kind = 'sentencepiece'
+
+  # Threads of SentencePiece's batch encoding (-1: its default, all cores);
+  # set from the data config encode_threads.
+  num_threads: int = -1
 
   def __init__(self, model_proto: bytes):
     import sentencepiece as spm  # pylint: disable=g-import-not-at-top
@@ -334,7 +377,7 @@ class SentencePieceTokenizer(Tokenizer):
     return self.processor.encode(text)
 
   def encode_batch(self, lines: Sequence[str]) -> list[list[int]]:
-    return self.processor.encode(list(lines))
+    return self.processor.encode(list(lines), num_threads=self.num_threads)
 
   def _decode_segment(self, ids: Sequence[int]) -> str:
     return self.processor.decode(list(ids))
@@ -343,8 +386,14 @@ class SentencePieceTokenizer(Tokenizer):
     return hashlib.sha256(self.model_proto).hexdigest()
 
   def _save_payload(self, directory: Path) -> dict[str, Any]:
+    # Named by content: rewriting tokenizer.json (atomically, last) is the
+    # only step that switches a workdir to another model, so a crash never
+    # leaves a metadata file that names a different or partial model.
+    # spm.model is a copy for tools (loading goes through the json).
+    name = f'spm-{self.fingerprint()[:16]}.model'
+    _atomic_write(directory / name, self.model_proto)
     _atomic_write(directory / SPM_MODEL_FILE, self.model_proto)
-    return {'model_file': SPM_MODEL_FILE}
+    return {'model_file': name}
 
 
 def load_saved(directory: str | os.PathLike[str]
@@ -358,17 +407,28 @@ def load_saved(directory: str | os.PathLike[str]
   metadata_path = directory / METADATA_FILE
   if not metadata_path.is_file():
     return None
-  metadata = json.loads(metadata_path.read_text('utf-8'))
+  try:
+    metadata = json.loads(metadata_path.read_text('utf-8'))
+  except (OSError, ValueError):
+    return None
   kind = metadata['kind']
   if kind == 'word':
     tokenizer: Tokenizer = WordTokenizer(metadata['vocab'])
   elif kind == 'char':
     tokenizer = CharTokenizer(metadata['vocab'])
   elif kind == 'sentencepiece':
-    tokenizer = SentencePieceTokenizer(
-        (directory / metadata['model_file']).read_bytes())
+    try:
+      proto = (directory / metadata['model_file']).read_bytes()
+    except OSError:
+      return None
+    tokenizer = SentencePieceTokenizer(proto)
   else:
     raise errors.ConfigError(f'{metadata_path}: unknown tokenizer {kind!r}.')
+  if metadata.get('fingerprint', tokenizer.fingerprint()) != (
+      tokenizer.fingerprint()):
+    logging.warning('%s does not match its model file; ignored.',
+                    metadata_path)
+    return None
   return tokenizer, metadata
 
 
@@ -382,9 +442,20 @@ def _vocab_difference(saved: Tokenizer, new: Tokenizer) -> str:
 
 
 def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
-                  train_lines: Callable[[], Iterable[str]],
-                  data_fingerprint: str) -> Tokenizer:
+                  train_lines: Callable[[], Iterable[str]] | Any,
+                  data_fingerprint: str, *, process_index: int = 0,
+                  process_count: int = 1,
+                  stats_dir: str | os.PathLike[str] | None = None,
+                  wait_timeout_s: float = 3600.0,
+                  chunk_bytes: int = 4 << 20) -> Tokenizer:
   """Returns the run's tokenizer: the saved one, or a new one that is saved.
+
+  With several processes, only process 0 builds and saves the tokenizer; the
+  others wait for ``workdir/tokenizer/tokenizer.json`` (the workdir is on a
+  shared file system) and load it, so a run never trains N copies. The
+  training text is streamed: word / char counts and SentencePiece's line
+  sample are gathered shard by shard (each process counts its shards, see
+  :func:`_shard_stats`), never holding the split in memory.
 
   Args:
     spec: what to build: ``kind`` (``'word'``, ``'char'``,
@@ -394,15 +465,24 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
       ``spm_max_training_lines``, ``seed``.
     workdir: the run directory; the tokenizer lives in
       ``workdir/tokenizer/``.
-    train_lines: returns the training text (only called when building).
+    train_lines: the training text: a :class:`corpora.LineShards`, or a
+      function returning the lines (only called when building).
     data_fingerprint: fingerprint of the training text; with ``spec`` it
       decides whether the saved tokenizer is still the right one.
+    process_index, process_count: this process among those sharing the
+      workdir.
+    stats_dir: where the processes exchange per-shard counts (with
+      ``process_count > 1``), e.g. the data cache directory.
+    wait_timeout_s: how long a process waits for the others.
+    chunk_bytes: text read per chunk.
 
   Raises:
     errors.VocabularyMismatchError: a tokenizer is saved in the workdir and
       the config / data now give a different one.
     errors.TokenizerNotFoundError: ``spm_model_path`` does not exist.
+    errors.WaitTimeoutError: process 0 did not save the tokenizer in time.
   """
+  from input_pipeline import corpora  # pylint: disable=g-import-not-at-top
   kind = spec['kind']
   if kind not in KINDS:
     raise errors.ConfigError(
@@ -440,7 +520,18 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
           f'{directory} if no model was trained with it).')
     # Same settings, other training data (or the same data touched / moved):
     # rebuild, and accept the result if it is the saved vocabulary.
-  new = _build(spec, loaded, train_lines)
+  text = train_lines if isinstance(
+      train_lines, corpora.LineShards) else corpora.ListShards(
+          lambda: list(train_lines()))
+  stats = None
+  if loaded is None:
+    stats = _shard_stats(spec, text, data_fingerprint, process_index,
+                         process_count, stats_dir, wait_timeout_s,
+                         chunk_bytes)
+  if process_index != 0:
+    return _wait_for_saved(directory, spec, data_fingerprint, loaded,
+                           wait_timeout_s)
+  new = _build(spec, loaded, text, stats, chunk_bytes)
   if saved is not None and new.fingerprint() != saved[0].fingerprint():
     raise errors.VocabularyMismatchError(
         f'The vocabulary built now from the training data '
@@ -457,25 +548,158 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
   return new
 
 
+def _wait_for_saved(directory: Path, spec: Mapping[str, Any],
+                    data_fingerprint: str,
+                    loaded: SentencePieceTokenizer | None,
+                    timeout_s: float) -> Tokenizer:
+  """Process > 0: waits for process 0 to save the tokenizer, and loads it."""
+  from input_pipeline import cache  # pylint: disable=g-import-not-at-top
+  found: list[Tokenizer] = []
+
+  def ready() -> bool:
+    saved = load_saved(directory)
+    if saved is None:
+      return False
+    tokenizer, metadata = saved
+    if loaded is not None:
+      ok = tokenizer.fingerprint() == loaded.fingerprint()
+    else:
+      ok = metadata.get('spec') == dict(spec) and metadata.get(
+          'data_fingerprint') == data_fingerprint
+    if ok:
+      found.append(tokenizer)
+    return ok
+
+  cache.wait_until(
+      ready, timeout_s,
+      f'Timed out after {timeout_s:.0f} s waiting for process 0 to save the '
+      f'tokenizer in {directory / METADATA_FILE}. Process 0 builds it; check '
+      'its log (it may have failed), or raise the data config '
+      'wait_timeout_s. The workdir must be on a file system shared by all '
+      'processes.')
+  return found[0]
+
+
+def _stats_of(kind: str, text: Any, shard: int, chunk_bytes: int
+              ) -> dict[str, Any]:
+  """What building a ``kind`` vocabulary needs from one shard of text:
+  word counts, the set of characters, or the number of non-empty lines."""
+  if kind == 'word':
+    counts: collections.Counter = collections.Counter()
+    for chunk in text.chunks(shard, chunk_bytes):
+      counts.update('\n'.join(chunk).split())
+    return {'counts': counts}
+  if kind == 'char':
+    chars: set[str] = set()
+    for chunk in text.chunks(shard, chunk_bytes):
+      chars.update(''.join(chunk))
+    return {'chars': sorted(chars)}
+  nonempty = 0
+  for chunk in text.chunks(shard, chunk_bytes):
+    nonempty += sum(map(bool, map(str.strip, chunk)))
+  return {'nonempty_lines': nonempty}
+
+
+def _shard_stats(spec: Mapping[str, Any], text: Any, data_fingerprint: str,
+                 process_index: int, process_count: int,
+                 stats_dir: str | os.PathLike[str] | None, timeout_s: float,
+                 chunk_bytes: int) -> Iterator[dict[str, Any]] | None:
+  """Per-shard vocabulary statistics, computed in parallel.
+
+  One process: computed lazily, shard after shard, as the returned iterator
+  is consumed (so only one shard's counts and the merged counts are held).
+  Several: process ``p`` computes the shards ``k % P == p`` and saves each
+  (atomically) under ``stats_dir``; process 0 waits for all and returns an
+  iterator that loads them one by one; the others return ``None``.
+  """
+  from input_pipeline import cache  # pylint: disable=g-import-not-at-top
+  kind = spec['kind']
+  if process_count == 1:
+    return (_stats_of(kind, text, k, chunk_bytes)
+            for k in range(text.num_shards))
+  if stats_dir is None:
+    raise errors.ConfigError('Several processes need a shared stats_dir.')
+  digest = cache.digest_of({'kind': kind, 'data': data_fingerprint,
+                             'shards': text.num_shards})
+  directory = Path(stats_dir) / f'vocab-stats-{digest}'
+
+  def path(k: int) -> Path:
+    return directory / f'{k:05d}-of-{text.num_shards:05d}.json'
+
+  for k in cache.my_shards(text.num_shards, process_index, process_count):
+    if not path(k).is_file():
+      stats = _stats_of(kind, text, k, chunk_bytes)
+      cache.atomic_write_bytes(path(k), json.dumps(stats).encode())
+  if process_index != 0:
+    return None
+  cache.wait_until(
+      lambda: all(path(k).is_file() for k in range(text.num_shards)),
+      timeout_s, f'Timed out after {timeout_s:.0f} s waiting for the other '
+      f'processes to count their shards of the training text in {directory}.'
+      ' Check their logs, or raise the data config wait_timeout_s.')
+  return (json.loads(path(k).read_text()) for k in range(text.num_shards))
+
+
 def _build(spec: Mapping[str, Any], loaded: SentencePieceTokenizer | None,
-           train_lines: Callable[[], Iterable[str]]) -> Tokenizer:
+           text: Any, stats: Iterator[dict[str, Any]] | None,
+           chunk_bytes: int) -> Tokenizer:
   kind = spec['kind']
   if kind == 'word':
-    return WordTokenizer.build(train_lines(), max_size=spec.get(
-        'vocab_size', 0), min_count=spec.get('min_count', 1))
+    counts: collections.Counter = collections.Counter()
+    for shard in stats:
+      counts.update(shard['counts'])
+    return WordTokenizer.from_counts(
+        counts, max_size=spec.get('vocab_size', 0),
+        min_count=spec.get('min_count', 1))
   if kind == 'char':
-    return CharTokenizer.build(train_lines())
+    return CharTokenizer.from_chars(
+        itertools.chain.from_iterable(s['chars'] for s in stats))
   if loaded is not None:
     return loaded
   if not spec.get('vocab_size'):
     raise errors.ConfigError(
         'tokenizer=sentencepiece needs vocab_size > 0 (e.g. 8000), or '
         'spm_model_path pointing at a trained model.')
-  logging.info('Training a %s SentencePiece model with %d pieces...',
-               spec.get('spm_model_type', 'unigram'), spec['vocab_size'])
+  max_lines = spec.get('spm_max_training_lines', 1_000_000)
+  seed = spec.get('seed', 0)
+  sample = sample_nonempty_lines(
+      text, [s['nonempty_lines'] for s in stats], max_lines, seed,
+      chunk_bytes)
+  logging.info('Training a %s SentencePiece model with %d pieces on %d '
+               'lines...', spec.get('spm_model_type', 'unigram'),
+               spec['vocab_size'], len(sample))
   return SentencePieceTokenizer.train(
-      train_lines(), spec['vocab_size'],
+      sample, spec['vocab_size'],
       model_type=spec.get('spm_model_type', 'unigram'),
       character_coverage=spec.get('spm_character_coverage', 1.0),
-      max_training_lines=spec.get('spm_max_training_lines', 1_000_000),
-      seed=spec.get('seed', 0))
+      max_training_lines=max_lines, seed=seed)
+
+
+def sample_nonempty_lines(text: Any, nonempty_per_shard: Sequence[int],
+                          max_lines: int, seed: int,
+                          chunk_bytes: int = 4 << 20) -> list[str]:
+  """The SentencePiece training sample, streamed: at most ``max_lines`` of
+  the non-empty lines, the same ones (seeded) that
+  :meth:`SentencePieceTokenizer.train` would pick from the whole list."""
+  total = int(sum(nonempty_per_shard))
+  if not total:
+    raise errors.EmptyDataError(
+        'No training text to train a SentencePiece model on.')
+  chosen = None
+  if 0 < max_lines < total:
+    chosen = np.sort(np.random.default_rng(seed).choice(
+        total, max_lines, replace=False))
+  sample: list[str] = []
+  seen = 0
+  for shard in range(text.num_shards):
+    if chosen is not None and not nonempty_per_shard[shard]:
+      continue
+    for chunk in text.chunks(shard, chunk_bytes):
+      lines = [line for line in chunk if line.strip()]
+      if chosen is None:
+        sample.extend(lines)
+      else:
+        lo, hi = np.searchsorted(chosen, [seen, seen + len(lines)])
+        sample.extend(lines[i] for i in (chosen[lo:hi] - seen).tolist())
+      seen += len(lines)
+  return sample

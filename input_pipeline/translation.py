@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,22 @@ from input_pipeline.lm import Batch, planned_steps, round_up
 DEFAULT_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
+class Spans(NamedTuple):
+  """Sentences in a flat array as (start, length) pairs: unlike offsets,
+  they can name any subset of the sentences (the length-filtered pairs) of a
+  memory-mapped array without copying it."""
+
+  starts: np.ndarray
+  lengths: np.ndarray
+
+
+def _spans(offsets: np.ndarray | Spans) -> tuple[np.ndarray, np.ndarray]:
+  if isinstance(offsets, Spans):  # Lengths stay int32 (memory per pair).
+    return np.asarray(offsets.starts, np.int64), np.asarray(offsets.lengths)
+  offsets = np.asarray(offsets, np.int64)
+  return offsets[:-1], np.diff(offsets)
+
+
 def length_filter(source_lengths: np.ndarray, target_lengths: np.ndarray,
                   max_length: int, what: str) -> np.ndarray:
   """Indices of pairs whose sides both have at most ``max_length`` tokens.
@@ -48,16 +65,28 @@ def length_filter(source_lengths: np.ndarray, target_lengths: np.ndarray,
   Logs how many pairs were dropped (``what`` names the split in the log).
   ``max_length <= 0`` keeps everything.
   """
-  keep = np.ones(len(source_lengths), bool)
-  if max_length > 0:
-    keep = (source_lengths <= max_length) & (target_lengths <= max_length)
-  dropped = int((~keep).sum())
+  keep = length_mask(source_lengths, target_lengths, max_length, what)
+  if keep is None:
+    return np.arange(len(source_lengths))
+  return np.flatnonzero(keep)
+
+
+def length_mask(source_lengths: np.ndarray, target_lengths: np.ndarray,
+                max_length: int, what: str) -> np.ndarray | None:
+  """As :func:`length_filter`, as a boolean mask; ``None`` if every pair
+  is kept (no array of the size of the split is made then)."""
+  if max_length <= 0:
+    return None
+  keep = (source_lengths <= max_length) & (target_lengths <= max_length)
+  dropped = len(keep) - int(np.count_nonzero(keep))
+  if not dropped:
+    return None
   if dropped:
     logging.info(
         'Dropped %d of %d %s pairs (%.2f%%) with more than max_length=%d '
         'tokens (source with EOS, or target with BOS/EOS).', dropped,
         len(keep), what, 100 * dropped / max(1, len(keep)), max_length)
-  return np.flatnonzero(keep)
+  return keep
 
 
 def bucket_boundaries(max_length: int,
@@ -72,8 +101,9 @@ class TranslationBatcher:
   """Token-budget bucketed batches of (source, target) pairs.
 
   Args:
-    source_ids, source_offsets: flat source tokens (each with EOS) and
-      offsets ``[num_pairs + 1]``.
+    source_ids, source_offsets: flat source tokens (each with EOS; any array
+      that slices, e.g. a memory map) and offsets ``[num_pairs + 1]`` or
+      :class:`Spans` of the pairs.
     target_ids, target_offsets: the same for targets (each with EOS).
     shard: this host's place.
     bos_id, pad_id: special ids.
@@ -86,17 +116,16 @@ class TranslationBatcher:
       ordered pass in which incomplete batches are filled with empty rows.
   """
 
-  def __init__(self, source_ids: np.ndarray, source_offsets: np.ndarray,
-               target_ids: np.ndarray, target_offsets: np.ndarray,
+  def __init__(self, source_ids: np.ndarray,
+               source_offsets: np.ndarray | Spans,
+               target_ids: np.ndarray, target_offsets: np.ndarray | Spans,
                shard: HostShard, *, bos_id: int, pad_id: int,
                tokens_per_batch: int, max_length: int,
                batch_size_multiple: int = 8, training: bool = True,
                seed: int = 0, boundaries: Sequence[int] = ()):
     self.source_ids, self.target_ids = source_ids, target_ids
-    self.source_starts = source_offsets[:-1]
-    self.target_starts = target_offsets[:-1]
-    self.source_lengths = np.diff(source_offsets)
-    self.target_lengths = np.diff(target_offsets)
+    self.source_starts, self.source_lengths = _spans(source_offsets)
+    self.target_starts, self.target_lengths = _spans(target_offsets)
     if not len(self.source_lengths):
       raise errors.EmptyDataError('No sentence pairs left to batch.')
     longest = int(np.maximum(self.source_lengths, self.target_lengths).max())
@@ -122,17 +151,25 @@ class TranslationBatcher:
     """The epoch's global batches: (bucket, int64 pair indices; -1 = empty)."""
     batches: list[tuple[int, np.ndarray]] = []
     if self.training:
+      # Pairs in shuffled order fill their bucket's queue; a batch is made
+      # when a queue is full. Vectorised: bucket b's k-th batch is its
+      # members k*size .. (k+1)*size - 1 in shuffled order, made at the
+      # position of its last member; incomplete queues are dropped.
       order = np.random.default_rng([self.seed, epoch]).permutation(
           len(self.bucket_of))
-      queues: list[list[int]] = [[] for _ in self.boundaries]
-      sizes = self.bucket_batch_sizes.tolist()
-      for index, bucket in zip(order.tolist(), self.bucket_of[order].tolist()):
-        queue = queues[bucket]
-        queue.append(index)
-        if len(queue) == sizes[bucket]:
-          batches.append((bucket, np.asarray(queue, np.int64)))
-          queues[bucket] = []
-      return batches
+      buckets = self.bucket_of[order]
+      made_at, members = [], []
+      for bucket, size in enumerate(self.bucket_batch_sizes.tolist()):
+        positions = np.flatnonzero(buckets == bucket)
+        full = len(positions) // size * size
+        if not full:
+          continue
+        groups = positions[:full].reshape(-1, size)
+        made_at.append(groups[:, -1])
+        members.extend((bucket, order[g]) for g in groups)
+      if not members:
+        return batches
+      return [members[i] for i in np.argsort(np.concatenate(made_at))]
     for bucket, size in enumerate(self.bucket_batch_sizes.tolist()):
       members = np.flatnonzero(self.bucket_of == bucket)
       for begin in range(0, len(members), size):

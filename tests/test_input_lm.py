@@ -268,13 +268,16 @@ def test_cache_makes_second_run_read_no_text(text_dir: Path, tmp_path: Path,
             'files': {'test': ''}, 'prefetch': 0, 'batch_size': 4}
   first = input_pipeline.get_lm_datasets(config, tmp_path, process_index=0,
                                          process_count=1)
-  assert list((tmp_path / 'data_cache').glob('lm-train-*.npz'))
+  assert list((tmp_path / 'data_cache').glob('lm-train-*/*.ids.npy'))
 
   def fail(*args, **kwargs):
     raise AssertionError('text was read although it is cached')
 
   monkeypatch.setattr(corpora, 'read_text_file', fail)
+  monkeypatch.setattr(corpora.FileShards, 'chunks', fail)
+  monkeypatch.setattr(corpora, 'scan_lines', fail)
   monkeypatch.setattr(tokenizers.WordTokenizer, 'build', fail)
+  monkeypatch.setattr(tokenizers.WordTokenizer, 'from_counts', fail)
   second = input_pipeline.get_lm_datasets(config, tmp_path, process_index=0,
                                           process_count=1)
   np.testing.assert_array_equal(first.splits['train'].ids,
