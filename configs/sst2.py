@@ -46,30 +46,33 @@ def get_config(variant: str = 'scratch'):
   config.checkpoint_every_steps = 1000
   config.progress_every_secs = 60.0
 
-  # Bidirectional LSTM over word embeddings, max-pooled over time.
-  config.model.embedding_size = 128
+  # Bidirectional LSTM (2 x 128) over 300-d word embeddings, max-pooled over
+  # time.
+  config.model.embedding_size = 300
   config.model.hidden_size = 128
   config.model.num_layers = 1
   config.model.bidirectional = True
   config.model.pooling = 'max'
   # Dropout on the embeddings, and on the pooled features before the output.
-  config.model.embedding_dropout_rate = 0.1
+  # (Measured on dev: word dropout 0.25 and dropout 0.5 beat 0.1 / 0.3.)
+  config.model.embedding_dropout_rate = 0.25
   config.model.input_dropout_rate = 0.5
   config.model.output_dropout_rate = 0.5
 
   # Adam, constant learning rate after a short warm-up; clipped gradients.
   config.optimizer.name = 'adam'
-  config.optimizer.learning_rate = 1e-3
+  config.optimizer.learning_rate = 2e-3
   config.optimizer.schedule = 'constant'
   config.optimizer.warmup_steps = 100
   config.optimizer.max_grad_norm = 5.0
 
-  # SST-2 files: lower-cased, tokenized; words seen twice in train.
+  # SST-2 files: lower-cased, tokenized; every training word is in the
+  # vocabulary (dev words never seen in training are <unk>).
   config.data.source = 'labelled_text'
   config.data.data_dir = DATA_DIR
   config.data.files = {'train': 'stsa.binary.train', 'valid': 'stsa.binary.dev'}
   config.data.tokenizer = 'word'
-  config.data.min_count = 2
+  config.data.min_count = 1
   config.data.batch_size = 32
   config.data.eval_batch_size = 128
   config.data.max_length = 64
@@ -84,5 +87,5 @@ def get_config(variant: str = 'scratch'):
     config.model.hidden_size = 200
     config.model.num_layers = 2
     config.model.dropout_rate = 0.5
-    config.optimizer.learning_rate = 5e-4
+    config.optimizer.learning_rate = 1e-3
   return config

@@ -55,9 +55,10 @@ except errors.BatchSizeError as e:
 out['result'] = loop.train_and_evaluate(
     testing.tiny_config(cache, num_train_steps=%d), workdir)
 out['losses'] = testing.train_losses(workdir)
-# 4 x 2 and 2 x 4 data x model parallel: the hidden units (all four gates
-# of a unit on one device) and the vocabulary split over 'model'.
-for mp in (2, 4):
+# 4 x 2 data x model parallel: the hidden units (all four gates of a unit
+# on one device) and the vocabulary split over 'model' (2 and 4 ways, with
+# the collectives counted, in test_sharding.py).
+for mp in (2,):
   loop.train_and_evaluate(
       testing.tiny_config(cache, num_train_steps=%d, model_parallelism=mp),
       workdir_mp + str(mp))
@@ -75,7 +76,7 @@ def test_eight_devices_match_one_and_restore_onto_one(cache, reference,
   out = json.loads(proc.stdout.split('RESULT')[-1])
   assert 'not divisible by the 8 data-parallel devices' in out['batch_error']
   one = reference[1]
-  for name in ('losses', 'losses_mp2', 'losses_mp4'):
+  for name in ('losses', 'losses_mp2'):
     eight = out[name]
     assert sorted(map(int, eight)) == list(range(1, STEPS + 1))
     np.testing.assert_allclose([eight[str(s)] for s in range(1, STEPS + 1)],
