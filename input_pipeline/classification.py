@@ -67,7 +67,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from input_pipeline import corpora, errors, hosts, prefetch
+from input_pipeline import cache, corpora, errors, hosts, prefetch
 from input_pipeline import tokenizers as tokenizers_lib
 from input_pipeline.pipelines import resolve_config
 
@@ -422,33 +422,17 @@ class _LabelledTextSource:
   """``LABEL TEXT`` files in ``data_dir``."""
 
   def __init__(self, cfg: Mapping[str, Any]):
-    if not cfg['data_dir']:
-      raise errors.ConfigError(
-          "source='labelled_text' needs data_dir: set the data config "
-          'data_dir to the directory holding the split files '
-          f"({dict(cfg['files'])}).")
-    self.data_dir = Path(cfg['data_dir']).expanduser()
-    if not self.data_dir.is_dir():
-      raise errors.DataFileNotFoundError(
-          f'Data directory {self.data_dir} (data config data_dir) does not '
-          'exist. Point data_dir at the directory with the split files '
-          f"({dict(cfg['files'])}).")
-    self.files = {split: name for split, name in cfg['files'].items() if name}
+    self.split_files = corpora.TextFilesCorpus(cfg['data_dir'], cfg['files'],
+                                         cfg['encoding_errors'],
+                                         source='labelled_text')
     self.encoding_errors = cfg['encoding_errors']
 
   @property
   def splits(self) -> tuple[str, ...]:
-    return tuple(self.files)
+    return self.split_files.splits
 
   def path(self, split: str) -> Path:
-    path = self.data_dir / self.files[split]
-    if not path.is_file():
-      present = sorted(p.name for p in self.data_dir.iterdir())
-      raise errors.DataFileNotFoundError(
-          f'Split file {path} for split {split!r} does not exist (files in '
-          f'{self.data_dir}: {present}). Set the data config files.{split} to '
-          f"the right file name, or to '' if there is no {split!r} split.")
-    return path
+    return self.split_files.path(split)
 
   def fingerprint(self, split: str) -> str:
     return corpora.fingerprint_of('labelled_text', corpora.file_fingerprint(
@@ -684,16 +668,9 @@ def _save_label_names(workdir: str | os.PathLike[str],
         f'the ones saved with this run in {path}, {saved}; the saved model '
         'only fits the saved labels. Restore the training data the run was '
         'started with, or start a new run in a fresh workdir.')
-  _atomic_write(path, json.dumps({'label_names': label_names}, indent=1,
-                                 ensure_ascii=False).encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, delete=False,
-                                   prefix=path.name + '.tmp') as f:
-    f.write(data)
-  os.replace(f.name, path)
+  cache.atomic_write_bytes(
+      path, json.dumps({'label_names': label_names}, indent=1,
+                       ensure_ascii=False).encode())
 
 
 def _use_given_tokenizer(tokenizer: tokenizers_lib.Tokenizer,

@@ -209,15 +209,17 @@ class TextFilesCorpus(TextCorpus):
     files: split name -> file name inside ``data_dir`` (``''`` or absent: the
       split has no file, e.g. a held-out test set).
     encoding_errors: ``'strict'`` or ``'replace'``, see :func:`decode_utf8`.
+    source: the data config ``source`` these files serve, for messages.
   """
 
   def __init__(self, data_dir: str | os.PathLike[str],
-               files: Mapping[str, str], encoding_errors: str = 'strict'):
+               files: Mapping[str, str], encoding_errors: str = 'strict',
+               source: str = 'text_files'):
     self.data_dir = Path(data_dir).expanduser()
     if not str(data_dir):
       raise errors.ConfigError(
-          "source='text_files' needs data_dir: set the data config data_dir "
-          'to the directory holding the split files.')
+          f'source={source!r} needs data_dir: set the data config data_dir '
+          f'to the directory holding the split files ({dict(files)}).')
     if not self.data_dir.is_dir():
       raise errors.DataFileNotFoundError(
           f'Data directory {self.data_dir} (data config data_dir) does not '
@@ -241,8 +243,8 @@ class TextFilesCorpus(TextCorpus):
       raise errors.DataFileNotFoundError(
           f'Split file {path} for split {split!r} does not exist (files in '
           f'{self.data_dir}: {present}). Set the data config '
-          f'files.{split} to the right file name, or remove {split!r} from '
-          'eval_splits.')
+          f'files.{split} to the right file name, or to \'\' if there is no '
+          f'{split!r} split.')
     return path
 
   def read_lines(self, split: str) -> list[str]:

@@ -36,14 +36,13 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from input_pipeline import errors
+from input_pipeline import cache, errors
 
 TOKENIZER_DIR = 'tokenizer'
 METADATA_FILE = 'tokenizer.json'
@@ -149,17 +148,8 @@ class Tokenizer(abc.ABC):
     directory.mkdir(parents=True, exist_ok=True)
     metadata = {'kind': self.kind, 'fingerprint': self.fingerprint(),
                 **self._save_payload(directory), **(extra or {})}
-    _atomic_write(directory / METADATA_FILE,
+    cache.atomic_write_bytes(directory / METADATA_FILE,
                   json.dumps(metadata, indent=1, ensure_ascii=False).encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-  """Writes via a temporary file + rename, so readers never see half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, delete=False,
-                                   prefix=path.name + '.tmp') as f:
-    f.write(data)
-  os.replace(f.name, path)
 
 
 class VocabularyTokenizer(Tokenizer):
@@ -391,8 +381,8 @@ class SentencePieceTokenizer(Tokenizer):
     # leaves a metadata file that names a different or partial model.
     # spm.model is a copy for tools (loading goes through the json).
     name = f'spm-{self.fingerprint()[:16]}.model'
-    _atomic_write(directory / name, self.model_proto)
-    _atomic_write(directory / SPM_MODEL_FILE, self.model_proto)
+    cache.atomic_write_bytes(directory / name, self.model_proto)
+    cache.atomic_write_bytes(directory / SPM_MODEL_FILE, self.model_proto)
     return {'model_file': name}
 
 
@@ -553,7 +543,6 @@ def _wait_for_saved(directory: Path, spec: Mapping[str, Any],
                     loaded: SentencePieceTokenizer | None,
                     timeout_s: float) -> Tokenizer:
   """Process > 0: waits for process 0 to save the tokenizer, and loads it."""
-  from input_pipeline import cache  # pylint: disable=g-import-not-at-top
   found: list[Tokenizer] = []
 
   def ready() -> bool:
@@ -612,7 +601,6 @@ def _shard_stats(spec: Mapping[str, Any], text: Any, data_fingerprint: str,
   (atomically) under ``stats_dir``; process 0 waits for all and returns an
   iterator that loads them one by one; the others return ``None``.
   """
-  from input_pipeline import cache  # pylint: disable=g-import-not-at-top
   kind = spec['kind']
   if process_count == 1:
     return (_stats_of(kind, text, k, chunk_bytes)

@@ -11,6 +11,7 @@ import pytest
 
 import input_pipeline
 from input_pipeline import classification, corpora, errors, tokenizers
+from batch_helpers import assert_same_batches, take
 
 WORDS = [f'w{i}' for i in range(60)]
 
@@ -20,18 +21,6 @@ def _load(config, workdir, **kwargs):
   kwargs.setdefault('process_count', 1)
   return input_pipeline.get_classification_datasets(
       {'prefetch': 0, **config}, workdir, **kwargs)
-
-
-def _take(iterator, n):
-  return [b for _, b in zip(range(n), iterator)]
-
-
-def _assert_same(batches_a, batches_b):
-  assert len(batches_a) == len(batches_b)
-  for a, b in zip(batches_a, batches_b):
-    assert a.keys() == b.keys()
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def _lines(count, labels=('neg', 'pos'), seed=0, max_words=40):
@@ -160,7 +149,7 @@ def test_truncation_is_counted_and_logged(data_dir: Path, tmp_path: Path,
       (data.splits['valid'].lengths > 12).sum())
   assert f"Truncated {data.num_truncated('train')} of 203 train" in caplog.text
   rows = _rows(data, 'train')
-  for batch in _take(data.train_batches(), 30):
+  for batch in take(data.train_batches(), 30):
     assert batch['tokens'].shape[1] <= 12 and batch['lengths'].max() <= 12
     for index, n, tokens in zip(batch['example_index'], batch['lengths'],
                                 batch['tokens']):
@@ -204,7 +193,7 @@ def test_eval_batches_every_example_exactly_once(data_dir: Path,
 def test_bucket_padding(data_dir: Path, tmp_path: Path):
   data = _load(_config(data_dir), tmp_path)
   boundaries = [4, 8, 16, 24, 40]
-  batches = _take(data.train_batches(), 60) + list(data.eval_batches())
+  batches = take(data.train_batches(), 60) + list(data.eval_batches())
   widths = set()
   for batch in batches:
     width = batch['tokens'].shape[1]
@@ -213,7 +202,7 @@ def test_bucket_padding(data_dir: Path, tmp_path: Path):
     assert width == min(b for b in boundaries if b >= longest)
     widths.add(width)
   assert len(widths) > 2
-  train = _take(data.train_batches(), 25)  # One epoch: 203 // 8.
+  train = take(data.train_batches(), 25)  # One epoch: 203 // 8.
   waste = sum(b['tokens'].size - b['lengths'].sum() for b in train)
   assert waste < 0.3 * sum(b['tokens'].size for b in train)
 
@@ -240,9 +229,9 @@ def test_train_epochs_shuffled_fixed_size_and_seeded(data_dir: Path,
 def test_resume_from_step_k_equals_uninterrupted(data_dir: Path,
                                                  tmp_path: Path):
   data = _load(_config(data_dir, prefetch=2), tmp_path)
-  full = _take(data.train_batches(), 60)  # 25 per epoch: crosses two.
+  full = take(data.train_batches(), 60)  # 25 per epoch: crosses two.
   for start in (1, 24, 25, 26, 51):
-    _assert_same(full[start:], _take(data.train_batches(start_step=start),
+    assert_same_batches(full[start:], take(data.train_batches(start_step=start),
                                      60 - start))
 
 
@@ -251,10 +240,10 @@ def test_two_processes_rows_make_the_single_process_batch(data_dir: Path,
   single = _load(_config(data_dir), tmp_path)
   hosts = [_load(_config(data_dir), tmp_path, process_index=p,
                  process_count=2) for p in range(2)]
-  for split, take in (('train', lambda d: _take(d.train_batches(), 30)),
-                      ('valid', lambda d: list(d.eval_batches()))):
-    expected = take(single)
-    per_host = [take(h) for h in hosts]
+  for split, batches_of in (('train', lambda d: take(d.train_batches(), 30)),
+                            ('valid', lambda d: list(d.eval_batches()))):
+    expected = batches_of(single)
+    per_host = [batches_of(h) for h in hosts]
     assert per_host[0][0]['tokens'].shape[0] == expected[0][
         'tokens'].shape[0] // 2, split
     for step, batch in enumerate(expected):
@@ -317,8 +306,8 @@ def test_second_start_reads_and_encodes_nothing(data_dir: Path,
                                     getattr(second.splits[split], key))
   assert second.label_names == first.label_names
   assert second.splits['train'].num_skipped == 1
-  _assert_same(_take(first.train_batches(3), 4),
-               _take(second.train_batches(3), 4))
+  assert_same_batches(take(first.train_batches(3), 4),
+               take(second.train_batches(3), 4))
   # Other options are other entries (here: without eos).
   monkeypatch.undo()
   third = _load(_config(data_dir, lowercase=True,

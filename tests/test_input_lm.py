@@ -12,6 +12,7 @@ import pytest
 import input_pipeline
 from input_pipeline import corpora, errors, lm, tokenizers
 from input_pipeline.hosts import HostShard
+from batch_helpers import assert_same_batches, take
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 ONE_HOST = HostShard(0, 1)
@@ -22,18 +23,6 @@ def _shared(name: str) -> Path:
   if not path.is_dir():
     pytest.skip(f'{path} not present')
   return path
-
-
-def _take(iterator, n):
-  return [b for _, b in zip(range(n), iterator)]
-
-
-def _assert_same(batches_a, batches_b):
-  assert len(batches_a) == len(batches_b)
-  for a, b in zip(batches_a, batches_b):
-    assert a.keys() == b.keys()
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def test_ptb_exact_counts(tmp_path: Path):
@@ -125,23 +114,23 @@ def test_stream_deterministic_and_resumable(random_window: bool):
     return lm.StreamBatcher(_ids(), 4, 10, ONE_HOST,
                             random_window=random_window, seed=seed)
 
-  full = _take(make().iterate(), 60)  # Crosses two epoch boundaries.
-  _assert_same(full, _take(make().iterate(), 60))
+  full = take(make().iterate(), 60)  # Crosses two epoch boundaries.
+  assert_same_batches(full, take(make().iterate(), 60))
   for start in (1, 24, 25, 53):
-    _assert_same(full[start:], _take(make().iterate(start_step=start),
+    assert_same_batches(full[start:], take(make().iterate(start_step=start),
                                      60 - start))
   if random_window:
     lengths = [int(b['mask'][0].sum()) for b in full]
     assert len(set(lengths)) > 3 and min(lengths) >= 5
     assert all(b['inputs'].shape[1] % 8 == 0 for b in full)
     assert all(b['inputs'].shape[1] >= n for b, n in zip(full, lengths))
-    other = _take(make(seed=4).iterate(), 60)
+    other = take(make(seed=4).iterate(), 60)
     assert [int(b['mask'][0].sum()) for b in other] != lengths
 
 
 def test_stream_hosts_union_is_single_host_batch():
-  single = _take(lm.StreamBatcher(_ids(), 8, 5, ONE_HOST).iterate(), 7)
-  per_host = [_take(lm.StreamBatcher(_ids(), 8, 5, HostShard(p, 4)).iterate(),
+  single = take(lm.StreamBatcher(_ids(), 8, 5, ONE_HOST).iterate(), 7)
+  per_host = [take(lm.StreamBatcher(_ids(), 8, 5, HostShard(p, 4)).iterate(),
                     7) for p in range(4)]
   for step, batch in enumerate(single):
     assert per_host[0][step]['inputs'].shape == (2, 5)
@@ -239,14 +228,14 @@ def test_sentences_deterministic_resumable_and_sharded(packing: bool):
     return lm.SentenceBatcher(ids, offsets, 8, 24, shard, bos_id=0,
                               packing=packing, seed=seed, pool_batches=3)
 
-  full = _take(make().iterate(), 70)  # Several epochs.
-  _assert_same(full, _take(make().iterate(), 70))
+  full = take(make().iterate(), 70)  # Several epochs.
+  assert_same_batches(full, take(make().iterate(), 70))
   for start in (1, 25, 51):
-    _assert_same(full[start:], _take(make().iterate(start), 70 - start))
+    assert_same_batches(full[start:], take(make().iterate(start), 70 - start))
   assert any((a['targets'] != b['targets']).any()
-             for a, b in zip(full, _take(make(seed=2).iterate(), 70))
+             for a, b in zip(full, take(make(seed=2).iterate(), 70))
              if a['targets'].shape == b['targets'].shape)
-  hosts = [_take(make(HostShard(p, 2)).iterate(), 70) for p in range(2)]
+  hosts = [take(make(HostShard(p, 2)).iterate(), 70) for p in range(2)]
   for step, batch in enumerate(full):
     for key in batch:
       np.testing.assert_array_equal(
@@ -282,8 +271,8 @@ def test_cache_makes_second_run_read_no_text(text_dir: Path, tmp_path: Path,
                                           process_count=1)
   np.testing.assert_array_equal(first.splits['train'].ids,
                                 second.splits['train'].ids)
-  _assert_same(_take(first.train_batches(5), 3),
-               _take(second.train_batches(5), 3))
+  assert_same_batches(take(first.train_batches(5), 3),
+               take(second.train_batches(5), 3))
 
 
 def test_cache_is_not_reused_for_changed_file_or_tokenizer(
@@ -357,9 +346,9 @@ def test_sentencepiece_lm_and_prefetch(tmp_path: Path):
   assert data.splits['train'].num_lines == 1500
   assert data.tokenizer.decode(data.splits['train'].ids) == '\n'.join(
       lines) + '\n'
-  prefetched = _take(data.train_batches(start_step=3), 4)
-  direct = _take(data.batcher('train').iterate(start_step=3), 4)
-  _assert_same(prefetched, direct)
+  prefetched = take(data.train_batches(start_step=3), 4)
+  direct = take(data.batcher('train').iterate(start_step=3), 4)
+  assert_same_batches(prefetched, direct)
   assert list(data.eval_batches())
 
 
@@ -402,8 +391,8 @@ def test_configdict_default_embedded_word_level(tmp_path: Path):
   lines = corpora.EmbeddedCorpus().read_lines('train')
   assert data.num_tokens('train') == sum(len(l.split()) + 1 for l in lines)
   assert set(data.splits) == {'train', 'valid'}
-  full = _take(data.train_batches(), 12)
-  _assert_same(full[7:], _take(data.train_batches(start_step=7), 5))
+  full = take(data.train_batches(), 12)
+  assert_same_batches(full[7:], take(data.train_batches(start_step=7), 5))
   assert len({b['inputs'].shape[1] for b in full}) > 1
   with pytest.raises(errors.ConfigError, match="'test'.*eval_splits"):
     data.eval_batches('test')

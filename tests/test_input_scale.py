@@ -13,20 +13,9 @@ import pytest
 
 import input_pipeline
 from input_pipeline import cache, corpora, errors, tokenizers
+from batch_helpers import assert_same_batches, take
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _take(iterator, n):
-  return [b for _, b in zip(range(n), iterator)]
-
-
-def _assert_same(batches_a, batches_b):
-  assert len(batches_a) == len(batches_b)
-  for a, b in zip(batches_a, batches_b):
-    assert a.keys() == b.keys()
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 @pytest.fixture(scope='module')
@@ -91,8 +80,8 @@ def test_shards_and_chunks_do_not_change_the_data(text_dir, tmp_path,
   np.testing.assert_array_equal(train.offsets, offsets)
   np.testing.assert_array_equal(np.asarray(one.splits['train'].ids), ids)
   assert many.splits['valid'].num_lines == 300  # No final newline.
-  _assert_same(_take(one.train_batches(3), 4), _take(many.train_batches(3), 4))
-  _assert_same(list(one.eval_batches('valid')),
+  assert_same_batches(take(one.train_batches(3), 4), take(many.train_batches(3), 4))
+  assert_same_batches(list(one.eval_batches('valid')),
                list(many.eval_batches('valid')))
 
 
@@ -104,7 +93,7 @@ def test_sentence_batches_from_shards(text_dir, tmp_path):
   many = input_pipeline.get_lm_datasets({**config, 'shard_mb': 0.03},
                                         tmp_path / 'many', process_index=0,
                                         process_count=1)
-  _assert_same(_take(one.train_batches(5), 3), _take(many.train_batches(5), 3))
+  assert_same_batches(take(one.train_batches(5), 3), take(many.train_batches(5), 3))
 
 
 _PROCESS = r'''
@@ -154,7 +143,7 @@ def test_two_processes_one_tokenizer_sharded_encoding(text_dir, tmp_path):
       s['tokens_encoded'] for s in stats)
   assert min(s['tokens_encoded'] for s in stats) > 0.3 * sum(
       s['tokens_encoded'] for s in stats)
-  full = _take(reference.train_batches(2), 6)
+  full = take(reference.train_batches(2), 6)
   for i, batch in enumerate(full):
     for key, value in batch.items():
       np.testing.assert_array_equal(
@@ -284,8 +273,8 @@ def test_translation_shards_threads_and_lengths(tmp_path):
     np.testing.assert_array_equal(np.asarray(a.target_ids),
                                   np.asarray(b.target_ids))
   assert two[0].eval_references == one.eval_references
-  full = _take(one.train_batches(), 8)
-  hosts = [_take(d.train_batches(), 8) for d in two]
+  full = take(one.train_batches(), 8)
+  hosts = [take(d.train_batches(), 8) for d in two]
   for step, batch in enumerate(full):
     for key in batch:
       np.testing.assert_array_equal(
