@@ -59,4 +59,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from trainer import cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=cli.config_flags_parser('train.py'))

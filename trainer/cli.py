@@ -1,11 +1,14 @@
-"""Command-line error reporting shared by train.py, generate.py and translate.py."""
+"""Command-line error reporting shared by train.py, generate.py, translate.py
+and classify.py."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 from input_pipeline import errors as input_errors
 from trainer import errors
@@ -23,3 +26,66 @@ def errors_as_messages(prog: str, extra: tuple[type[BaseException], ...] = ()
     logging.debug('%s failed', prog, exc_info=True)
     print(f'{prog}: error: {e}', file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+def config_flags_parser(prog: str, config_flag: str = 'config',
+                        flag_values: Any = None
+                        ) -> Callable[[list[str]], list[str]]:
+  """An ``absl.app.run(..., flags_parser=...)`` that reports a bad config
+  file or ``--config.x=y`` override as one ``prog: error: ...`` line (exit
+  status 1), naming the file or key and what to do, instead of a traceback.
+
+  Covers a missing config file, one that is not valid Python or whose
+  ``get_config`` fails, an unknown override key (with ml_collections'
+  "did you mean"), a value of the wrong type and a missing required flag.
+  ``flag_values``: the ``absl.flags.FlagValues`` to parse (default: the
+  global ``FLAGS``).
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  def fail(message: str) -> NoReturn:
+    logging.debug('%s: bad command line', prog, exc_info=True)
+    print(f'{prog}: error: {message}', file=sys.stderr, flush=True)
+    sys.exit(1)
+
+  def config_path(argv: list[str]) -> str:
+    for arg in argv:
+      if arg.startswith(f'--{config_flag}='):
+        return arg.split('=', 1)[1]
+    return ''
+
+  def parse(argv: list[str]) -> list[str]:
+    values = flags.FLAGS if flag_values is None else flag_values
+    path = config_path(argv)
+    try:
+      rest = values(argv)
+      values[config_flag].value.keys()  # A file that failed to load raises.
+      return rest
+    except flags.Error as e:
+      lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+      # A get_config that raised: the flag, then the exception's last line.
+      fail(lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}')
+    except (AttributeError, KeyError) as e:  # An unknown --config.x key.
+      cause = e.args[0] if isinstance(e, AttributeError) and e.args else e
+      lines = str(cause.args[0] if isinstance(cause, KeyError) else cause
+                  ).split('\n')
+      key = lines[0].strip("'")
+      given = [a.split('=')[0] for a in argv
+               if a.startswith(f'--{config_flag}.') and key in a]
+      fail(f'unknown config key {key!r} in {", ".join(given) or "an override"}'
+           f' ({path}). {" ".join(lines[1:])} See the config file for the '
+           'keys.')
+    except SyntaxError as e:
+      fail(f'config file {e.filename or path} is not valid Python: line '
+           f'{e.lineno}: {e.msg}. Fix the file.')
+    except OSError as e:
+      file = path.split(':')[0]
+      if file and not os.path.exists(file):
+        fail(f'config file {file} (--{config_flag}={path}) does not exist; '
+             f'give the path of a config file, e.g. --{config_flag}='
+             'configs/lm.py.')
+      fail(f'config file {path} could not be loaded: '
+           f'{str(e).splitlines()[-1].strip()}')
+
+  return parse
