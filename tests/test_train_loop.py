@@ -280,3 +280,25 @@ def test_sentence_batches_reset_the_carry(cache, tmp_path):
     loop.train_and_evaluate(
         testing.tiny_config(cache, data__batching='sentences',
                             data__packing=True), str(tmp_path / 'packed'))
+
+
+def test_resume_check_names_only_fields_that_changed():
+  """A tuple in the config equals the list its checkpoint saved (JSON)."""
+
+  class SavedMeta:
+    directory = '/ckpt'
+
+    def read_meta(self, step):
+      del step
+      return {'signature': {'eval_splits': ['valid'], 'seed': 0,
+                            'shapes': {'w': [2, 3]}}, 'config': {}}
+
+  signature = {'eval_splits': ('valid',), 'seed': 0, 'shapes': {'w': (2, 3)}}
+  loop.check_resumable(SavedMeta(), 5, signature, config_lib.resolve(
+      testing.tiny_config()))
+  with pytest.raises(errors.CheckpointMismatchError,
+                     match=r"Differing fields: seed: checkpoint has 0, config "
+                           r"gives 1\. Restore") as refusal:
+    loop.check_resumable(SavedMeta(), 5, {**signature, 'seed': 1},
+                         config_lib.resolve(testing.tiny_config()))
+  assert 'eval_splits' not in str(refusal.value)

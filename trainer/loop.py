@@ -152,6 +152,8 @@ def check_resumable(ckpt: checkpoints.Checkpointer, step: int,
   checkpoint at ``step`` cannot be resumed with ``config``."""
   meta = ckpt.read_meta(step)
   saved = meta.get('signature', {})
+  # As saved (JSON): a tuple given now equals the list it was saved as.
+  signature = json.loads(json.dumps(signature))
   differences = [
       f'{key}: checkpoint has {saved.get(key)!r}, config gives {value!r}'
       for key, value in signature.items()
