@@ -32,6 +32,8 @@ def main(argv):
   from trainer import cli, metrics  # pylint: disable=g-import-not-at-top
   metrics.quiet_checkpoint_logs()
   with cli.errors_as_messages(PROG, extra=(OSError,)):
+    if FLAGS.output:
+      cli.check_output_path(FLAGS.output)
     if FLAGS.input:
       try:
         with open(FLAGS.input, encoding='utf-8', errors='replace') as f:
@@ -40,7 +42,6 @@ def main(argv):
         raise OSError(f'cannot read {FLAGS.input}: {e.strerror or e}') from e
     else:
       lines = sys.stdin.read().splitlines()
-    output = open(FLAGS.output, 'w', encoding='utf-8') if FLAGS.output else None
     from trainer import classify  # pylint: disable=g-import-not-at-top
     classifier = classify.load(FLAGS.workdir, FLAGS.checkpoint)
     predictions = classifier.classify(lines, batch_size=FLAGS.batch_size)
@@ -48,9 +49,9 @@ def main(argv):
       '\n' if p is None else p.label + '\t' + ' '.join(
           f'{name}={v:.4f}' for name, v in p.probabilities.items()) + '\n'
       for p in predictions)
-  if output is not None:
-    output.write(text)
-    output.close()
+  if FLAGS.output:
+    with open(FLAGS.output, 'w', encoding='utf-8') as output:
+      output.write(text)
   else:
     sys.stdout.write(text)
     sys.stdout.flush()

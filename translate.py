@@ -64,6 +64,8 @@ def main(argv):
   from trainer import cli, errors, metrics  # pylint: disable=g-import-not-at-top
   metrics.quiet_checkpoint_logs()
   with cli.errors_as_messages(PROG, extra=(OSError,)):
+    if FLAGS.output:
+      cli.check_output_path(FLAGS.output)
     lines = _read_lines(FLAGS.input)
     references = _read_lines(FLAGS.reference) if FLAGS.reference else None
     if references is not None and len(references) != len(lines):

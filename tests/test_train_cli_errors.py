@@ -22,12 +22,16 @@ def _run(script, *args):
      "train.py: error: unknown config key 'hiden_size' in --config.model.hiden_size "
      '(configs/tiny.py). Did you mean "hidden_size"'),
     ('generate.py', [], 'generate.py: error: '),
+    # The output is checked before any work (the workdir does not exist).
+    ('translate.py', ['--output={tmp}/missing/out.en'],
+     'translate.py: error: cannot write --output={tmp}/missing/out.en: the directory '
+     '{tmp}/missing does not exist'),
 ])
 def test_cli_errors_are_one_line(tmp_path, script, args, message):
   args = [a.format(tmp=tmp_path) for a in args] + [f'--workdir={tmp_path / "run"}']
   result = _run(script, *args)
   assert result.returncode == 1, result.stderr[-2000:]
-  assert message in result.stderr
+  assert message.format(tmp=tmp_path) in result.stderr
   assert 'Traceback' not in result.stderr
   if any('missing' in a for a in args):
     assert 'missing' in result.stderr  # names the directory
@@ -58,3 +62,12 @@ def test_config_flag_mistakes_are_one_line(tmp_path, capsys, monkeypatch, args, 
   err = capsys.readouterr().err
   assert err.startswith('train.py: error: ') and err.count('\n') == 1, err
   assert message.format(tmp=tmp_path) in err
+
+
+def test_output_paths_are_checked(tmp_path):
+  from trainer import cli  # pylint: disable=g-import-not-at-top
+  cli.check_output_path(str(tmp_path / 'out.txt'))
+  for path, message in ((tmp_path, 'it is a directory'),
+                        (tmp_path / 'no' / 'out.txt', f'the directory {tmp_path / "no"} does not exist')):
+    with pytest.raises(OSError, match=message):
+      cli.check_output_path(str(path))

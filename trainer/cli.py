@@ -89,3 +89,20 @@ def config_flags_parser(prog: str, config_flag: str = 'config',
            f'{str(e).splitlines()[-1].strip()}')
 
   return parse
+
+
+def check_output_path(path: str, flag: str = '--output') -> None:
+  """Raises ``OSError`` naming ``path`` when it cannot be written, so a
+  command checks its output before any work (and never truncates it first).
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    raise OSError(f'cannot write {flag}={path}: it is a directory; give a '
+                  'file name.')
+  if not os.path.isdir(directory):
+    raise OSError(f'cannot write {flag}={path}: the directory {directory} '
+                  'does not exist; create it or choose another path.')
+  if not os.access(directory, os.W_OK) or (
+      os.path.exists(path) and not os.access(path, os.W_OK)):
+    raise OSError(f'cannot write {flag}={path}: permission denied; choose a '
+                  'writable path.')
