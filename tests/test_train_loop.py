@@ -302,3 +302,43 @@ def test_resume_check_names_only_fields_that_changed():
     loop.check_resumable(SavedMeta(), 5, {**signature, 'seed': 1},
                          config_lib.resolve(testing.tiny_config()))
   assert 'eval_splits' not in str(refusal.value)
+
+
+_HOLD_LOCK = r'''
+import sys, time
+from trainer import workdir_lock
+with workdir_lock.hold(sys.argv[1]):
+  print('locked', flush=True)
+  time.sleep(600)
+'''
+
+
+def test_one_run_per_workdir_and_a_dead_holder_never_blocks(tmp_path):
+  """A second run on a locked workdir is refused naming the holder and
+  changes nothing; after kill -9 of the holder the workdir is free."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  holder = subprocess.Popen([sys.executable, '-c', _HOLD_LOCK, workdir],
+                            stdout=subprocess.PIPE, text=True,
+                            env=testing.python_env())
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    before = sorted(os.listdir(workdir))
+    with pytest.raises(errors.WorkdirError,
+                       match=rf'in use by another run \(process {holder.pid} on '
+                             r'host .*\); one run per workdir'):
+      loop.train_and_evaluate(testing.tiny_config(num_train_steps=1), workdir)
+    assert sorted(os.listdir(workdir)) == before == ['.lock']
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  from trainer import workdir_lock  # pylint: disable=g-import-not-at-top
+  with workdir_lock.hold(workdir):  # The dead holder's lock is gone.
+    pass
+  file_workdir = tmp_path / 'a_file'
+  file_workdir.write_text('x')
+  with pytest.raises(errors.WorkdirError, match='is a file, not a directory'):
+    loop.train_and_evaluate(testing.tiny_config(num_train_steps=1),
+                            str(file_workdir))

@@ -29,3 +29,8 @@ class CheckpointSaveError(TrainerError, RuntimeError):
 
 class NonFiniteLossError(TrainerError, FloatingPointError):
   """The training loss became NaN or infinite."""
+
+
+class WorkdirError(TrainerError, OSError):
+  """The workdir is in use by another run, is not a directory, or cannot be
+  written."""

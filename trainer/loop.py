@@ -33,7 +33,7 @@ import numpy as np
 from input_pipeline import errors as input_errors
 from trainer import checkpoints, compiled, config_lib, errors
 from trainer import metrics as metrics_lib
-from trainer import partitioning, tasks as tasks_registry
+from trainer import partitioning, tasks as tasks_registry, workdir_lock
 from trainer.steps import TrainState
 from trainer.tasks import base
 
@@ -245,20 +245,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict,
     NonFiniteLossError: the loss became NaN / inf (the last good checkpoint
       stays the latest).
     CheckpointSaveError: a checkpoint could not be written.
+    WorkdirError: another run holds the workdir (``workdir_lock``), or it is
+      a file or cannot be written.
   """
   config = config_lib.resolve(config)
   task = tasks_registry.get_task(config)
   partitioner = partitioning.Partitioner(config.model_parallelism,
                                          config.logical_axis_rules)
   task.check_batch_sizes(partitioner.check_batch_size)
-  ckpt = checkpoints.Checkpointer(
-      workdir, keep=config.keep_checkpoints,
-      keep_best=config.keep_best_checkpoints,
-      async_save=config.async_checkpoints)
-  try:
-    return _train(config, task, workdir, partitioner, ckpt)
-  finally:
-    ckpt.close()
+  with workdir_lock.hold(workdir, primary=jax.process_index() == 0):
+    ckpt = checkpoints.Checkpointer(
+        workdir, keep=config.keep_checkpoints,
+        keep_best=config.keep_best_checkpoints,
+        async_save=config.async_checkpoints)
+    try:
+      return _train(config, task, workdir, partitioner, ckpt)
+    finally:
+      ckpt.close()
 
 
 def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
