@@ -12,6 +12,7 @@ The resolved config is written to ``workdir/config.json``.
 """
 
 import json
+import math
 
 from absl import app
 from absl import flags
@@ -55,7 +56,8 @@ def main(argv):
     else:
       result = loop.train_and_evaluate(config, workdir)
       if result:
-        print(json.dumps({k: round(v, 4) for k, v in result.items()}), flush=True)
+        print(json.dumps({k: round(v, 4) if math.isfinite(v) else None
+                          for k, v in result.items()}), flush=True)
 
 
 if __name__ == '__main__':

@@ -295,6 +295,8 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
     state, meta = ckpt.restore(latest, steps.abstract_state)
     start = int(meta['input_pipeline']['next_step'])
     logging.info('Resumed from the checkpoint of step %d.', start)
+    if jax.process_index() == 0:  # The steps after it are replayed.
+      metrics_lib.drop_rows_after(workdir, start)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   logging.info('The model has %s parameters.', f'{num_params:,}')
   writer = metrics_lib.create_writer(workdir)

@@ -184,6 +184,33 @@ def create_writer(workdir: str | os.PathLike[str]) -> Any:
       [default, JsonlWriter(os.path.join(os.fspath(workdir), METRICS_FILE))])
 
 
+def drop_rows_after(workdir: str | os.PathLike[str], step: int) -> int:
+  """Removes the ``metrics.jsonl`` rows of steps after ``step`` (a run that
+  resumes from ``step`` writes them again, so each step stays once; a line
+  cut short by a kill goes too). Atomic: a temporary file and a rename.
+  Returns the number of lines removed."""
+  path = os.path.join(os.fspath(workdir), METRICS_FILE)
+  if not os.path.exists(path):
+    return 0
+  kept, dropped = [], 0
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        keep = int(json.loads(line)['step']) <= step
+      except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        keep = False
+      if keep:
+        kept.append(line if line.endswith('\n') else line + '\n')
+      else:
+        dropped += 1
+  if dropped:
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.writelines(kept)
+    os.replace(tmp, path)
+  return dropped
+
+
 def read_metrics(workdir: str | os.PathLike[str]) -> list[dict[str, Any]]:
   """The rows of ``workdir/metrics.jsonl`` (empty if there is none)."""
   path = os.path.join(os.fspath(workdir), METRICS_FILE)
