@@ -2,6 +2,7 @@
 accuracy, the best checkpoint by accuracy, evaluate mode on another split,
 the classify command, and transfer from a trained language model."""
 
+import shutil
 import sys
 
 import flax
@@ -51,7 +52,7 @@ def test_trains_with_validation_accuracy(trained):
   ckpt.close()
 
 
-def test_evaluate_mode_scores_another_split(trained, corpus):
+def test_evaluate_mode_scores_another_split(trained, corpus, tmp_path):
   workdir, _ = trained
   config = testing.tiny_classification_config(corpus, mode='evaluate',
                                               eval_split='test',
@@ -61,6 +62,22 @@ def test_evaluate_mode_scores_another_split(trained, corpus):
   assert result['test_accuracy'] >= 0.9
   with pytest.raises(errors.CheckpointMismatchError, match='sentence classifier'):
     evaluation.evaluate(testing.tiny_config(mode='evaluate'), workdir)
+  # The data location keys given apply (the data moved); a model key that
+  # differs is refused by name.
+  moved = tmp_path / 'moved'
+  shutil.copytree(corpus, moved)
+  (moved / 'test.txt').write_text('1 a lovely film\n0 it was dull\n')
+  config.data.data_dir = str(moved)
+  assert evaluation.evaluate(config, workdir)['test_accuracy'] in (0.0, 0.5, 1.0)
+  config.data.data_dir = str(tmp_path / 'gone')
+  with pytest.raises(input_pipeline.errors.DataFileNotFoundError,
+                     match=str(tmp_path / 'gone')):
+    evaluation.evaluate(config, workdir)
+  with pytest.raises(errors.CheckpointMismatchError,
+                     match='model.hidden_size: checkpoint has 16, config gives 32'):
+    evaluation.evaluate(testing.tiny_classification_config(
+        corpus, mode='evaluate', eval_split='test', model__hidden_size=32),
+        workdir)
 
 
 def test_classifier_labels_new_sentences(trained):

@@ -1,9 +1,13 @@
 """The evaluate command: score a checkpoint on any split.
 
 ``train.py --config.mode=evaluate`` calls :func:`evaluate`. The model and
-data config are those saved with the checkpoint; from the given config only
-``task``, ``checkpoint``, ``eval_split``, ``model_parallelism`` and the
-task's ``INFERENCE_KEYS`` (evaluation batch size, decoding) are used.
+data config are those saved with the checkpoint; from the given config,
+``task``, ``checkpoint``, ``eval_split``, ``model_parallelism``, the task's
+``INFERENCE_KEYS`` (evaluation batch size, decoding) and the data location
+keys (``data_dir``, ``files``, ...: the data may have moved) are used. A
+model key or a key the tokenizer is built from that differs from the
+checkpoint's is refused by name; other differing data keys are reported as
+not used (``inference.given_overrides``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ def evaluate(config: ml_collections.ConfigDict | dict,
   restored = inference.restore(
       workdir, config.checkpoint, task_name=config.task, eval_split=split,
       overrides=inference.inference_overrides(config),
-      model_parallelism=config.model_parallelism)
+      model_parallelism=config.model_parallelism, given_config=config)
   result = restored.task.evaluate(restored.eval_context(), restored.datasets,
                                   split)
   writer = metrics_lib.create_writer(workdir)

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 
@@ -71,10 +72,66 @@ def inference_overrides(config: ml_collections.ConfigDict
   return out
 
 
+# Where the data are: a user's values replace the checkpoint's (the data may
+# have moved, or the split to score lives elsewhere).
+DATA_LOCATION_KEYS = ('data_dir', 'files', 'tfds_data_dir',
+                      'train_prefix', 'eval_prefix')
+# What the tokenizer is built from: a different value would score another
+# vocabulary than the model's, so it is refused.
+TOKENIZER_KEYS = ('tokenizer', 'vocab_size', 'min_count', 'spm_model_type',
+                  'spm_model_path', 'spm_character_coverage',
+                  'spm_max_training_lines', 'lowercase', 'source', 'tfds_name')
+
+
+def given_overrides(given: ml_collections.ConfigDict,
+                    saved: Mapping[str, Any], step: int, directory: str
+                    ) -> tuple[dict[str, Any], list[str]]:
+  """What a user's config (evaluate mode) changes in a checkpoint's saved
+  one.
+
+  Returns:
+    The data location keys that differ (``{'data.data_dir': ...}``), to
+    apply, and the other data keys that differ and are not used (the saved
+    values are), to report.
+
+  Raises:
+    CheckpointMismatchError: a model key or a key the tokenizer is built
+      from differs, named with both values.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  now = json.loads(given.to_json_best_effort())
+  before_model, now_model = saved.get('model') or {}, now.get('model') or {}
+  refused = [f'model.{k}: checkpoint has {before_model[k]!r}, config gives '
+             f'{now_model[k]!r}' for k in sorted(now_model)
+             if k in before_model and before_model[k] != now_model[k]]
+  before, after = saved.get('data') or {}, now.get('data') or {}
+  apply, ignored = {}, []
+  for key in sorted(after):
+    if key not in before or before[key] == after[key]:
+      continue
+    if key in DATA_LOCATION_KEYS:
+      apply[f'data.{key}'] = after[key]
+    elif key in TOKENIZER_KEYS:
+      refused.append(f'data.{key}: checkpoint has {before[key]!r}, config '
+                     f'gives {after[key]!r}')
+    else:
+      ignored.append(f'data.{key}')
+  if refused:
+    raise errors.CheckpointMismatchError(
+        f'The config differs from the one the checkpoint of step {step} (in '
+        f'{directory}) was trained with in keys that change the model or its '
+        'tokenizer: ' + '; '.join(refused) + '. Evaluate with the config and '
+        'overrides the run was trained with (its config.json); only the data '
+        f'location keys ({", ".join(DATA_LOCATION_KEYS)}) may change.')
+  return apply, ignored
+
+
 def restore(workdir: str, which: str | int = 'latest', *,
             task_name: str | None = None, eval_split: str | None = None,
             overrides: Mapping[str, Any] | None = None,
-            model_parallelism: int = 1) -> Restored:
+            model_parallelism: int = 1,
+            given_config: ml_collections.ConfigDict | None = None
+            ) -> Restored:
   """Restores a checkpoint of ``workdir`` onto the current devices.
 
   Args:
@@ -85,6 +142,10 @@ def restore(workdir: str, which: str | int = 'latest', *,
       (``Task.for_evaluation``).
     overrides: dotted keys (``{'decode.beam_size': 5}``) replacing saved
       values; only the task's ``INFERENCE_KEYS``.
+    given_config: a user's config (the evaluate mode's): its data location
+      keys replace the saved ones, a differing model or tokenizer key is
+      refused, other differing data keys are logged as not used
+      (:func:`given_overrides`).
 
   Raises:
     CheckpointNotFoundError: no (such) checkpoint.
@@ -105,7 +166,21 @@ def restore(workdir: str, which: str | int = 'latest', *,
           f'{task_name!r}).')
     config = config_lib.resolve(meta['config'])
     config.model_parallelism = model_parallelism
-    for key, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    if given_config is not None:
+      located, ignored = given_overrides(given_config, meta['config'], step,
+                                         ckpt.directory)
+      for key, value in located.items():
+        logging.warning('Using %s=%r from the config given (the checkpoint '
+                        'has %r).', key, value,
+                        meta['config']['data'][key.split('.', 1)[1]])
+      if ignored:
+        logging.warning(
+            'Not used: %s differ from the checkpoint of step %d, whose saved '
+            'values are used (only the data location keys %s apply).',
+            ', '.join(ignored), step, DATA_LOCATION_KEYS)
+      overrides = {**located, **overrides}
+    for key, value in overrides.items():
       _set_key(config, key, value)
     task = tasks_registry.get_task(config)
     if eval_split:
