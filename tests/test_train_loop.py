@@ -343,3 +343,16 @@ def test_one_run_per_workdir_and_a_dead_holder_never_blocks(tmp_path):
   with pytest.raises(errors.WorkdirError, match='is a file, not a directory'):
     loop.train_and_evaluate(testing.tiny_config(num_train_steps=1),
                             str(file_workdir))
+
+
+def test_compiled_steps_are_not_shared_across_batch_sizes():
+  """The carry in the train state has the batch's rows: runs that differ only
+  in data.batch_size must not share compiled steps."""
+  shapes = []
+  for batch_size in (4, 8):
+    task = tasks.get_task(config_lib.resolve(
+        testing.tiny_config(data__batch_size=batch_size)))
+    steps = compiled.compile_steps(task, task.placeholder_model_inputs(), 1, 1,
+                                   partitioning.Partitioner(1))
+    shapes.append(jax.tree.leaves(steps.abstract_state.carry)[0].shape)
+  assert shapes[0][1] == 4 and shapes[1][1] == 8, shapes

@@ -10,10 +10,12 @@ way.
 
 Compiled steps are reused within a process (tests, evaluation after
 training) when the computation is the same: the cache key is the model
-module (its repr has every field), the task, and the whole config except
-its data section and the loop's own bookkeeping keys (:data:`LOOP_KEYS`).
-That list can only cause extra compiles if it misses a key, never a stale
-step.
+module (its repr has every field), the task, the whole config except its
+data section and the loop's own bookkeeping keys (:data:`LOOP_KEYS`), and
+the one data value the compiled functions take in: the training batch size
+(the rows of the carry held in the state; batches of other shapes retrace).
+The exclusion list can only cause extra compiles if it misses a key, never a
+stale step.
 """
 
 from __future__ import annotations
@@ -92,11 +94,11 @@ _CACHE: dict[str, CompiledSteps] = {}
 
 
 def _cache_key(task: base.Task, model: Any, config: ml_collections.ConfigDict,
-               schedule_args: tuple[int, int],
+               build_args: tuple[int, int, int],
                partitioner: partitioning.Partitioner) -> str:
   relevant = {k: v for k, v in config.to_dict().items() if k not in LOOP_KEYS}
   return json.dumps([type(task).__qualname__, repr(model), relevant,
-                     schedule_args, [d.id for d in partitioner.mesh.devices.flat],
+                     build_args, [d.id for d in partitioner.mesh.devices.flat],
                      partitioner.model_size, partitioner.rules],
                     sort_keys=True, default=str)
 
@@ -118,8 +120,11 @@ def compile_steps(task: base.Task, model_inputs: dict[str, int],
   updates_per_epoch = updates_per_epoch if o.schedule == 'zaremba' else 1
   total_updates = total_updates if o.schedule == 'cosine' else 1
   model = task.build_model(**model_inputs)
-  key = _cache_key(task, model, config, (updates_per_epoch, total_updates),
-                   partitioner)
+  # The one data value the compiled functions take in: the rows of the
+  # training carry held in the state (the steps retrace for other shapes).
+  batch_size = config.data.get('batch_size', 0)
+  key = _cache_key(task, model, config,
+                   (updates_per_epoch, total_updates, batch_size), partitioner)
   if key in _CACHE:
     cached = _CACHE[key]
     if cached.task is not task:  # Same computation; this run's task object.
@@ -127,7 +132,6 @@ def compile_steps(task: base.Task, model_inputs: dict[str, int],
     return cached
   optimizer, schedule = optimizers.create_optimizer(
       o, updates_per_epoch, total_updates)
-  batch_size = config.data.get('batch_size', 0)
 
   def init(rng, unbox=True):
     params_rng, dropout_rng = jax.random.split(rng)
