@@ -135,18 +135,23 @@ def test_resume_after_a_crash_is_exact(trained, cache, tmp_path, monkeypatch):
   assert steps == list(range(1, NUM_STEPS + 1))
 
 
+@pytest.mark.parametrize('max_loss, message, good_steps', [
+    # A huge but finite loss (1e36) exceeds 1e4 x the first loss.
+    (0.0, r'loss is 1\.\d+e\+36, above max_loss=\d\.\d+e\+04 \(1e4 x the first '
+     r'loss\) at step 2;.*checkpoint \(step 1\)', [1]),
+    (1e38, r'loss is (nan|inf) at step 3;.*checkpoint \(step 2\)', [1, 2]),
+])
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-    cache, tmp_path):
+    cache, tmp_path, max_loss, message, good_steps):
   workdir = str(tmp_path / 'nan')
   config = testing.tiny_config(
       cache, optimizer__name='sgd', optimizer__learning_rate=1e37,
-      optimizer__max_grad_norm=0.0, checkpoint_every_steps=1)
-  with pytest.raises(errors.NonFiniteLossError,
-                     match=r'loss is (nan|inf) at step 3;.*checkpoint \(step 2\)'):
+      optimizer__max_grad_norm=0.0, checkpoint_every_steps=1, max_loss=max_loss)
+  with pytest.raises(errors.NonFiniteLossError, match=message):
     loop.train_and_evaluate(config, workdir)
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
-  assert ckpt.latest_step() == 2
-  assert ckpt.all_steps() == [1, 2]
+  assert ckpt.latest_step() == good_steps[-1]
+  assert ckpt.all_steps() == good_steps  # No state past the bound is saved.
   ckpt.close()
 
 

@@ -84,6 +84,9 @@ def default_config(task: str = tasks_registry.DEFAULT_TASK
   config.async_checkpoints = True
   # Report progress (steps/s, ETA) every this many seconds.
   config.progress_every_secs = 60.0
+  # Stop, as for a NaN loss, when a step's training loss exceeds this (0:
+  # 1e4 times the run's first logged loss); such a state is never saved.
+  config.max_loss = 0.0
 
   _optimizer_config(config)
 
@@ -283,7 +286,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
               'model_parallelism'):
     positive(key, c[key])
   for key in ('num_train_steps', 'num_epochs', 'eval_every_steps',
-              'keep_best_checkpoints'):
+              'keep_best_checkpoints', 'max_loss'):
     non_negative(key, c[key])
   if c.num_train_steps <= 0 and c.num_epochs <= 0:
     raise ConfigError('Set num_train_steps or num_epochs to a positive value.')

@@ -308,6 +308,7 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
                                         config.progress_every_secs)
   best = task.best_metric
   pending: list[dict[str, jax.Array]] = []
+  loss_bound: dict[str, float] = {}  # 'max': set from the first loss.
   window = {'time': time.perf_counter(), 'tokens': 0.0}
   last_eval: dict[str, float] = {}
 
@@ -320,10 +321,15 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
     first = step - len(fetched)
     for i, m in enumerate(fetched):
       loss = float(m['loss_sum']) / max(float(m['weight']), 1.0)
-      if not math.isfinite(loss):
+      if 'max' not in loss_bound and math.isfinite(loss):
+        loss_bound['max'] = config.max_loss or 1e4 * max(abs(loss), 1.0)
+      if not math.isfinite(loss) or loss > loss_bound.get('max', math.inf):
         ckpt.wait()  # Earlier (good) saves complete; this state is never saved.
+        what = (f'{loss}' if not math.isfinite(loss) else
+                f'{loss:.4g}, above max_loss={loss_bound["max"]:.4g}' + (
+                    '' if config.max_loss else ' (1e4 x the first loss)'))
         raise errors.NonFiniteLossError(
-            f'The training loss is {loss} at step {first + i + 1}; '
+            f'The training loss is {what} at step {first + i + 1}; '
             'stopping. The last good '
             f'checkpoint (step {ckpt.latest_step()}) stays the latest. Lower '
             'optimizer.learning_rate or set optimizer.max_grad_norm.')
