@@ -112,7 +112,9 @@ def _tiny(config):
   # Greedy decoding compiles fastest.
   config.decode.method = 'greedy'
   config.decode.max_length = 32
-  config.data.vocab_size = 64
+  # Multi30k's text has 106 distinct characters: SentencePiece needs at
+  # least that many pieces (plus 4 special ones).
+  config.data.vocab_size = 256
   config.data.max_length = 24
   config.data.max_eval_length = 24
   config.data.tokens_per_batch = 256

@@ -36,6 +36,7 @@ import itertools
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -338,15 +339,28 @@ class SentencePieceTokenizer(Tokenizer):
       sentences = [sentences[i] for i in np.sort(chosen).tolist()]
     spm.set_random_generator_seed(seed)
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_writer=model,
-        vocab_size=vocab_size, model_type=model_type,
-        character_coverage=character_coverage,
-        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
-        normalization_rule_name='identity', remove_extra_whitespaces=False,
-        input_sentence_size=0, shuffle_input_sentence=False,
-        max_sentence_length=1 << 16, hard_vocab_limit=False, num_threads=1,
-        minloglevel=2)
+    try:
+      spm.SentencePieceTrainer.train(
+          sentence_iterator=iter(sentences), model_writer=model,
+          vocab_size=vocab_size, model_type=model_type,
+          character_coverage=character_coverage,
+          pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+          normalization_rule_name='identity', remove_extra_whitespaces=False,
+          input_sentence_size=0, shuffle_input_sentence=False,
+          max_sentence_length=1 << 16, hard_vocab_limit=False, num_threads=1,
+          minloglevel=2)
+    except RuntimeError as e:
+      needed = re.search(r'smaller than required_chars\. \d+ vs (\d+)', str(e))
+      if needed is None:
+        raise
+      raise errors.ConfigError(
+          f'vocab_size={vocab_size} is too small for SentencePiece on this '
+          f'text: its characters (at spm_character_coverage='
+          f'{character_coverage}) and the 4 special pieces need '
+          f'{needed.group(1)}. Set the data config vocab_size to at least '
+          f'{needed.group(1)} (more leaves room for subwords), or lower '
+          'spm_character_coverage (e.g. 0.9995) to map rare characters to '
+          '<unk>.') from None
     return cls(model.getvalue())
 
   @classmethod

@@ -73,6 +73,11 @@ def test_sentencepiece_bpe(embedded_train):
   assert len(bpe.encode(text)) < len(text)
   with pytest.raises(errors.ConfigError, match='wordpiece'):
     tok.SentencePieceTokenizer.train(embedded_train, 200, model_type='wordpiece')
+  # Fewer pieces than characters: a ConfigError that says what to set.
+  with pytest.raises(errors.ConfigError,
+                     match=r'vocab_size=8 is too small .* need \d+\. Set the data '
+                           r'config vocab_size to at least \d+'):
+    tok.SentencePieceTokenizer.train(embedded_train[:50], 8)
 
 
 def test_tokenizer_is_saved_and_reused(tmp_path: Path):

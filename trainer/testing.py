@@ -165,6 +165,7 @@ def tiny_translation_config(data_dir: str | os.PathLike[str],
   as ``section__key=value``)."""
   config = load_config('multi30k', 'tiny')
   config.data.data_dir = os.fspath(data_dir)
+  config.data.vocab_size = 64  # The toy corpus has few characters.
   config.data.prefetch = 0
   if cache_dir:
     config.data.cache_dir = os.fspath(cache_dir)
