@@ -361,3 +361,40 @@ def test_compiled_steps_are_not_shared_across_batch_sizes():
                                    partitioning.Partitioner(1))
     shapes.append(jax.tree.leaves(steps.abstract_state.carry)[0].shape)
   assert shapes[0][1] == 4 and shapes[1][1] == 8, shapes
+
+
+def test_sigterm_during_a_validation_stops_it_and_saves_at_once(
+    trained, cache, tmp_path, monkeypatch):
+  """SIGTERM at the 2nd batch of step 10's validation: no more batch is
+  scored, step 10 is saved with its validation pending, and the rerun does
+  that validation first and ends as the uninterrupted run did."""
+  import signal  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'stopped')
+  original = input_pipeline.LMDatasets.eval_batches
+  served = []
+
+  def signalling(self, *args, **kwargs):
+    for i, batch in enumerate(original(self, *args, **kwargs)):
+      served.append(i)
+      if i == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
+
+  monkeypatch.setattr(input_pipeline.LMDatasets, 'eval_batches', signalling)
+  assert loop.train_and_evaluate(testing.tiny_config(cache), workdir) == {}
+  monkeypatch.undo()
+  assert served == [0, 1]  # Stopped before placing the batch after the signal.
+  rows = metrics.read_metrics(workdir)
+  assert max(r['step'] for r in rows) == 10
+  assert not any('valid_loss' in r for r in rows)
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  assert ckpt.latest_step() == 10
+  assert ckpt.read_meta(10)['validation_pending']
+  ckpt.close()
+  result = loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+  assert result == trained[1]
+  reference = {r['step']: r['valid_loss'] for r in metrics.read_metrics(trained[0])
+               if 'valid_loss' in r}
+  assert {r['step']: r['valid_loss'] for r in metrics.read_metrics(workdir)
+          if 'valid_loss' in r} == reference  # Step 10's included, once.
+  assert testing.train_losses(workdir) == testing.train_losses(trained[0])

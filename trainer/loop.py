@@ -16,6 +16,7 @@ infinite. It never names a task: everything task-specific comes from the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -113,6 +114,25 @@ class PreemptionHandler:
     return False
 
 
+class ValidationInterrupted(Exception):
+  """A stop was requested (SIGTERM) during a validation."""
+
+
+def interruptible(context: base.EvalContext,
+                  stop_requested: Callable[[], bool]) -> base.EvalContext:
+  """``context`` whose ``to_device`` raises ValidationInterrupted once
+  ``stop_requested()``: every task's evaluation places each batch through
+  it, so a validation stops within one batch of a SIGTERM."""
+  place = context.to_device
+
+  def to_device(local):
+    if stop_requested():
+      raise ValidationInterrupted
+    return place(local)
+
+  return dataclasses.replace(context, to_device=to_device)
+
+
 # ------------------------------------------------------------ resume checks --
 
 
@@ -197,9 +217,12 @@ def _load_datasets(task: base.Task, workdir: str,
 
 def _meta(config: ml_collections.ConfigDict, task: base.Task,
           signature: dict[str, Any], model_inputs: dict[str, int], step: int,
-          tracker: EpochTracker, datasets: Any) -> dict[str, Any]:
+          tracker: EpochTracker, datasets: Any,
+          validation_pending: bool = False) -> dict[str, Any]:
   return {
       'step': step,
+      # A SIGTERM stopped this step's validation: the resumed run does it.
+      'validation_pending': validation_pending,
       'task': task.name,
       'model_inputs': model_inputs,
       'input_pipeline': {'next_step': step, 'epoch': tracker.epoch(step),
@@ -284,6 +307,7 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
   if jax.process_index() == 0:
     with open(os.path.join(workdir, CONFIG_FILE), 'w', encoding='utf-8') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+  validation_pending = False
   if latest is None:
     state = steps.init(jax.random.PRNGKey(config.seed))
     transferred = task.transfer_params(jax.device_get(state.params))
@@ -294,6 +318,7 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
   else:
     state, meta = ckpt.restore(latest, steps.abstract_state)
     start = int(meta['input_pipeline']['next_step'])
+    validation_pending = bool(meta.get('validation_pending'))
     logging.info('Resumed from the checkpoint of step %d.', start)
     if jax.process_index() == 0:  # The steps after it are replayed.
       metrics_lib.drop_rows_after(workdir, start)
@@ -350,6 +375,27 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
     pending.clear()
     window.update(time=now, tokens=0.0)
 
+  def validate(step: int, preemption: PreemptionHandler) -> dict[str, float]:
+    """Validation metrics of ``step`` (written); ValidationInterrupted if a
+    SIGTERM arrives meanwhile."""
+    with report.timed('eval'):
+      result = task.evaluate(
+          interruptible(steps.eval_context(state, eval_batch_size),
+                        lambda: preemption.requested), datasets, 'valid')
+    writer.write_scalars(step, result)
+    return result
+
+  if validation_pending:
+    with PreemptionHandler() as preemption:
+      logging.info('Validating step %d, which a stop interrupted.', start)
+      try:
+        last_eval = validate(start, preemption)
+      except ValidationInterrupted:
+        logging.warning('Stopped again during the validation of step %d; '
+                        'exiting (it runs on the next resume).', start)
+        return {}
+      finally:
+        writer.flush()
   if start >= num_steps:
     logging.info('The run is complete (step %d of %d).', start, num_steps)
     return last_eval
@@ -376,15 +422,19 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
                    done % config.checkpoint_every_steps == 0)
         if do_save or do_eval or done % config.log_every_steps == 0:
           flush(done)
+        interrupted = False
         if do_eval and not preempted:
-          with report.timed('eval'):
-            last_eval = task.evaluate(
-                steps.eval_context(state, eval_batch_size), datasets, 'valid')
-          writer.write_scalars(done, last_eval)
+          try:
+            last_eval = validate(done, preemption)
+          except ValidationInterrupted:  # Save at once; resume validates.
+            logging.warning('Stopped the validation of step %d for the '
+                            'stop request.', done)
+            interrupted = preempted = True
+            last_eval = {}
         if do_save:
           ckpt.save(done, state,
                     _meta(config, task, signature, model_inputs, done, tracker,
-                          datasets),
+                          datasets, validation_pending=interrupted),
                     metrics=(checkpoints.best_metrics(last_eval, best.name,
                                                       best.mode)
                              if do_eval and last_eval else None))
