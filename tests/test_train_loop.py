@@ -5,6 +5,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 
 import jax
@@ -398,3 +399,61 @@ def test_sigterm_during_a_validation_stops_it_and_saves_at_once(
   assert {r['step']: r['valid_loss'] for r in metrics.read_metrics(workdir)
           if 'valid_loss' in r} == reference  # Step 10's included, once.
   assert testing.train_losses(workdir) == testing.train_losses(trained[0])
+
+
+def _truncate_state_file(step_dir):
+  path = max(glob.glob(os.path.join(step_dir, 'state', '**', '*'), recursive=True),
+             key=lambda p: os.path.getsize(p) if os.path.isfile(p) else -1)
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def _flip_a_byte(step_dir):
+  path = max(glob.glob(os.path.join(step_dir, 'state', '**', '*'), recursive=True),
+             key=lambda p: os.path.getsize(p) if os.path.isfile(p) else -1)
+  with open(path, 'r+b') as f:
+    f.seek(os.path.getsize(path) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0x55]))
+
+
+def _garbage_metadata(step_dir):
+  with open(os.path.join(step_dir, 'meta', 'metadata'), 'wb') as f:
+    f.write(b'\xff\xfe not json')
+
+
+@pytest.mark.parametrize('damage, problem', [
+    (_truncate_state_file, r'has \d+ bytes, not \d+'),
+    (_flip_a_byte, 'does not match its checksum'),
+    (_garbage_metadata, r'meta/metadata (has \d+ bytes|does not match)'),
+    (lambda step_dir: shutil.rmtree(os.path.join(step_dir, 'state')),
+     "its item 'state' is missing"),
+])
+def test_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_exactly(
+    trained, cache, tmp_path, caplog, damage, problem):
+  workdir = _copy(trained[0], tmp_path)
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  steps = ckpt.all_steps()
+  assert ckpt.damage(NUM_STEPS) is None and NUM_STEPS in steps
+  ckpt.close()
+  damage(os.path.join(workdir, 'checkpoints', str(NUM_STEPS)))
+  # Refused, and nothing changed, without the fallback.
+  before = _snapshot(workdir)
+  with pytest.raises(errors.CheckpointCorruptError,
+                     match=rf'step {NUM_STEPS} .* is damaged: .*{problem}'):
+    loop.train_and_evaluate(testing.tiny_config(cache, checkpoint_fallback=False),
+                            workdir)
+  assert _snapshot(workdir) == before
+  # Inference skips a damaged latest and refuses it when named.
+  assert inference.restore(workdir, 'latest').step == max(set(steps) - {NUM_STEPS})
+  with pytest.raises(errors.CheckpointCorruptError, match=problem):
+    inference.restore(workdir, NUM_STEPS)
+  # Training moves it aside and resumes from the newest intact checkpoint.
+  with caplog.at_level('WARNING'):
+    result = loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+  assert re.search(rf'checkpoint of step {NUM_STEPS} is damaged \(.*{problem}.*\); '
+                   rf'moved it to .*corrupt-{NUM_STEPS}', caplog.text)
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', f'corrupt-{NUM_STEPS}'))
+  assert testing.train_losses(workdir) == testing.train_losses(trained[0])
+  assert result == trained[1]

@@ -19,6 +19,8 @@ metric (``Task.best_metric``, recorded as an objective) are kept.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -31,6 +33,11 @@ from trainer import errors
 
 PyTree = Any
 CHECKPOINT_DIR = 'checkpoints'
+# Written into a step's directory once its save is complete: every file's
+# size and BLAKE2b digest, checked before the checkpoint is used.
+CHECKSUM_FILE = 'lstm_flax_checksums.json'
+# A damaged checkpoint is moved to checkpoints/corrupt-<step>/ (never deleted).
+CORRUPT_PREFIX = 'corrupt-'
 # The number a save records for ranking checkpoints (lower is better): the
 # task's best metric, negated when higher is better.
 OBJECTIVE = 'objective'
@@ -49,6 +56,27 @@ def best_metrics(scores: Mapping[str, float], name: str,
 
 def _objective(metrics: Mapping[str, float]) -> float:
   return float(metrics[OBJECTIVE])
+
+
+def _digest(path: str) -> str:
+  digest = hashlib.blake2b(digest_size=16)
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def file_digests(step_dir: str) -> dict[str, list[Any]]:
+  """``{relative path: [size, BLAKE2b hex]}`` of every file of a step's
+  directory (the checksum record itself excluded)."""
+  out = {}
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, step_dir)
+      if rel != CHECKSUM_FILE:
+        out[rel] = [os.path.getsize(path), _digest(path)]
+  return dict(sorted(out.items()))
 
 
 class Checkpointer:
@@ -85,6 +113,8 @@ class Checkpointer:
           f'`python train.py --workdir={workdir}` first.')
     self.manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=('state', 'meta'))
+    self.read_only = read_only
+    self._unrecorded: list[int] = []  # Saved; checksums not yet written.
 
   # --------------------------------------------------------------- query --
 
@@ -119,6 +149,109 @@ class Checkpointer:
         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     return dict(restored['meta'])
 
+  # ------------------------------------------------------------ integrity --
+
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _record_checksums(self) -> None:
+    """Writes the checksum record of each completed save (the caller has
+    waited for them)."""
+    for step in self._unrecorded:
+      step_dir = self.step_dir(step)
+      if not os.path.isdir(step_dir):  # Already removed by the keep policy.
+        continue
+      record = json.dumps({'step': step, 'files': file_digests(step_dir)})
+      tmp = os.path.join(step_dir, f'.{CHECKSUM_FILE}.tmp')
+      with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(record)
+      os.replace(tmp, os.path.join(step_dir, CHECKSUM_FILE))
+    self._unrecorded.clear()
+
+  def damage(self, step: int) -> str | None:
+    """What is wrong with the checkpoint of ``step`` (``None``: intact).
+
+    Checks its items, its metadata, and every file against the checksum
+    record written when it was saved (a checkpoint saved just before a kill
+    may have no record yet; it is then checked for structure only).
+    """
+    step_dir = self.step_dir(step)
+    for item in ('state', 'meta'):
+      if not os.path.isdir(os.path.join(step_dir, item)):
+        return f'its item {item!r} is missing'
+    record_path = os.path.join(step_dir, CHECKSUM_FILE)
+    if os.path.exists(record_path):
+      try:
+        with open(record_path, encoding='utf-8') as f:
+          recorded = json.load(f)['files']
+      except (OSError, ValueError, KeyError, TypeError) as e:
+        return f'its checksum record is unreadable ({type(e).__name__})'
+      now = file_digests(step_dir)
+      for rel, (size, digest) in recorded.items():
+        if rel not in now:
+          return f'the file {rel} is missing'
+        if now[rel][0] != size:
+          return f'the file {rel} has {now[rel][0]} bytes, not {size}'
+        if now[rel][1] != digest:
+          return f'the file {rel} does not match its checksum'
+    try:
+      meta = self.read_meta(step)
+      int(meta['input_pipeline']['next_step'])
+    except Exception as e:  # pylint: disable=broad-except
+      return (f'its metadata is unreadable ({type(e).__name__}: '
+              f'{str(e).splitlines()[0][:200] if str(e) else ""})')
+    return None
+
+  def set_aside(self, step: int, problem: str) -> str:
+    """Moves a damaged checkpoint to ``corrupt-<step>`` (never deletes it);
+    returns where."""
+    target = os.path.join(self.directory, f'{CORRUPT_PREFIX}{step}')
+    n = 1
+    while os.path.exists(target):
+      n += 1
+      target = os.path.join(self.directory, f'{CORRUPT_PREFIX}{step}-{n}')
+    os.rename(self.step_dir(step), target)
+    self.manager.reload()
+    logging.warning('The checkpoint of step %d is damaged (%s); moved it to '
+                    '%s.', step, problem, target)
+    return target
+
+  def latest_intact_step(self, fallback: bool = True,
+                         primary: bool = True) -> int | None:
+    """The newest checkpoint that passes :meth:`damage`. Damaged newer ones
+    are moved aside by the ``primary`` process (read-only, or elsewhere:
+    skipped), each with one warning.
+
+    Raises:
+      CheckpointCorruptError: the latest is damaged and not ``fallback``.
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      problem = self.damage(step)
+      if problem is None:
+        return step
+      if not fallback:
+        raise errors.CheckpointCorruptError(
+            f'The checkpoint of step {step} in {self.directory} is damaged: '
+            f'{problem}. Nothing was changed. Rerun with '
+            '--config.checkpoint_fallback=True to set it aside and resume '
+            'from the newest intact checkpoint, or use a fresh --workdir.')
+      if self.read_only or not primary:  # Process 0 moves it aside.
+        logging.warning('The checkpoint of step %d is damaged (%s); using '
+                        'an earlier one.', step, problem)
+      else:
+        self.set_aside(step, problem)
+    return None
+
+  def check_intact(self, step: int) -> None:
+    """Raises CheckpointCorruptError if the checkpoint of ``step`` is
+    damaged (an explicitly chosen step is never replaced)."""
+    problem = self.damage(step)
+    if problem is not None:
+      raise errors.CheckpointCorruptError(
+          f'The checkpoint of step {step} in {self.directory} is damaged: '
+          f'{problem}. Choose another step (--checkpoint=latest takes the '
+          f'newest intact one; steps: {sorted(self.all_steps())}).')
+
   # ------------------------------------------------------------- compare --
 
   def check_compatible(self, step: int, signature: Mapping[str, Any]) -> None:
@@ -146,6 +279,7 @@ class Checkpointer:
       CheckpointSaveError: this save, or an earlier asynchronous one, failed.
         Earlier complete checkpoints are left as they are.
     """
+    self.wait()  # The previous save's errors name its own step.
     try:
       self.manager.save(
           step, args=ocp.args.Composite(
@@ -157,6 +291,7 @@ class Checkpointer:
           f'Saving the checkpoint of step {step} in {self.directory} failed: '
           f'{type(e).__name__}: {e}. Earlier checkpoints are intact '
           f'(latest complete: {self._safe_latest()}).') from e
+    self._unrecorded.append(step)
 
   def wait(self) -> None:
     """Blocks until pending saves are written.
@@ -168,10 +303,13 @@ class Checkpointer:
       self.manager.wait_until_finished()
       self.manager.check_for_errors()
     except Exception as e:  # pylint: disable=broad-except
+      steps = ', '.join(map(str, self._unrecorded)) or 'unknown'
+      self._unrecorded.clear()
       raise errors.CheckpointSaveError(
-          f'Writing a checkpoint in {self.directory} failed: '
-          f'{type(e).__name__}: {e}. Earlier checkpoints are intact '
+          f'Writing the checkpoint of step {steps} in {self.directory} '
+          f'failed: {type(e).__name__}: {e}. Earlier checkpoints are intact '
           f'(latest complete: {self._safe_latest()}).') from e
+    self._record_checksums()
 
   def _safe_latest(self) -> int | None:
     try:

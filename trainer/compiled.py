@@ -42,7 +42,7 @@ LOOP_KEYS = ('mode', 'eval_split', 'checkpoint', 'seed', 'num_train_steps',
              'num_epochs', 'log_every_steps', 'eval_every_steps',
              'checkpoint_every_steps', 'keep_checkpoints',
              'keep_best_checkpoints', 'async_checkpoints',
-             'progress_every_secs', 'max_loss', 'data')
+             'progress_every_secs', 'max_loss', 'checkpoint_fallback', 'data')
 
 
 @dataclasses.dataclass

@@ -82,6 +82,10 @@ def default_config(task: str = tasks_registry.DEFAULT_TASK
   config.keep_best_checkpoints = 1
   # Write checkpoints in the background while training goes on.
   config.async_checkpoints = True
+  # A damaged latest checkpoint (failed checksum, unreadable metadata, a
+  # missing item) is moved to checkpoints/corrupt-<step>/ and the run resumes
+  # from the newest intact one; False: refuse and change nothing.
+  config.checkpoint_fallback = True
   # Report progress (steps/s, ETA) every this many seconds.
   config.progress_every_secs = 60.0
   # Stop, as for a NaN loss, when a step's training loss exceeds this (0:

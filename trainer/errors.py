@@ -34,3 +34,7 @@ class NonFiniteLossError(TrainerError, FloatingPointError):
 class WorkdirError(TrainerError, OSError):
   """The workdir is in use by another run, is not a directory, or cannot be
   written."""
+
+
+class CheckpointCorruptError(TrainerError, ValueError):
+  """A checkpoint fails its integrity checks (named with the step)."""

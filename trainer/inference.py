@@ -153,7 +153,17 @@ def restore(workdir: str, which: str | int = 'latest', *,
   """
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   try:
-    step = ckpt.resolve_step(config_lib.checkpoint_choice(which))
+    which = config_lib.checkpoint_choice(which)
+    if which == 'latest':  # The newest intact one (damaged ones skipped).
+      step = ckpt.latest_intact_step()
+      if step is None:
+        ckpt.resolve_step(which)  # Raises: none at all.
+        raise errors.CheckpointCorruptError(
+            f'Every checkpoint in {ckpt.directory} is damaged (see the '
+            'warnings above).')
+    else:
+      step = ckpt.resolve_step(which)
+      ckpt.check_intact(step)
     meta = ckpt.read_meta(step)
     saved_task = meta.get('task')
     if task_name is not None and saved_task != task_name:

@@ -290,7 +290,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict,
 def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
            partitioner: partitioning.Partitioner,
            ckpt: checkpoints.Checkpointer) -> dict[str, float]:
-  latest = ckpt.latest_step()
+  latest = ckpt.latest_intact_step(config.checkpoint_fallback,
+                                   primary=jax.process_index() == 0)
   datasets = _load_datasets(task, workdir, ckpt, latest)
   tracker = EpochTracker(*task.epoch_length(datasets))
   num_steps = (config.num_train_steps if config.num_train_steps > 0 else
@@ -316,7 +317,21 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
           transferred, steps.state_shardings.params))
     start = 0
   else:
-    state, meta = ckpt.restore(latest, steps.abstract_state)
+    try:
+      state, meta = ckpt.restore(latest, steps.abstract_state)
+    except Exception as e:  # pylint: disable=broad-except
+      # Damage the checks could not see (no checksum record yet).
+      problem = (f'restoring it failed: {type(e).__name__}: '
+                 f'{str(e).splitlines()[0][:200] if str(e) else ""}')
+      if not config.checkpoint_fallback:
+        raise errors.CheckpointCorruptError(
+            f'The checkpoint of step {latest} in {ckpt.directory} is '
+            f'damaged: {problem}. Nothing was changed. Rerun with '
+            '--config.checkpoint_fallback=True to resume from the newest '
+            'intact checkpoint.') from e
+      if jax.process_index() == 0:
+        ckpt.set_aside(latest, problem)
+      return _train(config, task, workdir, partitioner, ckpt)
     start = int(meta['input_pipeline']['next_step'])
     validation_pending = bool(meta.get('validation_pending'))
     logging.info('Resumed from the checkpoint of step %d.', start)
