@@ -546,6 +546,14 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
         'saved vocabulary. Restore the training data the run was started '
         'with, or start a new run in a fresh workdir (or delete '
         f'{directory} if no model was trained with it).')
+  if saved is not None:
+    # The saved vocabulary again: refresh its record of the data, unless
+    # the workdir is read-only (evaluating a mounted checkpoint).
+    try:
+      new.save(directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
+    except (errors.CacheWriteError, OSError) as e:
+      logging.info('Kept the saved tokenizer record in %s (%s).', directory, e)
+    return new
   new.save(directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
   logging.info('Saved %s tokenizer (%d ids) in %s', kind, new.vocab_size,
                directory)

@@ -3,6 +3,7 @@ accuracy, the best checkpoint by accuracy, evaluate mode on another split,
 the classify command, and transfer from a trained language model."""
 
 import shutil
+import subprocess
 import sys
 
 import flax
@@ -13,7 +14,7 @@ import pytest
 import input_pipeline
 
 from trainer import (checkpoints, classify, config_lib, errors, evaluation,
-                     loop, metrics, tasks, testing)
+                     inference, loop, metrics, tasks, testing)
 
 NUM_STEPS = 40
 
@@ -170,3 +171,30 @@ def test_classification_config_keys():
   with pytest.raises(errors.ConfigError, match="key of task='lm'"):
     config_lib.resolve(testing.tiny_classification_config(
         '/tmp', model__tie_weights=True))
+
+
+def _chattr(flag, path):
+  return subprocess.run(['chattr', '-R', flag, str(path)], capture_output=True,
+                        check=False).returncode == 0
+
+
+def test_evaluate_and_classify_on_a_read_only_workdir(trained, corpus, tmp_path):
+  """An immutable copy of the workdir (chattr +i: even root cannot write):
+  evaluation on a split never cached there, and classification, work and
+  write nothing in it."""
+  workdir = tmp_path / 'mounted'
+  shutil.copytree(trained[0], workdir)
+  shutil.rmtree(workdir / 'data_cache', ignore_errors=True)
+  if not _chattr('+i', workdir):
+    pytest.skip('chattr +i is not available here')
+  try:
+    assert not inference.workdir_writable(str(workdir))
+    before = sorted(p.relative_to(workdir) for p in workdir.rglob('*'))
+    result = evaluation.evaluate(testing.tiny_classification_config(
+        corpus, mode='evaluate', eval_split='test', checkpoint='latest'),
+        str(workdir))
+    assert result['test_accuracy'] >= 0.9
+    assert classify.load(str(workdir), 'latest').classify(['it was good'])[0]
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob('*')) == before
+  finally:
+    _chattr('-i', workdir)

@@ -12,6 +12,7 @@ not used (``inference.given_overrides``).
 
 from __future__ import annotations
 
+from absl import logging
 import ml_collections
 
 from trainer import config_lib, inference, metrics as metrics_lib
@@ -30,10 +31,14 @@ def evaluate(config: ml_collections.ConfigDict | dict,
       model_parallelism=config.model_parallelism, given_config=config)
   result = restored.task.evaluate(restored.eval_context(), restored.datasets,
                                   split)
-  writer = metrics_lib.create_writer(workdir)
-  writer.write_scalars(restored.step,
-                       {f'evaluate/{k}': v for k, v in result.items()})
-  writer.flush()
+  if inference.workdir_writable(workdir):
+    writer = metrics_lib.create_writer(workdir)
+    writer.write_scalars(restored.step,
+                         {f'evaluate/{k}': v for k, v in result.items()})
+    writer.flush()
+  else:  # A read-only workdir: the result is printed only.
+    logging.warning('The workdir %s is read-only: the evaluation metrics are '
+                    'not written there.', workdir)
   line = ', '.join(f'{k} = {v:.4f}' for k, v in result.items())
   print(f'Checkpoint step {restored.step}, split {split!r}: {line}',
         flush=True)

@@ -11,6 +11,7 @@ command use it; none of them imports the loop.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,6 +82,19 @@ DATA_LOCATION_KEYS = ('data_dir', 'files', 'tfds_data_dir',
 TOKENIZER_KEYS = ('tokenizer', 'vocab_size', 'min_count', 'spm_model_type',
                   'spm_model_path', 'spm_character_coverage',
                   'spm_max_training_lines', 'lowercase', 'source', 'tfds_name')
+
+
+def workdir_writable(workdir: str) -> bool:
+  """Whether a file can be created in ``workdir`` (tried, not inferred from
+  permission bits: root, read-only mounts and immutable directories)."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  try:
+    fd, path = tempfile.mkstemp(dir=workdir, prefix='.write-probe-')
+  except OSError:
+    return False
+  os.close(fd)
+  os.remove(path)
+  return True
 
 
 def given_overrides(given: ml_collections.ConfigDict,
@@ -192,6 +206,14 @@ def restore(workdir: str, which: str | int = 'latest', *,
       overrides = {**located, **overrides}
     for key, value in overrides.items():
       _set_key(config, key, value)
+    if eval_split and not config.data.get('cache_dir', '') and (
+        not workdir_writable(workdir)):
+      # A read-only workdir (e.g. a mounted checkpoint): splits not cached
+      # there are encoded into a temporary cache; nothing is written to it.
+      import tempfile  # pylint: disable=g-import-not-at-top
+      config.data.cache_dir = tempfile.mkdtemp(prefix='lstm-flax-eval-cache-')
+      logging.warning('The workdir %s is read-only: caching the data in %s.',
+                      workdir, config.data.cache_dir)
     task = tasks_registry.get_task(config)
     if eval_split:
       task.for_evaluation(eval_split)
