@@ -457,3 +457,41 @@ def test_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_exactly(
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', f'corrupt-{NUM_STEPS}'))
   assert testing.train_losses(workdir) == testing.train_losses(trained[0])
   assert result == trained[1]
+
+
+def test_a_failed_background_save_names_its_own_step(tmp_path):
+  """The save of step 4 fails in the background (disk full); the error
+  surfaces at the save of step 8 and names step 4."""
+
+  class Manager:  # Orbax's behaviour: the next save re-raises the failure.
+    failed = False
+
+    def save(self, step, **kwargs):
+      del step, kwargs
+      if self.failed:
+        raise OSError(28, 'No space left on device')
+
+    def wait_until_finished(self):
+      if self.failed:
+        raise OSError(28, 'No space left on device')
+
+    def check_for_errors(self):
+      pass
+
+    def reload(self):
+      pass
+
+    def latest_step(self):
+      return 0
+
+    def close(self):
+      pass
+
+  ckpt = checkpoints.Checkpointer(str(tmp_path))
+  ckpt.manager.close()
+  ckpt.manager = Manager()
+  ckpt.save(4, {}, {})
+  ckpt.manager.failed = True
+  with pytest.raises(errors.CheckpointSaveError,
+                     match=r'checkpoint of step 4 .* failed: OSError: .*No space'):
+    ckpt.save(8, {}, {})
