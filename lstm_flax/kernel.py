@@ -28,10 +28,14 @@ Design:
     them costs one copy per step and saves the backward scan the
     transcendentals (recomputing them from stored pre-activations was not
     faster). Without a mask there is no ``where`` (it is skipped at trace
-    time). The backward scan does the gate gradients (elementwise), four
-    per-gate products for ``dh`` and stores ``d_gates``; nothing else. At
-    PTB-small this is on par with or faster than a minimal 60-line
-    ``lax.scan`` LSTM (``benchmarks/lstm_speed.py``, ``minimal_scan``).
+    time). The backward scan does the gate gradients (elementwise), one
+    product for ``dh`` and stores ``d_gates``; nothing else. On a single CPU
+    device, where nothing splits ``H``, the backward product, ``dW_h`` and
+    the input projection view ``[4, H]`` as one ``4H`` axis, which XLA's CPU
+    products run faster (``_flat_gates``); with several devices they keep
+    the per-gate / 3-D forms above. The library is then on par with or
+    faster than a minimal 60-line ``lax.scan`` LSTM
+    (``benchmarks/lstm_speed.py``, ``minimal_scan``).
   * The input projection ``x W_x + b`` of every timestep is one matrix product
     before the recurrence, so ``lax.scan`` only carries ``h W_h`` and the gate
     arithmetic.
@@ -296,17 +300,36 @@ def _recurrent_product(h: Array, w_h: Array | tuple[Array, ...], dtype: DType) -
   return _dot(h, w_h, dtype)
 
 
-def _recurrent_weights_t(w_h: Array, dtype: DType) -> tuple[Array, ...]:
-  """``w_h [P, 4, H]`` -> four blocks for ``_recurrent_product_t``, once per
-  call: ``[H, P]`` (NN form) or ``[P, H]`` (NT form)."""
+def _flat_gates() -> bool:
+  """Whether products may view the gate and hidden axes as one ``4H`` axis.
+
+  Only on a single CPU device, where nothing splits ``H``: there the
+  backward scan's ``[B, 4H] x [P, 4H]^T`` product, ``dW_h`` and the input
+  projection (with its gradients) over ``[in, 4H]`` run faster than their
+  per-gate or 3-D forms (PTB-medium, one layer's forward and backward: 1.2x;
+  the per-step backward product alone 1.3-1.9x at H = 650 and 1024; on par at
+  H = 200). With several devices the 3-D forms keep the sharding of ``H``.
+  """
+  return jax.default_backend() == 'cpu' and jax.device_count() == 1
+
+
+def _recurrent_weights_t(w_h: Array, dtype: DType) -> Array | tuple[Array, ...]:
+  """``w_h [P, 4, H]`` prepared once per call for ``_recurrent_product_t``:
+  ``[P, 4H]`` (``_flat_gates``) or four blocks, ``[H, P]`` (NN form) or
+  ``[P, H]`` (NT form)."""
+  if _flat_gates():
+    return w_h.reshape(w_h.shape[0], -1).astype(dtype)  # [P, 4H]
   return _gate_blocks(w_h, (1, 2, 0) if _nn_products() else (1, 0, 2), dtype)
 
 
-def _recurrent_product_t(d_gates: Array, w_h_t: tuple[Array, ...], dtype: DType) -> Array:
-  """``d_gates [B, 4, H] . W_h^T`` -> ``[B, P]``: the sum of the four gates'
-  products. One contraction over the gate and hidden axes instead compiles
-  to a 1.3-1.8x slower product on the CPU (measured in both forms); a
-  reshape to ``[B, 4H]`` would cross the hidden axis."""
+def _recurrent_product_t(d_gates: Array, w_h_t: Array | tuple[Array, ...], dtype: DType) -> Array:
+  """``d_gates [B, 4, H] . W_h^T`` -> ``[B, P]``: one ``[B, 4H] x [P, 4H]^T``
+  product (``_flat_gates``), else the sum of the four gates' products, which
+  keeps the hidden axis whole for sharding: a single 3-D contraction over
+  the gate and hidden axes compiles to a 1.3-1.8x slower product on the
+  CPU (measured in both forms)."""
+  if not isinstance(w_h_t, tuple):
+    return _dot_nt(d_gates.reshape(d_gates.shape[:-2] + (-1,)), w_h_t, dtype)
   dot = _dot if _nn_products() else _dot_nt
   out = dot(d_gates[..., 0, :], w_h_t[0], dtype)
   for k in range(1, NUM_GATES):
@@ -461,9 +484,15 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   )
   # Whole-sequence weight gradients, one matrix product each.
   h_prev = _previous(hs, h0, reverse)  # [T, B, P]
-  d_w_h = jnp.einsum(
-      'tbp,tbgh->pgh', h_prev, d_gates_seq, preferred_element_type=acc
-  ).astype(w_h.dtype)
+  if _flat_gates():
+    d_w_h = jnp.einsum(
+        'tbp,tbg->pg', h_prev, d_gates_seq.reshape(d_gates_seq.shape[:2] + (-1,)),
+        preferred_element_type=acc,
+    ).reshape(w_h.shape).astype(w_h.dtype)
+  else:
+    d_w_h = jnp.einsum(
+        'tbp,tbgh->pgh', h_prev, d_gates_seq, preferred_element_type=acc
+    ).astype(w_h.dtype)
   d_w_p = None
   if w_p is not None:
     o = acts[..., 3, :]
@@ -543,9 +572,14 @@ def lstm_time_major(
 
   # Hoisted input projection: one [T*B, in] x [in, 4, H] product.
   acc = _accumulation_dtype(compute_dtype)
-  gates_x = (_dot(inputs, w_x, compute_dtype) + b.astype(acc)).astype(
-      compute_dtype
-  )  # [T, B, 4, H]
+  if _flat_gates():  # [T, B, 4H], viewed as [T, B, 4, H]
+    gates_x = (_dot(inputs, w_x.reshape(w_x.shape[0], -1), compute_dtype)
+               + b.reshape(-1).astype(acc)).astype(compute_dtype)
+    gates_x = gates_x.reshape(gates_x.shape[:-1] + w_x.shape[1:])
+  else:
+    gates_x = (_dot(inputs, w_x, compute_dtype) + b.astype(acc)).astype(
+        compute_dtype
+    )  # [T, B, 4, H]
   h0 = initial_carry.h.astype(acc)
   c0 = initial_carry.c.astype(acc)
   if use_custom_vjp:
