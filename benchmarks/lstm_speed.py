@@ -37,7 +37,10 @@ implementation allocates under ``train.py``'s ``malloc`` settings
   python benchmarks/lstm_speed.py                    # all shapes, both modes
   python benchmarks/lstm_speed.py --shapes=medium --mode=lm
 
-Only jax, flax and numpy are needed (torch optional); no TensorFlow.
+Only jax, flax and numpy are needed (torch optional); no TensorFlow. On a
+machine whose cores are shared with other jobs, run with
+``OMP_WAIT_POLICY=PASSIVE``: torch's spinning OpenMP threads otherwise slow
+it down up to 100x (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -28,12 +28,12 @@ Design:
     them costs one copy per step and saves the backward scan the
     transcendentals (recomputing them from stored pre-activations was not
     faster). Without a mask there is no ``where`` (it is skipped at trace
-    time). The backward scan does the gate gradients (elementwise), one
+    time). The backward scan does the gate gradients (elementwise), the
     product for ``dh`` and stores ``d_gates``; nothing else. On a single CPU
-    device, where nothing splits ``H``, the backward product, ``dW_h`` and
-    the input projection view ``[4, H]`` as one ``4H`` axis, which XLA's CPU
-    products run faster (``_flat_gates``); with several devices they keep
-    the per-gate / 3-D forms above. The library is then on par with or
+    device, where nothing splits ``H``, the backward product (from ``H =
+    256``), ``dW_h`` and the input projection view ``[4, H]`` as one ``4H``
+    axis, which XLA's CPU products run faster (``_flat_gates``); with several
+    devices they keep the per-gate / 3-D forms above. The library is then on par with or
     faster than a minimal 60-line ``lax.scan`` LSTM
     (``benchmarks/lstm_speed.py``, ``minimal_scan``).
   * The input projection ``x W_x + b`` of every timestep is one matrix product
@@ -307,17 +307,25 @@ def _flat_gates() -> bool:
   backward scan's ``[B, 4H] x [P, 4H]^T`` product, ``dW_h`` and the input
   projection (with its gradients) over ``[in, 4H]`` run faster than their
   per-gate or 3-D forms (PTB-medium, one layer's forward and backward: 1.2x;
-  the per-step backward product alone 1.3-1.9x at H = 650 and 1024; on par at
-  H = 200). With several devices the 3-D forms keep the sharding of ``H``.
+  the per-step backward product alone 1.2-1.9x from H = 400, but slower at
+  H = 200: ``FLAT_BACKWARD_MIN_HIDDEN``). With several devices the 3-D forms
+  keep the sharding of ``H``.
   """
   return jax.default_backend() == 'cpu' and jax.device_count() == 1
 
 
+# The backward step's flat [B, 4H] x [P, 4H]^T product against the per-gate
+# sum (AMD EPYC, B = 20, isolated 35-step scans): 0.75x at H = 200 (the
+# library's PTB-small step 1.12x faster per-gate), 1.2x at H = 400, 1.7x at
+# H = 650, 1.2x at H = 1024 (B = 64).
+FLAT_BACKWARD_MIN_HIDDEN = 256
+
+
 def _recurrent_weights_t(w_h: Array, dtype: DType) -> Array | tuple[Array, ...]:
   """``w_h [P, 4, H]`` prepared once per call for ``_recurrent_product_t``:
-  ``[P, 4H]`` (``_flat_gates``) or four blocks, ``[H, P]`` (NN form) or
-  ``[P, H]`` (NT form)."""
-  if _flat_gates():
+  ``[P, 4H]`` (``_flat_gates``, from ``FLAT_BACKWARD_MIN_HIDDEN``) or four
+  blocks, ``[H, P]`` (NN form) or ``[P, H]`` (NT form)."""
+  if _flat_gates() and w_h.shape[-1] >= FLAT_BACKWARD_MIN_HIDDEN:
     return w_h.reshape(w_h.shape[0], -1).astype(dtype)  # [P, 4H]
   return _gate_blocks(w_h, (1, 2, 0) if _nn_products() else (1, 0, 2), dtype)
 

@@ -95,9 +95,11 @@ def test_product_forms_agree(monkeypatch):
     params = make_params(jax.random.key(6), proj=4, dtype=jnp.float64)
     x, carry = make_inputs(jax.random.key(7), jnp.float64, proj=4)
     results = []
-    for nn_form, flat in ((True, True), (True, False), (False, False)):
+    for nn_form, flat, flat_min_hidden in (
+        (True, True, 0), (True, True, 10**6), (True, False, 0), (False, False, 0)):
       monkeypatch.setattr(kernel, '_nn_products', lambda nn_form=nn_form: nn_form)
       monkeypatch.setattr(kernel, '_flat_gates', lambda flat=flat: flat)
+      monkeypatch.setattr(kernel, 'FLAT_BACKWARD_MIN_HIDDEN', flat_min_hidden)
       results.append(jax.value_and_grad(
           lambda *a: loss_fn(*a, lengths=LENGTHS, dtype=jnp.float64), argnums=(0, 1, 2))(
               params, x, carry))
