@@ -14,6 +14,13 @@ the LSTM alone (``--mode=lstm``: loss = <outputs, fixed random cotangent>), for
                            ``targets=``: output layer and softmax
                            cross-entropy fused (``lstm_flax.losses``), the
                            form the trainer runs;
+  * ``minimal_scan``       the floor: a minimal LSTM written here (about 60
+                           lines), time-major, input projection hoisted, a
+                           plain ``lax.scan`` over ``h @ W_h`` and the gate
+                           arithmetic, a custom VJP whose backward computes
+                           ``dW_h`` as one whole-sequence product; no masks,
+                           dropout or projection. The library must never be
+                           slower than it;
   * ``flax_rnn``           stock Flax ``nn.RNN(nn.OptimizedLSTMCell)``;
   * ``torch``              ``torch.nn.LSTM`` (CPU: oneDNN; GPU: cuDNN), when
                            torch is installed (else printed as ``skipped``);
@@ -30,7 +37,10 @@ implementation allocates under ``train.py``'s ``malloc`` settings
   python benchmarks/lstm_speed.py                    # all shapes, both modes
   python benchmarks/lstm_speed.py --shapes=medium --mode=lm
 
-Only jax, flax and numpy are needed (torch optional); no TensorFlow.
+Only jax, flax and numpy are needed (torch optional); no TensorFlow. On a
+machine whose cores are shared with other jobs, run with
+``OMP_WAIT_POLICY=PASSIVE``: torch's spinning OpenMP threads otherwise slow
+it down up to 100x (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -114,6 +124,69 @@ class _FlaxRNNStack(nn.Module):
     return x
 
 
+# The floor (``minimal_scan``): the least an LSTM layer on ``lax.scan`` does.
+
+
+@jax.custom_vjp
+def _minimal_recurrence(gates_x, w_h):  # [T, B, 4H], [H, 4H] -> hs [T, B, H]
+  return _minimal_forward(gates_x, w_h)[0]
+
+
+def _minimal_forward(gates_x, w_h):
+  batch, hidden = gates_x.shape[1], w_h.shape[0]
+
+  def step(carry, gx):
+    h, c = carry
+    i, f, g, o = jnp.split(gx + h @ w_h, 4, axis=-1)  # [B, H] each
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
+
+  zeros = jnp.zeros((batch, hidden), gates_x.dtype)
+  _, (hs, cs, acts) = jax.lax.scan(step, (zeros, zeros), gates_x)
+  return hs, (hs, cs, acts, w_h)
+
+
+def _minimal_backward(residuals, d_hs):
+  hs, cs, acts, w_h = residuals
+  zeros = jnp.zeros_like(hs[0])
+  h_prev = jnp.concatenate([zeros[None], hs[:-1]])  # [T, B, H]
+  c_prev = jnp.concatenate([zeros[None], cs[:-1]])
+
+  def step(carry, xs):
+    dh, dc = carry
+    d_out, act, c, c_p = xs
+    dh = dh + d_out
+    i, f, g, o = jnp.split(act, 4, axis=-1)
+    tanh_c = jnp.tanh(c)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    dz = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_p * f * (1.0 - f),
+                          dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], axis=-1)
+    return (dz @ w_h.T, dc * f), dz  # dz: [B, 4H]
+
+  _, d_gates = jax.lax.scan(step, (zeros, zeros), (d_hs, acts, cs, c_prev), reverse=True)
+  return d_gates, jnp.einsum('tbh,tbg->hg', h_prev, d_gates)  # whole-sequence dW_h
+
+
+_minimal_recurrence.defvjp(_minimal_forward, _minimal_backward)
+
+
+class _MinimalLSTMStack(nn.Module):
+  hidden: int
+  layers: int
+
+  @nn.compact
+  def __call__(self, x):  # [T, B, in] -> [T, B, H]
+    for layer in range(self.layers):
+      init = nn.initializers.uniform(2 / self.hidden**0.5)
+      w_x = self.param(f'w_x{layer}', init, (x.shape[-1], 4 * self.hidden))
+      w_h = self.param(f'w_h{layer}', init, (self.hidden, 4 * self.hidden))
+      b = self.param(f'b{layer}', nn.initializers.zeros, (4 * self.hidden,))
+      x = _minimal_recurrence(x @ w_x + b, w_h)  # input projection hoisted
+    return x
+
+
 class _LanguageModel(nn.Module):
   shape: Shape
   impl: str
@@ -122,10 +195,14 @@ class _LanguageModel(nn.Module):
   @nn.compact
   def __call__(self, tokens):  # [batch, time] int32
     s = self.shape
-    x = nn.Embed(s.vocab, s.hidden)(tokens)  # [batch, time, H]
-    if self.impl == 'flax_rnn':
+    embed = nn.Embed(s.vocab, s.hidden)
+    if self.impl == 'minimal_scan':  # time-major throughout
+      y = _MinimalLSTMStack(s.hidden, s.layers)(embed(tokens.T)).swapaxes(0, 1)
+    elif self.impl == 'flax_rnn':
+      x = embed(tokens)  # [batch, time, H]
       y = _FlaxRNNStack(s.hidden, s.layers)(x)
     else:
+      x = embed(tokens)  # [batch, time, H]
       y, _ = lstm_flax.LSTM(
           s.hidden,
           num_layers=s.layers,
@@ -318,7 +395,8 @@ def main(argv=None) -> None:
   parser.add_argument('--mode', default='lm,lstm', help='lm (with softmax), lstm (alone)')
   parser.add_argument(
       '--impls',
-      default='lstm_flax,flax_rnn,torch,lstm_flax_autodiff,lstm_flax_lm,jax_cudnn',
+      default='lstm_flax,minimal_scan,flax_rnn,torch,lstm_flax_autodiff,lstm_flax_lm,'
+      'jax_cudnn',
       help='also lstm_flax_unrollN for an explicit lax.scan unroll',
   )
   parser.add_argument('--rounds', type=int, default=7)

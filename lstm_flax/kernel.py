@@ -12,13 +12,30 @@ Design:
     ``recurrent_kernel`` ``[P, 4, H]`` and ``bias`` ``[4, H]`` (``P = H``
     without a projection). No weight is reshaped across its ``H`` axis: the
     hoisted input projection contracts against the 3-D ``input_kernel``
-    (``lax.dot_general``), the recurrent step runs one ``[B, P] x [H, P]^T``
-    product per gate, and the gate arithmetic runs on ``[..., 4, H]``. So
-    with ``H`` split over devices (model parallelism, ``lstm_flax.axes``)
-    each device holds all four gates of its hidden units: a forward step
-    needs only the whole ``h`` (one all-gather), a backward step one
-    all-reduce of ``dh`` (``tests/test_sharding.py``). On one CPU the
-    per-gate products are as fast as one fused ``[P, 4H]`` product.
+    (``lax.dot_general``), the recurrent products contract ``h`` against
+    the 3-D ``recurrent_kernel`` (or its per-gate blocks), and the gate
+    arithmetic runs on ``[..., 4, H]``. So with ``H`` split over devices
+    (model parallelism, ``lstm_flax.axes``) each device holds all four gates
+    of its hidden units: a forward step needs only the whole ``h`` (one
+    all-gather), a backward step one all-reduce of ``dh``
+    (``tests/test_sharding.py``).
+  * Per step, the forward scan does one recurrent product (``[B, P] x [P, 4,
+    H]``, or one ``[B, P] x [H, P]^T`` per gate: the form that the CPU runs
+    faster, ``_nn_products``), one elementwise pass that turns the
+    ``[B, 4, H]`` pre-activations into the activations (sigmoid as a scaled
+    tanh, so the four gates need no slicing and re-stacking), the cell update,
+    and stores the activations ``[B, 4, H]`` for the backward pass. Storing
+    them costs one copy per step and saves the backward scan the
+    transcendentals (recomputing them from stored pre-activations was not
+    faster). Without a mask there is no ``where`` (it is skipped at trace
+    time). The backward scan does the gate gradients (elementwise), the
+    product for ``dh`` and stores ``d_gates``; nothing else. On a single CPU
+    device, where nothing splits ``H``, the backward product (from ``H =
+    256``), ``dW_h`` and the input projection view ``[4, H]`` as one ``4H``
+    axis, which XLA's CPU products run faster (``_flat_gates``); with several
+    devices they keep the per-gate / 3-D forms above. The library is then on par with or
+    faster than a minimal 60-line ``lax.scan`` LSTM
+    (``benchmarks/lstm_speed.py``, ``minimal_scan``).
   * The input projection ``x W_x + b`` of every timestep is one matrix product
     before the recurrence, so ``lax.scan`` only carries ``h W_h`` and the gate
     arithmetic.
@@ -216,9 +233,8 @@ def _dot(a: Array, w: Array, dtype: DType) -> Array:
 def _dot_nt(a: Array, b_t: Array, dtype: DType) -> Array:
   """``a @ b_t.T`` (``a [M, K]``, ``b_t [N, K]``) with float32 accumulation.
 
-  CPU matrix-product libraries run the small per-step products of the
-  recurrence about 1.4x faster in this "NT" form than as ``a @ b`` (it is
-  PyTorch's weight layout), so the scans take transposed weights.
+  Some CPUs run the small per-step products of the recurrence faster in this
+  "NT" form than as ``a @ b`` (PyTorch's weight layout; ``_nn_products``).
   """
   return lax.dot_general(
       a.astype(dtype),
@@ -235,37 +251,119 @@ def _gate_blocks(w: Array, perm: tuple[int, int, int], dtype: DType) -> tuple[Ar
   return tuple(w[k] for k in range(NUM_GATES))
 
 
-def _recurrent_blocks(w_h: Array, dtype: DType) -> tuple[Array, ...]:
-  """``w_h [P, 4, H]`` -> four ``[H, P]`` blocks for ``_recurrent_product``."""
+@functools.cache
+def _cpu_has_avx512() -> bool:
+  """Whether this host's CPU has AVX-512 (read from Linux's ``/proc/cpuinfo``)."""
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return ' avx512f' in line
+  except OSError:
+    pass
+  return False
+
+
+def _nn_products() -> bool:
+  """Whether the per-step recurrent products run in the "NN" form ``a @ b``.
+
+  Chosen per backend and CPU from measurements (benchmarks/README.md), at
+  trace time. On an Intel Xeon with AVX-512 XLA's CPU dot runs these small
+  products about 1.4x faster in the "NT" form ``a @ b_t.T`` (PyTorch's
+  weight layout). On an AMD EPYC with AVX2 it is the other way round: in
+  the NN form the forward scan's product runs 1.5-1.8x faster and the
+  backward scan's 1.03-1.2x (PTB-small to wide). GPUs and TPUs keep the NT
+  form they were measured with.
+  """
+  return jax.default_backend() == 'cpu' and not _cpu_has_avx512()
+
+
+def _recurrent_weights(w_h: Array, dtype: DType) -> Array | tuple[Array, ...]:
+  """``w_h [P, 4, H]`` prepared once per call, outside the scan, for
+  ``_recurrent_product``: itself (NN form) or four ``[H, P]`` blocks (NT)."""
+  if _nn_products():
+    return w_h.astype(dtype)  # [P, 4, H]
   return _gate_blocks(w_h, (1, 2, 0), dtype)
 
 
-def _recurrent_product(h: Array, w_h_t: tuple[Array, ...], dtype: DType) -> Array:
-  """``h [B, P] . W_h`` -> ``[B, 4, H]`` with ``w_h_t`` four ``[H, P]`` blocks.
+def _recurrent_product(h: Array, w_h: Array | tuple[Array, ...], dtype: DType) -> Array:
+  """``h [B, P] . W_h`` -> ``[B, 4, H]``.
 
-  One "NT" product per gate: XLA canonicalises a single ``[B, P] x [P, 4,
-  H]`` contraction into the slower "NN" form on the CPU (measured: the
-  training step 1.29x slower), and a reshape to ``[P, 4H]`` would cross the
-  hidden axis, which model parallelism splits. So a device holding a slice
-  of ``H`` computes all four gates of its units from the whole ``h``.
+  NN form: one ``[B, P] x [P, 4, H]`` contraction. NT form: one ``[B, P] x
+  [H, P]^T`` product per gate (XLA would canonicalise a single contraction
+  into the NN form). Neither reshapes the weight across its hidden axis,
+  which model parallelism splits: a device holding a slice of ``H``
+  computes all four gates of its units from the whole ``h``.
   """
-  return jnp.stack([_dot_nt(h, w, dtype) for w in w_h_t], axis=-2)
+  if isinstance(w_h, tuple):
+    return jnp.stack([_dot_nt(h, w, dtype) for w in w_h], axis=-2)
+  return _dot(h, w_h, dtype)
 
 
-def _recurrent_product_t(d_gates: Array, w_h_g: tuple[Array, ...], dtype: DType) -> Array:
-  """``d_gates [B, 4, H] . W_h^T`` -> ``[B, P]`` with ``w_h_g`` four
-  ``[P, H]`` blocks: the sum of the gates' "NT" products."""
-  out = _dot_nt(d_gates[..., 0, :], w_h_g[0], dtype)
+def _flat_gates() -> bool:
+  """Whether products may view the gate and hidden axes as one ``4H`` axis.
+
+  Only on a single CPU device, where nothing splits ``H``: there the
+  backward scan's ``[B, 4H] x [P, 4H]^T`` product, ``dW_h`` and the input
+  projection (with its gradients) over ``[in, 4H]`` run faster than their
+  per-gate or 3-D forms (PTB-medium, one layer's forward and backward: 1.2x;
+  the per-step backward product alone 1.2-1.9x from H = 400, but slower at
+  H = 200: ``FLAT_BACKWARD_MIN_HIDDEN``). With several devices the 3-D forms
+  keep the sharding of ``H``.
+  """
+  return jax.default_backend() == 'cpu' and jax.device_count() == 1
+
+
+# The backward step's flat [B, 4H] x [P, 4H]^T product against the per-gate
+# sum (AMD EPYC, B = 20, isolated 35-step scans): 0.75x at H = 200 (the
+# library's PTB-small step 1.12x faster per-gate), 1.2x at H = 400, 1.7x at
+# H = 650, 1.2x at H = 1024 (B = 64).
+FLAT_BACKWARD_MIN_HIDDEN = 256
+
+
+def _recurrent_weights_t(w_h: Array, dtype: DType) -> Array | tuple[Array, ...]:
+  """``w_h [P, 4, H]`` prepared once per call for ``_recurrent_product_t``:
+  ``[P, 4H]`` (``_flat_gates``, from ``FLAT_BACKWARD_MIN_HIDDEN``) or four
+  blocks, ``[H, P]`` (NN form) or ``[P, H]`` (NT form)."""
+  if _flat_gates() and w_h.shape[-1] >= FLAT_BACKWARD_MIN_HIDDEN:
+    return w_h.reshape(w_h.shape[0], -1).astype(dtype)  # [P, 4H]
+  return _gate_blocks(w_h, (1, 2, 0) if _nn_products() else (1, 0, 2), dtype)
+
+
+def _recurrent_product_t(d_gates: Array, w_h_t: Array | tuple[Array, ...], dtype: DType) -> Array:
+  """``d_gates [B, 4, H] . W_h^T`` -> ``[B, P]``: one ``[B, 4H] x [P, 4H]^T``
+  product (``_flat_gates``), else the sum of the four gates' products, which
+  keeps the hidden axis whole for sharding: a single 3-D contraction over
+  the gate and hidden axes compiles to a 1.3-1.8x slower product on the
+  CPU (measured in both forms)."""
+  if not isinstance(w_h_t, tuple):
+    return _dot_nt(d_gates.reshape(d_gates.shape[:-2] + (-1,)), w_h_t, dtype)
+  dot = _dot if _nn_products() else _dot_nt
+  out = dot(d_gates[..., 0, :], w_h_t[0], dtype)
   for k in range(1, NUM_GATES):
-    out = out + _dot_nt(d_gates[..., k, :], w_h_g[k], dtype)
+    out = out + dot(d_gates[..., k, :], w_h_t[k], dtype)
   return out
+
+
+# sigmoid(x) = (1 + tanh(x / 2)) / 2, so with the per-gate scale s below,
+# s * tanh(s * x) + 1 - s is sigmoid(x) for i, f, o and tanh(x) for g.
+_GATE_SCALES = (0.5, 0.5, 1.0, 0.5)
+
+
+def _activations(gates: Array) -> Array:
+  """``[..., 4, H]`` pre-activations -> ``[sigmoid(i), sigmoid(f), tanh(g),
+  sigmoid(o)]`` as ``[..., 4, H]``, in one elementwise pass over the gate
+  array: no per-gate slices to stack again for the backward pass (forward
+  scan 1.3x faster at PTB-small)."""
+  s = jnp.asarray(_GATE_SCALES, gates.dtype)[:, None]  # [4, 1]
+  return s * jnp.tanh(s * gates) + (1.0 - s)
 
 
 def _cell(
     gates_x: Array,  # [batch, 4, H] input projection (+ bias) of this step
     h: Array,  # [batch, P]
     c: Array,  # [batch, H] float32
-    w_h_t: tuple[Array, ...],  # four [H, P] gate blocks (_recurrent_blocks)
+    w_h_t: Array | tuple[Array, ...],  # _recurrent_weights(w_h)
     w_p_t: Optional[Array],  # [P, H] (transposed projection) or None
     compute_dtype: DType,
 ) -> tuple[Array, Array, Array]:
@@ -275,12 +373,12 @@ def _cell(
   [batch, 4, H] = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] float32).
   """
   gates = gates_x.astype(h.dtype) + _recurrent_product(h, w_h_t, compute_dtype)  # [B, 4, H]
-  i, f, g, o = _gates(gates)
-  i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+  acts = _activations(gates)  # [B, 4, H]
+  i, f, g, o = _gates(acts)
   c_new = f * c + i * g
   m = o * jnp.tanh(c_new)  # [B, H]
   h_new = m if w_p_t is None else _dot_nt(m, w_p_t, compute_dtype)
-  return h_new, c_new, jnp.stack([i, f, g, o], axis=-2)
+  return h_new, c_new, acts
 
 
 def _scan_xs(gates_x: Array, mask: Optional[Array]) -> tuple[Array, Optional[Array]]:
@@ -305,7 +403,7 @@ def _recurrence_forward(
   step); ``acts`` is ``[T, B, 4, H]``.
   """
 
-  w_h_t = _recurrent_blocks(w_h, compute_dtype)  # 4 x [H, P], once per call
+  w_h_t = _recurrent_weights(w_h, compute_dtype)  # once per call
   w_p_t = None if w_p is None else w_p.T.astype(compute_dtype)  # [P, H]
 
   def step(carry, xs):
@@ -352,7 +450,7 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   acc = _accumulation_dtype(compute_dtype)
   d_hs, d_h_t, d_c_t = cotangents  # [T,B,P], [B,P], [B,H]
   c_prev = _previous(cs, c0, reverse)  # [T, B, H]
-  w_h_g = _gate_blocks(w_h, (1, 0, 2), compute_dtype)  # 4 x [P, H], once per call
+  w_h_g = _recurrent_weights_t(w_h, compute_dtype)  # once per call
   w_p_c = None if w_p is None else w_p.astype(compute_dtype)  # [H, P]
 
   def step(carry, xs):
@@ -394,9 +492,15 @@ def _recurrence_bwd(reverse, unroll, compute_dtype, residuals, cotangents):
   )
   # Whole-sequence weight gradients, one matrix product each.
   h_prev = _previous(hs, h0, reverse)  # [T, B, P]
-  d_w_h = jnp.einsum(
-      'tbp,tbgh->pgh', h_prev, d_gates_seq, preferred_element_type=acc
-  ).astype(w_h.dtype)
+  if _flat_gates():
+    d_w_h = jnp.einsum(
+        'tbp,tbg->pg', h_prev, d_gates_seq.reshape(d_gates_seq.shape[:2] + (-1,)),
+        preferred_element_type=acc,
+    ).reshape(w_h.shape).astype(w_h.dtype)
+  else:
+    d_w_h = jnp.einsum(
+        'tbp,tbgh->pgh', h_prev, d_gates_seq, preferred_element_type=acc
+    ).astype(w_h.dtype)
   d_w_p = None
   if w_p is not None:
     o = acts[..., 3, :]
@@ -476,9 +580,14 @@ def lstm_time_major(
 
   # Hoisted input projection: one [T*B, in] x [in, 4, H] product.
   acc = _accumulation_dtype(compute_dtype)
-  gates_x = (_dot(inputs, w_x, compute_dtype) + b.astype(acc)).astype(
-      compute_dtype
-  )  # [T, B, 4, H]
+  if _flat_gates():  # [T, B, 4H], viewed as [T, B, 4, H]
+    gates_x = (_dot(inputs, w_x.reshape(w_x.shape[0], -1), compute_dtype)
+               + b.reshape(-1).astype(acc)).astype(compute_dtype)
+    gates_x = gates_x.reshape(gates_x.shape[:-1] + w_x.shape[1:])
+  else:
+    gates_x = (_dot(inputs, w_x, compute_dtype) + b.astype(acc)).astype(
+        compute_dtype
+    )  # [T, B, 4, H]
   h0 = initial_carry.h.astype(acc)
   c0 = initial_carry.c.astype(acc)
   if use_custom_vjp:
@@ -577,7 +686,7 @@ def lstm_cell(
       gates_x,
       carry.h.astype(acc),
       carry.c.astype(acc),
-      _recurrent_blocks(w_h, compute_dtype),
+      _recurrent_weights(w_h, compute_dtype),
       None if w_p is None else w_p.T,
       compute_dtype,
   )

@@ -87,6 +87,27 @@ def test_custom_vjp_equals_autodiff_float64():
       np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
+def test_product_forms_agree(monkeypatch):
+  """The products' forms (NN or NT per CPU, ``_nn_products``; flat ``4H`` on
+  one CPU device, ``_flat_gates``) give the same values and custom-VJP
+  gradients, with a projection and padding."""
+  with jax.enable_x64(True):
+    params = make_params(jax.random.key(6), proj=4, dtype=jnp.float64)
+    x, carry = make_inputs(jax.random.key(7), jnp.float64, proj=4)
+    results = []
+    for nn_form, flat, flat_min_hidden in (
+        (True, True, 0), (True, True, 10**6), (True, False, 0), (False, False, 0)):
+      monkeypatch.setattr(kernel, '_nn_products', lambda nn_form=nn_form: nn_form)
+      monkeypatch.setattr(kernel, '_flat_gates', lambda flat=flat: flat)
+      monkeypatch.setattr(kernel, 'FLAT_BACKWARD_MIN_HIDDEN', flat_min_hidden)
+      results.append(jax.value_and_grad(
+          lambda *a: loss_fn(*a, lengths=LENGTHS, dtype=jnp.float64), argnums=(0, 1, 2))(
+              params, x, carry))
+    for other in results[1:]:
+      for a, b in zip(*map(jax.tree_util.tree_leaves, (results[0], other))):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize('reverse', [False, True])
 def test_padding_equals_running_each_sequence_unpadded(reverse):
   params = make_params(jax.random.key(6))
