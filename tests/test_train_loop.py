@@ -495,3 +495,26 @@ def test_a_failed_background_save_names_its_own_step(tmp_path):
   with pytest.raises(errors.CheckpointSaveError,
                      match=r'checkpoint of step 4 .* failed: OSError: .*No space'):
     ckpt.save(8, {}, {})
+
+
+def test_orbax_errors_go_to_the_workdir_log_not_the_console(tmp_path):
+  import logging  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  console = absl_logging.get_absl_handler()
+
+  def record(path, level):
+    return logging.LogRecord('absl', level, path, 1, 'write failed: disk full',
+                             None, None)
+
+  orbax_error = record('/site-packages/orbax/checkpoint/_src/future.py',
+                       logging.ERROR)
+  with checkpoints.orbax_errors_to_file(str(tmp_path)) as path:
+    assert not console.filter(orbax_error)
+    assert console.filter(record('/work/trainer/loop.py', logging.ERROR))
+    assert console.filter(record('/site-packages/orbax/x.py', logging.WARNING))
+    logging.getLogger('absl').handle(orbax_error)
+    logging.getLogger('absl').handle(record('/work/trainer/loop.py', logging.ERROR))
+  assert console.filter(orbax_error)  # Only within the run.
+  with open(path, encoding='utf-8') as f:
+    lines = f.read().splitlines()
+  assert len(lines) == 1 and 'orbax' in lines[0] and 'disk full' in lines[0]

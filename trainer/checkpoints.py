@@ -19,11 +19,12 @@ metric (``Task.best_metric``, recorded as an objective) are kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orbax.checkpoint as ocp
@@ -43,6 +44,44 @@ CORRUPT_PREFIX = 'corrupt-'
 OBJECTIVE = 'objective'
 
 
+# Orbax's own warnings and errors of a training run, tracebacks included
+# (the console shows one line per failure: the trainer's).
+CHECKPOINT_LOG = 'checkpoint_errors.log'
+
+
+def _from_orbax(record: logging.LogRecord) -> bool:
+  return '/orbax/' in record.pathname.replace('\\', '/')
+
+
+@contextlib.contextmanager
+def orbax_errors_to_file(workdir: str | os.PathLike[str]) -> Iterator[str]:
+  """Within the block, Orbax's warnings and errors go to
+  ``workdir/checkpoint_errors.log`` (created only if one arrives) and its
+  errors leave the console (absl's handler), where the trainer's one-line
+  error reports the failure. Yields the log's path."""
+  path = os.path.join(os.fspath(workdir), CHECKPOINT_LOG)
+  handler = logging.FileHandler(path, delay=True, encoding='utf-8')
+  handler.setLevel(logging.WARNING)
+  handler.addFilter(_from_orbax)
+  handler.setFormatter(logging.Formatter(
+      '%(asctime)s %(levelname)s %(pathname)s:%(lineno)d] %(message)s'))
+  not_orbax_errors = lambda r: not (_from_orbax(r) and  # noqa: E731
+                                    r.levelno >= logging.ERROR)
+  absl_logger = logging.getLogger('absl')
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  console = [absl_logging.get_absl_handler()]
+  absl_logger.addHandler(handler)
+  for h in console:
+    h.addFilter(not_orbax_errors)
+  try:
+    yield path
+  finally:
+    for h in console:
+      h.removeFilter(not_orbax_errors)
+    absl_logger.removeHandler(handler)
+    handler.close()
+
+
 def best_metrics(scores: Mapping[str, float], name: str,
                  mode: str) -> dict[str, float] | None:
   """What a save records for choosing the best checkpoint: the metric
@@ -56,6 +95,11 @@ def best_metrics(scores: Mapping[str, float], name: str,
 
 def _objective(metrics: Mapping[str, float]) -> float:
   return float(metrics[OBJECTIVE])
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:500] if text else ''
 
 
 def _digest(path: str) -> str:
@@ -289,8 +333,9 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise errors.CheckpointSaveError(
           f'Saving the checkpoint of step {step} in {self.directory} failed: '
-          f'{type(e).__name__}: {e}. Earlier checkpoints are intact '
-          f'(latest complete: {self._safe_latest()}).') from e
+          f'{type(e).__name__}: {_first_line(e)}. Earlier checkpoints are '
+          f'intact (latest complete: {self._safe_latest()}); details in '
+          f'{self._log_path()}.') from e
     self._unrecorded.append(step)
 
   def wait(self) -> None:
@@ -307,9 +352,13 @@ class Checkpointer:
       self._unrecorded.clear()
       raise errors.CheckpointSaveError(
           f'Writing the checkpoint of step {steps} in {self.directory} '
-          f'failed: {type(e).__name__}: {e}. Earlier checkpoints are intact '
-          f'(latest complete: {self._safe_latest()}).') from e
+          f'failed: {type(e).__name__}: {_first_line(e)}. Earlier checkpoints '
+          f'are intact (latest complete: {self._safe_latest()}); details in '
+          f'{self._log_path()}.') from e
     self._record_checksums()
+
+  def _log_path(self) -> str:
+    return os.path.join(os.path.dirname(self.directory), CHECKPOINT_LOG)
 
   def _safe_latest(self) -> int | None:
     try:
