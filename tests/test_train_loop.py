@@ -349,6 +349,18 @@ def test_one_run_per_workdir_and_a_dead_holder_never_blocks(tmp_path):
   with pytest.raises(errors.WorkdirError, match='is a file, not a directory'):
     loop.train_and_evaluate(testing.tiny_config(num_train_steps=1),
                             str(file_workdir))
+  # A read-only workdir (chattr +i: even root cannot write) is one error.
+  read_only = tmp_path / 'read_only'
+  read_only.mkdir()
+  if subprocess.run(['chattr', '+i', str(read_only)], check=False,
+                    capture_output=True).returncode == 0:
+    try:
+      with pytest.raises(errors.WorkdirError,
+                         match=f'The workdir {read_only} is not writable; training'):
+        loop.train_and_evaluate(testing.tiny_config(num_train_steps=1),
+                                str(read_only))
+    finally:
+      subprocess.run(['chattr', '-i', str(read_only)], check=False)
 
 
 def test_compiled_steps_are_not_shared_across_batch_sizes():
