@@ -14,7 +14,7 @@ import pytest
 import input_pipeline
 
 from trainer import (checkpoints, classify, config_lib, errors, evaluation,
-                     inference, loop, metrics, tasks, testing)
+                     loop, metrics, tasks, testing, workdir_lock)
 
 NUM_STEPS = 40
 
@@ -188,7 +188,7 @@ def test_evaluate_and_classify_on_a_read_only_workdir(trained, corpus, tmp_path)
   if not _chattr('+i', workdir):
     pytest.skip('chattr +i is not available here')
   try:
-    assert not inference.workdir_writable(str(workdir))
+    assert not workdir_lock.writable(str(workdir))
     before = sorted(p.relative_to(workdir) for p in workdir.rglob('*'))
     result = evaluation.evaluate(testing.tiny_classification_config(
         corpus, mode='evaluate', eval_split='test', checkpoint='latest'),

@@ -21,6 +21,7 @@ unknown keys (with the closest known key), non-positive sizes, rates outside
 from __future__ import annotations
 
 import dataclasses
+import json
 import difflib
 import re
 import typing
@@ -345,3 +346,24 @@ def checkpoint_choice(value: Any) -> str | int:
       return int(value)
   raise ConfigError(
       f"checkpoint={value!r} must be 'latest', 'best' or a step number.")
+
+
+def differing_keys(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
+                   section: str) -> list[tuple[str, Any, Any]]:
+  """``(key, saved value, value now)`` for each key of ``section`` that
+  differs between a checkpoint's saved config (JSON) and ``config`` (lists
+  and tuples compare equal)."""
+  now = json.loads(config.to_json_best_effort()).get(section) or {}
+  before = saved.get(section) or {}
+  return [(key, before[key], now[key]) for key in sorted(now)
+          if key in before and before[key] != now[key]]
+
+
+def config_differences(saved: Mapping[str, Any],
+                       config: ml_collections.ConfigDict,
+                       sections: tuple[str, ...]) -> list[str]:
+  """'section.key: checkpoint has X, config gives Y' for each key of
+  ``sections`` that differs (:func:`differing_keys`)."""
+  return [f'{section}.{key}: checkpoint has {before!r}, config gives '
+          f'{after!r}' for section in sections
+          for key, before, after in differing_keys(saved, config, section)]

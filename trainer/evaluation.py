@@ -16,6 +16,7 @@ from absl import logging
 import ml_collections
 
 from trainer import config_lib, inference, metrics as metrics_lib
+from trainer import workdir_lock
 
 
 def evaluate(config: ml_collections.ConfigDict | dict,
@@ -31,7 +32,7 @@ def evaluate(config: ml_collections.ConfigDict | dict,
       model_parallelism=config.model_parallelism, given_config=config)
   result = restored.task.evaluate(restored.eval_context(), restored.datasets,
                                   split)
-  if inference.workdir_writable(workdir):
+  if workdir_lock.writable(workdir):
     writer = metrics_lib.create_writer(workdir)
     writer.write_scalars(restored.step,
                          {f'evaluate/{k}': v for k, v in result.items()})

@@ -21,6 +21,7 @@ import ml_collections
 
 from input_pipeline import tokenizers as tokenizers_lib
 from trainer import checkpoints, compiled, config_lib, errors, partitioning
+from trainer import workdir_lock
 from trainer import tasks as tasks_registry
 from trainer.steps import TrainState
 from trainer.tasks import base
@@ -84,19 +85,6 @@ TOKENIZER_KEYS = ('tokenizer', 'vocab_size', 'min_count', 'spm_model_type',
                   'spm_max_training_lines', 'lowercase', 'source', 'tfds_name')
 
 
-def workdir_writable(workdir: str) -> bool:
-  """Whether a file can be created in ``workdir`` (tried, not inferred from
-  permission bits: root, read-only mounts and immutable directories)."""
-  import tempfile  # pylint: disable=g-import-not-at-top
-  try:
-    fd, path = tempfile.mkstemp(dir=workdir, prefix='.write-probe-')
-  except OSError:
-    return False
-  os.close(fd)
-  os.remove(path)
-  return True
-
-
 def given_overrides(given: ml_collections.ConfigDict,
                     saved: Mapping[str, Any], step: int, directory: str
                     ) -> tuple[dict[str, Any], list[str]]:
@@ -112,22 +100,14 @@ def given_overrides(given: ml_collections.ConfigDict,
     CheckpointMismatchError: a model key or a key the tokenizer is built
       from differs, named with both values.
   """
-  import json  # pylint: disable=g-import-not-at-top
-  now = json.loads(given.to_json_best_effort())
-  before_model, now_model = saved.get('model') or {}, now.get('model') or {}
-  refused = [f'model.{k}: checkpoint has {before_model[k]!r}, config gives '
-             f'{now_model[k]!r}' for k in sorted(now_model)
-             if k in before_model and before_model[k] != now_model[k]]
-  before, after = saved.get('data') or {}, now.get('data') or {}
+  refused = config_lib.config_differences(saved, given, ('model',))
   apply, ignored = {}, []
-  for key in sorted(after):
-    if key not in before or before[key] == after[key]:
-      continue
+  for key, before, after in config_lib.differing_keys(saved, given, 'data'):
     if key in DATA_LOCATION_KEYS:
-      apply[f'data.{key}'] = after[key]
+      apply[f'data.{key}'] = after
     elif key in TOKENIZER_KEYS:
-      refused.append(f'data.{key}: checkpoint has {before[key]!r}, config '
-                     f'gives {after[key]!r}')
+      refused.append(f'data.{key}: checkpoint has {before!r}, config gives '
+                     f'{after!r}')
     else:
       ignored.append(f'data.{key}')
   if refused:
@@ -207,7 +187,7 @@ def restore(workdir: str, which: str | int = 'latest', *,
     for key, value in overrides.items():
       _set_key(config, key, value)
     if eval_split and not config.data.get('cache_dir', '') and (
-        not workdir_writable(workdir)):
+        not workdir_lock.writable(workdir)):
       # A read-only workdir (e.g. a mounted checkpoint): splits not cached
       # there are encoded into a temporary cache; nothing is written to it.
       import tempfile  # pylint: disable=g-import-not-at-top
@@ -239,7 +219,6 @@ def checkpoint_tokenizer(workdir: str, meta: Mapping[str, Any],
       missing.
     CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
   """
-  import os  # pylint: disable=g-import-not-at-top
   info = meta['tokenizer']
   directory = os.path.join(workdir, info['directory'])
   saved = tokenizers_lib.load_saved(directory)

@@ -148,23 +148,6 @@ def state_shapes(abstract_state: TrainState) -> dict[str, str]:
   return out
 
 
-def config_differences(saved: Mapping[str, Any],
-                       config: ml_collections.ConfigDict,
-                       sections: tuple[str, ...]) -> list[str]:
-  """'section.key: checkpoint has X, config gives Y' for each key of
-  ``sections`` that differs between a checkpoint's saved config and
-  ``config`` (lists and tuples compare equal)."""
-  out = []
-  now = json.loads(config.to_json_best_effort())
-  for section in sections:
-    before, after = saved.get(section) or {}, now.get(section) or {}
-    for key in sorted(after):
-      if key in before and before[key] != after[key]:
-        out.append(f'{section}.{key}: checkpoint has {before[key]!r}, config '
-                   f'gives {after[key]!r}')
-  return out
-
-
 def check_resumable(ckpt: checkpoints.Checkpointer, step: int,
                     signature: Mapping[str, Any],
                     config: ml_collections.ConfigDict) -> None:
@@ -182,7 +165,7 @@ def check_resumable(ckpt: checkpoints.Checkpointer, step: int,
   changed = sorted(k for k in set(shapes_now) | set(shapes_then)
                    if shapes_now.get(k) != shapes_then.get(k))
   if changed:
-    differences = config_differences(
+    differences = config_lib.config_differences(
         meta.get('config', {}), config, ('model', 'optimizer', 'data')
     ) + differences + [
         f'{len(changed)} state arrays differ, e.g. ' + '; '.join(
@@ -206,7 +189,7 @@ def _load_datasets(task: base.Task, workdir: str,
   except input_errors.VocabularyMismatchError as e:
     if latest is None:
       raise
-    fields = config_differences(ckpt.read_meta(latest).get('config', {}),
+    fields = config_lib.config_differences(ckpt.read_meta(latest).get('config', {}),
                                 task.config, ('data',))
     raise errors.CheckpointMismatchError(
         f'The workdir holds a checkpoint (step {latest}) whose vocabulary '

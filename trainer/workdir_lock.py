@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 
 from trainer import errors
@@ -37,6 +38,19 @@ def _holder(path: str) -> str:
     return 'another process'
 
 
+def writable(directory: str) -> bool:
+  """Whether a file can be created in ``directory``: tried, not inferred
+  from permission bits (which root, read-only mounts and immutable
+  directories defeat)."""
+  try:
+    fd, path = tempfile.mkstemp(dir=directory, prefix='.write-probe-')
+  except OSError:
+    return False
+  os.close(fd)
+  os.remove(path)
+  return True
+
+
 def check_workdir(workdir: str) -> None:
   """Creates ``workdir`` if needed; raises WorkdirError if it is a file or
   cannot be written."""
@@ -50,7 +64,7 @@ def check_workdir(workdir: str) -> None:
     raise errors.WorkdirError(
         f'Cannot create the workdir {workdir}: {e.strerror or e}; choose a '
         'writable directory.') from e
-  if not os.access(workdir, os.W_OK | os.X_OK):
+  if not writable(workdir):
     raise errors.WorkdirError(
         f'The workdir {workdir} is not writable; training writes checkpoints '
         'there. Choose a writable directory (evaluation and generation only '
