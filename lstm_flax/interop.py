@@ -26,7 +26,7 @@ them), and Keras layers are read through their public attributes.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -311,18 +311,40 @@ _FLAX_CELL_KEYS = frozenset(f'{src}{g}' for src in 'ih' for g in _GATES)
 _LAYER_KEYS = frozenset((kernel.INPUT_KERNEL, kernel.RECURRENT_KERNEL, kernel.BIAS))
 
 
-def _map_subtrees(tree: Mapping[str, Any], is_target: Any, convert: Any, what: str) -> dict:
-  """``tree`` (nested mappings) with every sub-mapping for which ``is_target``
-  holds replaced by ``convert(sub_mapping, path)``; other leaves are kept."""
+def _map_subtrees(
+    tree: Mapping[str, Any],
+    is_target: Callable[[Mapping[str, Any]], bool],
+    convert: Callable[[Mapping[str, Any]], dict],
+    rename: Callable[[str], str],
+    what: str,
+) -> dict:
+  """``tree`` (nested mappings, as plain dicts) with every sub-mapping for
+  which ``is_target`` holds replaced by ``convert`` of it, under the key
+  ``rename(key)``; other entries are kept as they are."""
   found = []
 
   def walk(node: Any, path: tuple[str, ...]) -> Any:
     if not isinstance(node, Mapping):
       return node
-    if is_target(node):
-      found.append(path)
-      return convert(node, '/'.join(path) or '<root>')
-    return {k: walk(v, path + (str(k),)) for k, v in node.items()}
+    out = {}
+    for key, value in node.items():
+      where = '/'.join(path + (str(key),))
+      if isinstance(value, Mapping) and is_target(value):
+        found.append(where)
+        try:
+          value = convert(value)
+        except ValueError as e:
+          raise ValueError(f'{where}: {e}') from None
+        new_key = rename(key)
+        if new_key in out or (new_key != key and new_key in node):
+          raise ValueError(
+              f'{where}: renaming it to {new_key!r} would clash with another entry; name the '
+              'cells explicitly (name=...) so that the two models share the names.')
+        key = new_key
+      else:
+        value = walk(value, path + (str(key),))
+      out[key] = value
+    return out
 
   out = walk(tree, ())
   if not found:
@@ -330,7 +352,24 @@ def _map_subtrees(tree: Mapping[str, Any], is_target: Any, convert: Any, what: s
   return out
 
 
-def from_flax_lstm_cells(tree: Mapping[str, Any]) -> dict[str, Any]:
+def _renamer(old: str, new: Optional[str]) -> Callable[[str], str]:
+  """Renames Flax's automatic module names ``[Scan...]{old}_{n}`` to
+  ``[Scan...]{new}_{n}`` (``new=None``: keeps every name)."""
+  # Prefixes are the lifted transforms' (``nn.scan(Cell)`` is ``ScanCell``).
+  pattern = re.compile(rf'^((?:[A-Z][a-z]+)*){old}_(\d+)$')
+
+  def rename(key: str) -> str:
+    match = pattern.match(key) if new is not None else None
+    if match is None or match.group(1).endswith('Optimized'):
+      return key
+    return f'{match.group(1)}{new}_{match.group(2)}'
+
+  return rename
+
+
+def from_flax_lstm_cells(
+    tree: Mapping[str, Any], *, rename_auto_names: bool = True
+) -> dict[str, Any]:
   """Converts every Flax LSTM cell in a model's parameters, to swap in ``lstm_flax.LSTMCell``.
 
   Walks ``tree`` (``variables`` or ``variables['params']`` of any Linen
@@ -341,32 +380,41 @@ def from_flax_lstm_cells(tree: Mapping[str, Any]) -> dict[str, Any]:
   in place of the Flax cells (inside ``nn.RNN``, ``nn.Bidirectional``,
   ``nn.scan``, ...), which computes the same outputs and carries.
 
+  Args:
+    tree: nested mappings of arrays (a Flax parameter tree).
+    rename_auto_names: a cell built without ``name=`` gets Flax's automatic
+      name, ``OptimizedLSTMCell_0`` (``ScanOptimizedLSTMCell_0`` under
+      ``nn.scan``); in the swapped model it is ``LSTMCell_0``
+      (``ScanLSTMCell_0``). True renames the converted cells' entries so.
+      A model that mixes ``nn.LSTMCell`` and ``nn.OptimizedLSTMCell`` without
+      names may clash (ValueError): name its cells.
+
+  Returns:
+    The converted tree (plain dicts; the cells' arrays as numpy).
+
   Raises:
     ValueError: no Flax LSTM cell in ``tree``, or one with mismatched shapes
       (the message names its path).
   """
-  def convert(cell: Mapping[str, Any], path: str) -> dict[str, np.ndarray]:
-    try:
-      return from_flax_lstm_cell(cell)
-    except ValueError as e:
-      raise ValueError(f'{path}: {e}') from None
-
-  return _map_subtrees(tree, lambda d: set(d) == _FLAX_CELL_KEYS, convert,
+  return _map_subtrees(tree, lambda d: set(d) == _FLAX_CELL_KEYS, from_flax_lstm_cell,
+                       _renamer('OptimizedLSTMCell', 'LSTMCell' if rename_auto_names else None),
                        'Flax LSTM cell parameters (keys ii, if, ..., ho)')
 
 
-def to_flax_lstm_cells(tree: Mapping[str, Any]) -> dict[str, Any]:
-  """The inverse of ``from_flax_lstm_cells``: every layer parameter dict
-  (``lstm_flax.LSTMCell``'s, or a layer of ``LSTM``: keys ``input_kernel``,
-  ``recurrent_kernel``, ``bias``) in ``tree`` becomes ``to_flax_lstm_cell``
-  of it (plain numpy, unboxed); everything else is kept."""
-  def convert(layer: Mapping[str, Any], path: str) -> dict[str, dict[str, np.ndarray]]:
-    try:
-      return to_flax_lstm_cell(layer)
-    except ValueError as e:
-      raise ValueError(f'{path}: {e}') from None
+def to_flax_lstm_cells(
+    tree: Mapping[str, Any], *, auto_name_class: Optional[str] = 'OptimizedLSTMCell'
+) -> dict[str, Any]:
+  """The inverse of ``from_flax_lstm_cells``.
 
-  return _map_subtrees(tree, lambda d: _LAYER_KEYS <= set(d), convert,
+  Every layer parameter dict in ``tree`` (``lstm_flax.LSTMCell``'s, or a
+  layer of ``LSTM``: keys ``input_kernel``, ``recurrent_kernel``, ``bias``,
+  boxed or not) becomes ``to_flax_lstm_cell`` of it; everything else is
+  kept. ``auto_name_class``: the Flax cell class the automatic names
+  ``[Scan]LSTMCell_{n}`` are renamed for (``'OptimizedLSTMCell'``;
+  ``'LSTMCell'`` or None keeps them, as for ``nn.LSTMCell``).
+  """
+  return _map_subtrees(tree, lambda d: _LAYER_KEYS <= set(d), to_flax_lstm_cell,
+                       _renamer('LSTMCell', auto_name_class),
                        'lstm_flax layer parameters (input_kernel, recurrent_kernel, bias)')
 
 
