@@ -544,6 +544,10 @@ def from_keras_lstm(layers: Any) -> dict[str, dict[str, np.ndarray]]:
       layer that computes something else (other activations, ``go_backwards``
       outside ``Bidirectional``, a merge mode other than ``'concat'``).
   """
+  if isinstance(layers, Mapping):
+    raise TypeError(
+        'from_keras_lstm takes Keras layers or get_weights() lists (one, or a list of them), '
+        f'not a mapping (got keys {sorted(layers)[:8]}).')
   single = _is_keras_layer(layers) or _is_weights_list(layers)
   entries = [layers] if single else list(layers)
   if not entries:

@@ -117,7 +117,8 @@ def _errors_cases():
        'Keras layer 0 kernel must be [in, 4 * units] = [in, 16]'),
       ([kernel_, recurrent[:, :12], bias], ValueError,
        'Keras layer 0 recurrent_kernel must be [units, 4 * units]'),
-      ([kernel_, recurrent, bias[:8]], ValueError, 'Keras layer 0 bias must be [4 * units] = (16,)'),
+      ([kernel_, recurrent, bias[:8]], ValueError,
+       'Keras layer 0 bias must be [4 * units] = (16,)'),
       ([kernel_, recurrent, bias, bias], ValueError, 'expected an LSTM\'s'),
       ([[kernel_, recurrent, bias], bi_layers[1]], ValueError, 'a stack is all Bidirectional'),
       ([[kernel_, recurrent, bias]] * 2, ValueError, 'layer_1 input_kernel reads 5 features'),
@@ -129,6 +130,7 @@ def _errors_cases():
        "merge_mode='sum'"),
       ([], ValueError, 'no layers'),
       ('lstm', TypeError, 'must be a Keras LSTM'),
+      ({'layer_0': {}}, TypeError, 'not a mapping'),
   ]
 
 
