@@ -23,6 +23,7 @@ are imported on first access (PEP 562), so ``import lstm_flax`` stays cheap.
 import importlib as _importlib
 import importlib.util as _importlib_util
 import types as _types
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from lstm_flax.kernel import LSTMState, lstm, lstm_cell, lstm_time_major
 from lstm_flax.linen import LSTM, LSTMCell
@@ -62,6 +63,11 @@ _SUBMODULES = frozenset({
     'spec',
     'stack',
 })
+
+
+if _TYPE_CHECKING:  # Type checkers see the real modules (py.typed).
+  from lstm_flax import (  # noqa: F401
+      attention, decoding, interop, losses, models, nnx, sampling, seq2seq)
 
 
 def __getattr__(name: str) -> _types.ModuleType:
