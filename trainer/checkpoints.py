@@ -233,7 +233,11 @@ class Checkpointer:
 
   def _record_checksums(self) -> None:
     """Writes the checksum record of each completed save (the caller has
-    waited for them)."""
+    waited for them). Process 0 writes it: processes sharing the directory
+    would otherwise race on the same temporary file."""
+    if jax.process_index() != 0:
+      self._unrecorded.clear()
+      return
     for step in self._unrecorded:
       step_dir = self.step_dir(step)
       if not os.path.isdir(step_dir):  # Already removed by the keep policy.
