@@ -159,7 +159,9 @@ def test_wheel_runs_in_a_fresh_venv_with_only_the_core_dependencies(
   subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True,
                  env=_clean_env(), timeout=300)
   python = venv / 'bin' / 'python'
-  _pip(python, 'install', '--quiet', str(wheel), cwd=tmp_path)
+  # --no-compile: no bytecode for every installed file (the import compiles
+  # what it uses): 14 s instead of 34 s here.
+  _pip(python, 'install', '--quiet', '--no-compile', str(wheel), cwd=tmp_path)
   # -I: isolated mode, so neither the working directory nor PYTHONPATH nor
   # the user's site-packages is on sys.path.
   result = subprocess.run([str(python), '-I', '-c', _SMOKE % (TRAINING_ONLY,)],
