@@ -13,9 +13,20 @@ Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it
     carries PyTorch's stacked ``LSTMState(h_n, c_n)``; ``LSTMCell`` is a
     drop-in for Flax's ``nn.OptimizedLSTMCell`` and carries ``(c, h)``.
   * ``lstm_flax.nnx``: the same layer for ``flax.nnx``.
+  * ``lstm_flax.models`` / ``lstm_flax.seq2seq``: language model, sequence
+    classifier and attention encoder-decoder.
   * ``lstm_flax.interop``: PyTorch ``nn.LSTM``, Flax LSTM cell and Keras
     ``LSTM`` weights.
+
+Every submodule is an attribute of the package (``import lstm_flax;
+lstm_flax.nnx.LSTM(...)``). Those that the eager exports below do not need
+are imported on first access (PEP 562), so ``import lstm_flax`` stays cheap.
 """
+
+import importlib as _importlib
+import importlib.util as _importlib_util
+import types as _types
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from lstm_flax.kernel import LSTMState, lstm, lstm_cell, lstm_time_major
 from lstm_flax.linen import LSTM, LSTMCell
@@ -34,3 +45,52 @@ __all__ = [
     'lstm_time_major',
 ]
 __version__ = '0.1.0'
+
+# The public submodules reachable as attributes. kernel, linen, spec, stack,
+# axes and initializers are imported above anyway (the eager exports need
+# them); the others load on first access.
+_SUBMODULES = frozenset({
+    'attention',
+    'axes',
+    'decoding',
+    'export',
+    'initializers',
+    'interop',
+    'kernel',
+    'linen',
+    'losses',
+    'models',
+    'nnx',
+    'sampling',
+    'seq2seq',
+    'spec',
+    'stack',
+})
+
+
+if _TYPE_CHECKING:  # Type checkers see the real modules (py.typed).
+  from lstm_flax import (  # noqa: F401
+      attention, decoding, interop, losses, models, nnx, sampling, seq2seq)
+
+
+def __getattr__(name: str) -> _types.ModuleType:
+  """Imports the submodule ``lstm_flax.<name>`` on first access (PEP 562)."""
+  if name in _SUBMODULES:
+    try:
+      # Importing sets the package attribute, so this runs once per name.
+      return _importlib.import_module(f'{__name__}.{name}')
+    except ModuleNotFoundError as e:
+      if e.name != f'{__name__}.{name}':
+        raise  # the submodule exists but one of its own imports is missing
+      raise AttributeError(
+          f'module {__name__!r} has no submodule {name!r} in this '
+          'installation') from None
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+  """The module's names plus every submodule this installation has."""
+  present = {name for name in _SUBMODULES
+             if _importlib_util.find_spec(f'{__name__}.{name}') is not None}
+  return sorted({n for n in globals() if not n.startswith('_')} | present
+                | {'__version__', '__all__'})

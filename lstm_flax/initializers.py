@@ -25,7 +25,11 @@ def per_gate(init: Initializer) -> Initializer:
   def init_fn(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32):
     rows, gates, h = shape
     keys = jax.random.split(key, gates)
-    return jnp.stack([init(k, (rows, h), dtype) for k in keys], axis=1)  # [rows, 4, H]
+    # Drawn in at least float32, then cast: the orthogonal initialiser's QR
+    # has no bfloat16 / float16 kernel (LAPACK on CPU).
+    draw = jnp.promote_types(dtype, jnp.float32)
+    return jnp.stack([init(k, (rows, h), draw) for k in keys],
+                     axis=1).astype(dtype)  # [rows, 4, H]
 
   return init_fn
 

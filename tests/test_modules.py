@@ -231,6 +231,28 @@ def test_import_does_not_load_tensorflow():
   assert result.returncode == 0, result.stdout + result.stderr[-2000:]
 
 
+def test_bfloat16_params_initialise_and_train_with_float32_state(x):
+  """``param_dtype='bfloat16'`` (the orthogonal initialiser draws in float32,
+  LAPACK's QR has no bfloat16): parameters and gradients are bfloat16, the
+  carry float32, the output the compute dtype, and it matches float32
+  parameters rounded to bfloat16."""
+  for dtype in ('float32', 'bfloat16'):
+    layer = lstm_flax.LSTM(HIDDEN, num_layers=2, param_dtype='bfloat16', dtype=dtype)
+    params = layer.init(jax.random.key(0), x)['params']
+    assert {p.dtype for p in jax.tree_util.tree_leaves(params)} == {jnp.dtype('bfloat16')}
+    y, carry = layer.apply({'params': params}, x, lengths=LENGTHS)
+    assert y.dtype == jnp.dtype(dtype) and carry.c.dtype == jnp.float32
+    grads = jax.grad(lambda p: jnp.sum(
+        layer.apply({'params': p}, x)[0].astype(jnp.float32) ** 2))(params)
+    leaves = jax.tree_util.tree_leaves(grads)
+    assert {g.dtype for g in leaves} == {jnp.dtype('bfloat16')}
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+  reference = lstm_flax.LSTM(HIDDEN, num_layers=2)
+  rounded = jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), params)
+  y_ref, _ = reference.apply({'params': rounded}, x, lengths=LENGTHS)
+  np.testing.assert_allclose(np.asarray(y, np.float32), y_ref, atol=0.05)
+
+
 def test_bias_init_plus_forget_bias_in_linen_and_nnx(x):
   """``bias_init`` draws every bias; ``forget_bias`` is added on the forget
   gate (row 1 of the [4, H] i, f, g, o bias), in Linen and NNX alike."""

@@ -21,6 +21,9 @@ def _run(script, *args):
     ('train.py', ['--config=configs/tiny.py', '--config.model.hiden_size=32'],
      "train.py: error: unknown config key 'hiden_size' in --config.model.hiden_size "
      '(configs/tiny.py). Did you mean "hidden_size"'),
+    ('train.py', ['--config=configs/tiny.py', '--config.model.dtype=float16'],
+     "train.py: error: model.dtype='float16' is not supported for training "
+     "(no loss scaling); use 'bfloat16'."),
     ('generate.py', [], 'generate.py: error: '),
     # The output is checked before any work (the workdir does not exist).
     ('translate.py', ['--output={tmp}/missing/out.en'],

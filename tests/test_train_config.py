@@ -68,6 +68,22 @@ def test_invalid_values(key, value, message):
     config_lib.resolve(testing.tiny_config(**{key: value}))
 
 
+@pytest.mark.parametrize('make_config', [
+    testing.tiny_config,
+    lambda **kw: testing.tiny_translation_config('/nonexistent', **kw),
+    lambda **kw: testing.tiny_classification_config('/nonexistent', **kw),
+], ids=['lm', 'translation', 'classification'])
+def test_float16_compute_is_refused_and_bfloat16_accepted(make_config):
+  """float16 has no loss scaling in the trainer: one error naming the key and
+  value and pointing at bfloat16 (the library itself still takes float16)."""
+  with pytest.raises(errors.ConfigError) as e:
+    config_lib.resolve(make_config(model__dtype='float16'))
+  assert str(e.value) == ("model.dtype='float16' is not supported for training "
+                          "(no loss scaling); use 'bfloat16'.")
+  for value in ('bfloat16', 'float32'):
+    config_lib.resolve(make_config(model__dtype=value))
+
+
 def test_tie_weights_needs_matching_sizes():
   with pytest.raises(errors.ConfigError, match='tie_weights'):
     config_lib.resolve(testing.tiny_config(model__tie_weights=True,

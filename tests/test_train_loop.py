@@ -216,6 +216,7 @@ def test_half_written_checkpoint_is_never_resumed(trained, cache, tmp_path):
       testing.tiny_config(cache, num_train_steps=32), workdir)
   rows = [r['step'] for r in metrics.read_metrics(workdir) if 'train_loss' in r]
   assert rows[-2:] == [31, 32]
+  assert not os.path.exists(partial)  # the resumed run removed it
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   assert ckpt.latest_step() == 32
   ckpt.close()

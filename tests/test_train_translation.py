@@ -139,6 +139,37 @@ def test_translation_config_keys():
     assert config.task == 'translation' and config.model.hidden_size > 0
 
 
+@pytest.mark.parametrize('smoothing', [0.1, 0.35])
+def test_label_smoothing_is_optax_smooth_labels_and_equals_the_old_formula(
+    smoothing):
+  """The training objective (cross-entropy against ``optax.smooth_labels``)
+  equals the hand-written ``(1 - s) * nll - s * mean(log_softmax)`` it
+  replaced, in value and gradient."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from trainer.tasks import translation  # pylint: disable=g-import-not-at-top
+
+  def old(logits, labels):
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return (1.0 - smoothing) * nll - smoothing * jnp.mean(
+        jax.nn.log_softmax(logits), axis=-1)
+
+  def new(logits, labels):
+    return translation.label_smoothed_cross_entropy(logits, labels, smoothing)
+
+  keys = jax.random.split(jax.random.key(0), 2)
+  logits = 3.0 * jax.random.normal(keys[0], (2, 5, 11))
+  labels = jax.random.randint(keys[1], (2, 5), 0, 11)
+  np.testing.assert_allclose(new(logits, labels), old(logits, labels),
+                             rtol=1e-6, atol=1e-6)
+  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x, labels)))(logits)  # noqa: E731
+  np.testing.assert_allclose(grad(new), grad(old), rtol=1e-6, atol=1e-6)
+  # Smoothing changes the loss (the comparison above is not vacuous).
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  assert float(jnp.max(jnp.abs(new(logits, labels) - nll))) > 1e-2
+
+
 # ------------------------------------------------------------- bad input ----
 
 

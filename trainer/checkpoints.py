@@ -27,7 +27,9 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
 from trainer import errors
@@ -123,6 +125,34 @@ def file_digests(step_dir: str) -> dict[str, list[Any]]:
   return dict(sorted(out.items()))
 
 
+def _remove_unfinished_saves(directory: str) -> None:
+  """Deletes Orbax's temporary directories of saves that never completed (a
+  run killed mid-save), on the primary process, before the manager starts.
+
+  Orbax's own ``cleanup_tmp_directories`` runs in a background future that
+  ``CheckpointManager.close()`` does not await (only a later ``save`` or the
+  private ``_maybe_await_cleanup_tmp_directory`` does), so a run failing right
+  after start exited with that future still scheduling work. This does the
+  same synchronously with the public ``ocp.path.step`` helpers. A directory
+  that cannot be removed is only logged: listing and resuming ignore it.
+  """
+  if jax.process_index() != 0 or not os.path.isdir(directory):
+    return
+  helpers = ocp.path.step
+  if hasattr(helpers, 'all_temporary_paths'):
+    paths = [epath.Path(p.get()) for p in helpers.all_temporary_paths(directory)]
+  else:  # older Orbax releases: names only
+    paths = [epath.Path(directory) / name
+             for name in helpers.tmp_checkpoints(directory)]
+  for path in paths:
+    logging.info('Removing the unfinished checkpoint save %s', path)
+    try:
+      path.rmtree()
+    except OSError as e:
+      logging.warning('Could not remove the unfinished checkpoint save %s: %s',
+                      path, e)
+
+
 class Checkpointer:
   """A ``CheckpointManager`` for one run directory.
 
@@ -150,11 +180,14 @@ class Checkpointer:
         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
         enable_async_checkpointing=async_save,
         create=not read_only, read_only=read_only,
-        cleanup_tmp_directories=not read_only)
+        # Unfinished saves are removed by _remove_unfinished_saves below.
+        cleanup_tmp_directories=False)
     if read_only and not os.path.isdir(self.directory):
       raise errors.CheckpointNotFoundError(
           f'No checkpoints in {self.directory}: train a model with '
           f'`python train.py --workdir={workdir}` first.')
+    if not read_only:
+      _remove_unfinished_saves(self.directory)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=('state', 'meta'))
     self.read_only = read_only
@@ -200,7 +233,11 @@ class Checkpointer:
 
   def _record_checksums(self) -> None:
     """Writes the checksum record of each completed save (the caller has
-    waited for them)."""
+    waited for them). Process 0 writes it: processes sharing the directory
+    would otherwise race on the same temporary file."""
+    if jax.process_index() != 0:
+      self._unrecorded.clear()
+      return
     for step in self._unrecorded:
       step_dir = self.step_dir(step)
       if not os.path.isdir(step_dir):  # Already removed by the keep policy.
@@ -384,10 +421,4 @@ class Checkpointer:
     return self.manager.reached_preemption(step)
 
   def close(self) -> None:
-    # Orbax cleans stale temporary directories in a background future that
-    # close() does not await; a run that fails right after start would exit
-    # with that future still scheduling work (a shutdown traceback).
-    await_cleanup = getattr(self.manager, '_maybe_await_cleanup_tmp_directory', None)
-    if await_cleanup is not None:
-      await_cleanup()
     self.manager.close()

@@ -301,6 +301,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
           'logical_axis_rules must be (logical axis, mesh axis or None) '
           f"pairs, e.g. (('lstm_hidden', 'model'),); got {rule!r}.")
   _validate_optimizer(c)
+  _refuse_float16(c)
   task = tasks_registry.get_task(c)
   try:
     task.validate()
@@ -314,6 +315,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'config.model: {e}') from e
     raise ConfigError(f'model.{match.group(2)}{str(e)[match.end():]} (checked '
                       f'by {match.group(0)})') from e
+
+
+def _refuse_float16(c: ml_collections.ConfigDict) -> None:
+  """float16 compute needs loss scaling (its range underflows gradients),
+  which the trainer does not do; bfloat16 has float32's range and needs none.
+  The library itself still takes float16 (inference)."""
+  for key, value in c.get('model', {}).items():
+    if key != 'dtype' and not key.endswith('_dtype'):
+      continue
+    try:
+      is_float16 = value is not None and jnp.dtype(value) == jnp.float16
+    except TypeError:
+      continue  # not a dtype: the module's own check names it
+    if is_float16:
+      raise ConfigError(
+          f'model.{key}={_dtype_name(value)!r} is not supported for training '
+          "(no loss scaling); use 'bfloat16'.")
+
+
+def _dtype_name(value: Any) -> str:
+  return value if isinstance(value, str) else jnp.dtype(value).name
 
 
 def _validate_optimizer(c: ml_collections.ConfigDict) -> None:

@@ -23,16 +23,10 @@ _CLUSTER_HINTS = (
 )
 
 
-def in_cluster() -> bool:
-  """Whether JAX's cluster auto-detection (TPU VMs, SLURM, Open MPI, K8s)
-  or the environment says several processes were launched."""
-  try:  # JAX's own detection (private API; fall back to the hints below).
-    from jax._src.clusters import cluster  # pylint: disable=g-import-not-at-top
-    if any(env.is_env_present() for env in cluster.ClusterEnv._cluster_types  # pylint: disable=protected-access
-           if not env.opt_in_only_method):
-      return True
-  except Exception:  # pylint: disable=broad-except
-    pass
+def _env_hints_cluster() -> bool:
+  """Whether an environment variable of a launcher says several processes
+  were started (SLURM, Open MPI, multi-host TPU VMs, an explicit
+  coordinator)."""
   for name, test in _CLUSTER_HINTS:
     value = os.environ.get(name)
     if value:
@@ -42,6 +36,35 @@ def in_cluster() -> bool:
       except ValueError:
         pass
   return False
+
+
+def _jax_detects_cluster() -> bool:
+  """Whether JAX's own cluster auto-detection finds an environment.
+
+  JAX has no public API for this: ``jax.distributed.initialize()`` runs the
+  detection but also initialises (and raises when nothing is found). So this
+  reads the registry of ``jax._src.clusters`` where this JAX version has it,
+  through getattr, and answers False when a JAX release moves or changes it
+  (the environment-variable hints still apply then).
+  """
+  try:
+    from jax._src.clusters import cluster  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return False
+  env_types = getattr(getattr(cluster, 'ClusterEnv', None), '_cluster_types', None)
+  if not isinstance(env_types, (list, tuple)):
+    return False
+  try:
+    return any(env.is_env_present() for env in env_types
+               if not getattr(env, 'opt_in_only_method', False))
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+def in_cluster() -> bool:
+  """Whether the environment says several processes were launched, or JAX's
+  cluster auto-detection (TPU VMs, SLURM, Open MPI, K8s) finds a cluster."""
+  return _env_hints_cluster() or _jax_detects_cluster()
 
 
 def initialize(coordinator_address: str = '', num_processes: int = 0,

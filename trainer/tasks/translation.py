@@ -28,6 +28,24 @@ from trainer.tasks import base
 DECODE_METHODS = ('beam', 'greedy', 'sample')
 
 
+
+def label_smoothed_cross_entropy(logits: jax.Array, labels: jax.Array,
+                                 smoothing: float) -> jax.Array:
+  """Per-token cross-entropy against ``optax.smooth_labels`` of the one-hot
+  labels: ``(1 - smoothing) * nll + smoothing * mean(-log_softmax(logits))``.
+
+  Args:
+    logits: ``[..., vocab]``.
+    labels: ``[...]`` integer targets.
+    smoothing: the probability mass spread uniformly over the vocabulary.
+
+  Returns:
+    ``[...]`` float32 losses.
+  """
+  one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+  return optax.softmax_cross_entropy(
+      logits.astype(jnp.float32), optax.smooth_labels(one_hot, smoothing))
+
 class TranslationTask(base.Task):
   """Attention encoder-decoder on a joint vocabulary (``task='translation'``)."""
 
@@ -151,11 +169,9 @@ class TranslationTask(base.Task):
         logits, batch['target_output'])
     mask = batch['target_mask']
     smoothing = float(self.config.label_smoothing)
-    objective = nll
-    if smoothing > 0:
-      log_probs = jax.nn.log_softmax(logits)
-      objective = (1.0 - smoothing) * nll - smoothing * jnp.mean(
-          log_probs, axis=-1)
+    objective = (label_smoothed_cross_entropy(logits, batch['target_output'],
+                                              smoothing)
+                 if smoothing > 0 else nll)
     weight = jnp.sum(mask)
     loss = jnp.sum(objective * mask) / jnp.maximum(weight, 1.0)
     return loss, ({'loss_sum': jnp.sum(nll * mask), 'weight': weight}, carry)
