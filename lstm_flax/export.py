@@ -357,7 +357,8 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
     (tmp / MODEL_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False), 'utf-8')
     (tmp / CARD_FILE).write_text(
         model_card(info, title=card_title, sections=card_sections), 'utf-8')
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private.
+    for path in [tmp, *tmp.rglob('*')]:  # mkdtemp and safetensors make them private.
+      os.chmod(path, 0o755 if path.is_dir() else 0o644)
     _check_target(directory)
     if directory.exists():
       directory.rmdir()  # Empty (checked): the rename takes its place.
