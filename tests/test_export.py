@@ -3,6 +3,7 @@ trainer: save / load round trips of each kind, refusals, the tokenizer reader
 against input_pipeline's tokenizers, and PyTorch RNNModel weights (a fixture
 made by tests/make_torch_lm_fixture.py; a live check when torch is installed)."""
 
+import functools
 import json
 import pathlib
 
@@ -22,7 +23,7 @@ TOKENS = jnp.array([[1, 2, 3, 4], [5, 6, 7, 0]], jnp.int32)  # [batch, time]
 def _lm(**fields):
   model = models.LanguageModel(vocab_size=11, embedding_size=6, hidden_size=6, num_layers=2,
                                **fields)
-  return model, meta.unbox(model.init(jax.random.PRNGKey(0), TOKENS[:, :1]))
+  return model, meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), TOKENS[:, :1]))
 
 
 def _fixture(name):
@@ -46,11 +47,12 @@ def test_each_kind_round_trips_with_identical_outputs(tmp_path):
                         hidden_size=4, encoder_layers=1, decoder_layers=1,
                         share_embeddings=True)
   mask = jnp.ones(TOKENS.shape, jnp.float32)
-  s2s_vars = meta.unbox(s2s.init(jax.random.PRNGKey(1), TOKENS, TOKENS, mask))
+  s2s_vars = meta.unbox(jax.jit(s2s.init)(jax.random.PRNGKey(1), TOKENS, TOKENS, mask))
   clf = models.SequenceClassifier(vocab_size=9, num_classes=3, embedding_size=4,
                                   hidden_size=4, pooling='mean')
   lengths = jnp.array([4, 2])
-  clf_vars = meta.unbox(clf.init(jax.random.PRNGKey(2), TOKENS, lengths, deterministic=True))
+  clf_vars = meta.unbox(jax.jit(functools.partial(clf.init, deterministic=True))(
+      jax.random.PRNGKey(2), TOKENS, lengths))
   # bfloat16 parameters keep their dtype.
   lm_vars = jax.tree.map(lambda x: x.astype(jnp.bfloat16), lm_vars)
   cases = [
@@ -67,6 +69,7 @@ def test_each_kind_round_trips_with_identical_outputs(tmp_path):
     for a, b in zip(jax.tree.leaves(loaded.variables), jax.tree.leaves(variables)):
       assert a.dtype == b.dtype
       np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+    run = jax.jit(run, static_argnums=0)  # Eager Flax is slow to run.
     np.testing.assert_array_equal(run(loaded.module, loaded.variables), run(module, variables))
   info = json.loads((tmp_path / 'language_model' / export.MODEL_FILE).read_text())
   assert info['params']['embed/embedding'] == {'dtype': 'bfloat16', 'shape': [11, 6]}
