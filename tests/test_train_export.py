@@ -170,11 +170,9 @@ def test_export_refuses_a_non_empty_out_and_a_missing_workdir(runs, tmp_path):
       f'export.py: error: --out={out} already exists and is not empty; export never '
       'overwrites. Choose a new directory.')
   assert [p.name for p in out.iterdir()] == ['notes.txt']
-  missing = tmp_path / 'no_run'
-  proc = testing.run(_export_command(f'--workdir={missing}', f'--out={tmp_path / "new"}'))
-  assert proc.returncode == 1
-  assert proc.stderr.strip().splitlines()[-1].startswith(
-      f'export.py: error: No checkpoints in {missing}')
+  missing = tmp_path / 'no_run'  # The same one-line error as the CLI's (in-process: faster).
+  with pytest.raises(errors.CheckpointNotFoundError, match=f'No checkpoints in {missing}'):
+    trainer_export.export(missing, tmp_path / 'new')
   assert sorted(p.name for p in tmp_path.iterdir()) == ['taken']
 
 
