@@ -228,8 +228,9 @@ def loading_instructions(kind: str, directory: str = 'DIR',
       'classifier': "predictions = model.classify(['a gorgeous , witty movie .'])",
   }[kind]
   text = (
-      'With jax, flax, numpy and safetensors (`pip install lstm-flax`; no trainer, '
-      'TensorFlow or Orbax):\n\n```python\nfrom lstm_flax import export\n\n'
+      f'`{directory}` is this directory. With jax, flax, numpy and safetensors '
+      '(`pip install lstm-flax`; no trainer, TensorFlow or Orbax):\n\n'
+      '```python\nfrom lstm_flax import export\n\n'
       f"model = export.load('{directory}')\n"
       'module, variables = model.module, model.variables  # a Flax module and its '
       "{'params': ...}\n"

@@ -95,6 +95,16 @@ def _metrics_section(found: Mapping[str, Any]) -> str:
   return '\n'.join(lines)
 
 
+def _data_keys(data: Mapping[str, Any]) -> list[str]:
+  """The :data:`DATA_KEYS` that describe where ``data`` came from: the TFDS
+  keys for a TFDS source, the file keys otherwise."""
+  tfds = data.get('source') == 'tfds'
+  files = ('data_dir', 'files', 'train_prefix', 'eval_prefix')
+  return [k for k in DATA_KEYS
+          if (k.startswith('tfds') and tfds) or (k in files and not tfds) or (
+              not k.startswith('tfds') and k not in files)]
+
+
 def _bullets(values: Mapping[str, Any], keys: Sequence[str]) -> str:
   return '\n'.join(f'- `{k}`: `{json.dumps(values[k])}`' for k in keys
                    if k in values and values[k] not in ('', None, {}, []))
@@ -153,7 +163,8 @@ def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
                                            *TRAINING_KEYS))
        + '\n- optimizer: `' + json.dumps(config_dict.get('optimizer', {}))
        + '`\n\nThe whole training config is in `config.json`.'),
-      ('Data', _bullets(config_dict.get('data', {}), DATA_KEYS)
+      ('Data', _bullets(config_dict.get('data', {}),
+                        _data_keys(config_dict.get('data', {})))
        + f'\n\nTokenizer: {tokenizer.kind}, {tokenizer.vocab_size} ids '
        '(`tokenizer/`).'),
       ('Metrics', _metrics_section(found)),
