@@ -9,9 +9,12 @@ Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it
   * ``lstm_flax.stack``: multi-layer / bidirectional stacks with dropout.
   * ``lstm_flax.axes``: the logical axis names of every parameter and the
     default mesh rules (model parallelism).
-  * ``lstm_flax.LSTM`` / ``lstm_flax.LSTMCell``: Linen modules.
+  * ``lstm_flax.LSTM`` / ``lstm_flax.LSTMCell``: Linen modules. ``LSTM``
+    carries PyTorch's stacked ``LSTMState(h_n, c_n)``; ``LSTMCell`` is a
+    drop-in for Flax's ``nn.OptimizedLSTMCell`` and carries ``(c, h)``.
   * ``lstm_flax.nnx``: the same layer for ``flax.nnx``.
-  * ``lstm_flax.interop``: PyTorch ``nn.LSTM`` and Flax ``LSTMCell`` weights.
+  * ``lstm_flax.interop``: PyTorch ``nn.LSTM``, Flax LSTM cell and Keras
+    ``LSTM`` weights.
 """
 
 from lstm_flax.kernel import LSTMState, lstm, lstm_cell, lstm_time_major

@@ -100,8 +100,9 @@ def zero_state(
 ) -> LSTMState:
   """An all-zero carry ``(h [*batch_shape, P], c [*batch_shape, H])``.
 
-  The one zero-carry function: ``LSTMSpec.zero_carry`` (stacked carries,
-  ``batch_shape = (layers * directions, batch)``) and ``LSTMCell`` call it.
+  The one zero-carry function of the PyTorch-style carries:
+  ``LSTMSpec.zero_carry`` (stacked carries, ``batch_shape = (layers *
+  directions, batch)``) calls it. (``LSTMCell`` carries Flax's ``(c, h)``.)
   """
   shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
   return LSTMState(

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lstm_flax import initializers, kernel, spec as spec_lib, validation
 
@@ -69,21 +70,37 @@ class LayerParams(nn.Module):
 
 
 class LSTMCell(nn.RNNCellBase):
-  """One LSTM step; usable with ``nn.RNN``.
+  """One LSTM step, a drop-in for Flax's ``nn.OptimizedLSTMCell``.
 
-  The carry is ``LSTMState(h [batch, P], c [batch, H])``. Parameters have the
-  same names and shapes as one layer of ``LSTM``, so they can be swapped.
+  Carry convention (Flax's, not ``LSTM``'s): a plain tuple ``(c [*batch, H],
+  h [*batch, P])``, cell state first, so ``c, h = carry`` works as with
+  ``nn.LSTMCell`` / ``nn.OptimizedLSTMCell``. ``cell(carry, x [*batch, in])``
+  returns ``((new_c, new_h), new_h)``, and ``initialize_carry(rng,
+  input_shape)`` gives ``carry_init`` values in ``param_dtype`` (zeros by
+  default), as Flax's cells do. So the cell works unchanged inside
+  ``nn.RNN``, ``nn.Bidirectional`` and ``nn.scan``;
+  ``lstm_flax.interop.from_flax_lstm_cells`` converts a trained Flax model's
+  cell weights (the maths, sigmoid gates and tanh activations, is the same).
+  The new carry keeps the dtypes of the carry passed in (a scan needs that).
+
+  Parameters have the same names and shapes as one layer of ``LSTM``
+  (``input_kernel [in, 4, H]``, ``recurrent_kernel [P, 4, H]``, ``bias [4,
+  H]``, ``projection_kernel [H, P]``), so they can be swapped. The whole-
+  sequence ``LSTM`` keeps PyTorch's stacked ``LSTMState(h_n, c_n)`` carry.
   For whole sequences prefer ``LSTM``: it hoists the input projection out of
   the recurrence and has a hand-written backward pass.
 
   Attributes:
     features: hidden size ``H``.
-    proj_size: optional projection size ``P`` of ``h`` (PyTorch's proj_size).
+    proj_size: optional projection size ``P`` of ``h`` (PyTorch's proj_size);
+      ``h`` is ``[*batch, P]``, ``c`` stays ``[*batch, H]``.
     kernel_init, recurrent_kernel_init: initialisers, applied per gate block.
     forget_bias: initial forget-gate bias, added to ``bias_init``'s.
     bias_init: initialiser of the ``[4, H]`` bias (None: zeros).
     dtype: compute dtype of the matrix products (a name or a jnp dtype).
-    param_dtype: parameter dtype.
+    param_dtype: parameter dtype, and the dtype of ``initialize_carry``.
+    carry_init: initialiser of ``c`` and ``h`` in ``initialize_carry``
+      (Flax's field of the same name; zeros).
   """
 
   features: int
@@ -94,6 +111,7 @@ class LSTMCell(nn.RNNCellBase):
   dtype: Dtype = 'float32'
   param_dtype: Dtype = 'float32'
   bias_init: Optional[Initializer] = None
+  carry_init: Initializer = nn.initializers.zeros_init()
 
   def __post_init__(self):
     super().__post_init__()
@@ -105,25 +123,62 @@ class LSTMCell(nn.RNNCellBase):
 
   @nn.compact
   def __call__(
-      self, carry: kernel.LSTMState, inputs: Array  # [batch, in]
-  ) -> tuple[kernel.LSTMState, Array]:  # (carry, [batch, P])
+      self,
+      carry: tuple[Array, Array],  # (c [*batch, H], h [*batch, P])
+      inputs: Array,  # [*batch, in]
+  ) -> tuple[tuple[Array, Array], Array]:  # ((c', h'), h' [*batch, P])
+    c, h = _check_cell_carry(carry, inputs, self.features, self.proj_size or self.features)
     params = declare_params(self, spec_lib.layer_param_specs(
         inputs.shape[-1], self.features, self.proj_size, self.kernel_init,
         self.recurrent_kernel_init, self.forget_bias, self.bias_init,
     ), validation.dtype('LSTMCell', 'param_dtype', self.param_dtype))
-    return kernel.lstm_cell(params, kernel.LSTMState(*carry), inputs,
-                            validation.dtype('LSTMCell', 'dtype', self.dtype))
+    batch = inputs.shape[:-1]  # the kernel takes one batch axis
+    flat = lambda a: jnp.reshape(a, (-1, a.shape[-1]))  # noqa: E731
+    new, out = kernel.lstm_cell(params, kernel.LSTMState(h=flat(h), c=flat(c)), flat(inputs),
+                                validation.dtype('LSTMCell', 'dtype', self.dtype))
+    unflat = lambda a, like: jnp.reshape(a, batch + a.shape[-1:]).astype(like.dtype)  # noqa: E731
+    return (unflat(new.c, c), unflat(new.h, h)), jnp.reshape(out, batch + out.shape[-1:])
 
   @nn.nowrap
-  def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> kernel.LSTMState:
-    """Zero carry for inputs of shape ``[*batch, in]``."""
-    del rng
-    return kernel.zero_state(tuple(input_shape[:-1]), self.features,
-                             self.proj_size or self.features)
+  def initialize_carry(
+      self, rng: Optional[Array], input_shape: tuple[int, ...]
+  ) -> tuple[Array, Array]:  # (c [*batch, H], h [*batch, P])
+    """Flax's carry ``(c [*batch, H], h [*batch, P])`` for inputs of shape
+    ``[*batch, in]``: ``carry_init`` values in ``param_dtype`` (zeros by
+    default; ``rng`` feeds ``carry_init``, None means ``jax.random.key(0)``)."""
+    batch_dims = tuple(input_shape[:-1])
+    key_c, key_h = jax.random.split(jax.random.key(0) if rng is None else rng)
+    dtype = validation.dtype('LSTMCell', 'param_dtype', self.param_dtype)
+    c = self.carry_init(key_c, batch_dims + (self.features,), dtype)
+    h = self.carry_init(key_h, batch_dims + (self.proj_size or self.features,), dtype)
+    return c, h
 
   @property
   def num_feature_axes(self) -> int:
     return 1
+
+
+def _check_cell_carry(
+    carry: Any, inputs: Array, hidden: int, output: int
+) -> tuple[Array, Array]:
+  """``(c, h)`` of an ``LSTMCell`` carry; a clear error for anything else
+  (PyTorch-style ``LSTMState(h, c)`` included: unpacking it as ``(c, h)``
+  would swap the two silently when ``P == H``)."""
+  if isinstance(carry, kernel.LSTMState):
+    raise TypeError(
+        'LSTMCell takes Flax\'s carry (c, h), as nn.OptimizedLSTMCell does; got an '
+        'LSTMState(h, c) (the whole-sequence LSTM\'s convention). Pass (state.c, '
+        'state.h), or build the carry with cell.initialize_carry(rng, x.shape).')
+  if not isinstance(carry, (tuple, list)) or len(carry) != 2:
+    raise TypeError(f'LSTMCell carry must be a tuple (c, h); got {type(carry).__name__}.')
+  c, h = carry
+  batch = tuple(inputs.shape[:-1])
+  if tuple(jnp.shape(c)) != batch + (hidden,) or tuple(jnp.shape(h)) != batch + (output,):
+    raise ValueError(
+        f'LSTMCell carry must be (c [*batch, H], h [*batch, P]) = (c={batch + (hidden,)}, '
+        f'h={batch + (output,)}) for inputs {tuple(inputs.shape)}; got '
+        f'(c={tuple(jnp.shape(c))}, h={tuple(jnp.shape(h))}).')
+  return c, h
 
 
 class LSTM(nn.Module):
