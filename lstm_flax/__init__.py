@@ -15,6 +15,11 @@ Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it
   * ``lstm_flax.nnx``: the same layer for ``flax.nnx``.
   * ``lstm_flax.interop``: PyTorch ``nn.LSTM``, Flax LSTM cell and Keras
     ``LSTM`` weights.
+  * ``lstm_flax.export``: a trained model as a directory (safetensors,
+    module arguments, tokenizer, model card) and ``load(directory)`` back;
+    ``lstm_flax.torch_lm``: PyTorch word_language_model ``RNNModel`` weights.
+  * ``lstm_flax.inference``: generation, translation and classification of
+    raw text; ``lstm_flax.tokenizer`` reads the saved tokenizer files.
 """
 
 from lstm_flax.kernel import LSTMState, lstm, lstm_cell, lstm_time_major
