@@ -51,8 +51,9 @@ def check_exportable(model: LanguageModel) -> None:
   refused = []
   if model.proj_size is not None:
     refused.append(f'proj_size={model.proj_size} (LSTMP projections)')
-  if model.last_layer_size is not None:
-    refused.append(f'last_layer_size={model.last_layer_size} (a last layer of another size)')
+  if model.last_layer_size is not None and model.num_layers > 1:
+    refused.append(f'last_layer_size={model.last_layer_size} with num_layers='
+                   f'{model.num_layers} (layers of different sizes)')
   if refused:
     raise ValueError(
         'This LanguageModel has features that the PyTorch word_language_model RNNModel '
