@@ -278,11 +278,19 @@ def model_card(model_info: Mapping[str, Any], *, title: str = '',
 # ---------------------------------------------------------------- save ----
 
 
-def _check_target(directory: Path) -> None:
-  if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+def check_target(directory: str | os.PathLike[str], name: str = '') -> Path:
+  """``directory`` as a path, refused when it holds anything (export never
+  overwrites); ``name`` (e.g. ``'--out=DIR'``) names it in the message.
+
+  Raises:
+    FileExistsError: ``directory`` exists and is not an empty directory.
+  """
+  path = Path(directory)
+  if path.exists() and (not path.is_dir() or any(path.iterdir())):
     raise FileExistsError(
-        f'{directory} already exists and is not an empty directory; export never overwrites: '
-        'choose a new output directory or remove it first.')
+        f'{name or path} already exists and is not an empty directory; export never '
+        'overwrites: choose a new directory or remove it first.')
+  return path
 
 
 def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str, Any], *,
@@ -318,8 +326,7 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
       parameters that do not fit it, named.
   """
   from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
-  directory = Path(directory)
-  _check_target(directory)
+  directory = check_target(directory)
   kind = kind_of(module)
   params = _unbox(variables.get('params', variables))
   flat = {k: np.asarray(jax.device_get(v)) for k, v in flatten(params).items()}
@@ -360,7 +367,7 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
         model_card(info, title=card_title, sections=card_sections), 'utf-8')
     for path in [tmp, *tmp.rglob('*')]:  # mkdtemp and safetensors make them private.
       os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    _check_target(directory)
+    check_target(directory)
     if directory.exists():
       directory.rmdir()  # Empty (checked): the rename takes its place.
     os.rename(tmp, directory)

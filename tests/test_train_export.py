@@ -167,8 +167,8 @@ def test_export_refuses_a_non_empty_out_and_a_missing_workdir(runs, tmp_path):
   proc = testing.run(_export_command(f'--workdir={runs["lm"]}', f'--out={out}'))
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines()[-1] == (
-      f'export.py: error: --out={out} already exists and is not empty; export never '
-      'overwrites. Choose a new directory.')
+      f'export.py: error: --out={out} already exists and is not an empty directory; '
+      'export never overwrites: choose a new directory or remove it first.')
   assert [p.name for p in out.iterdir()] == ['notes.txt']
   missing = tmp_path / 'no_run'  # The same one-line error as the CLI's (in-process: faster).
   with pytest.raises(errors.CheckpointNotFoundError, match=f'No checkpoints in {missing}'):

@@ -42,12 +42,10 @@ def check_out(out: str | os.PathLike[str]) -> Path:
   Raises:
     WorkdirError: ``out`` exists and is not an empty directory.
   """
-  path = Path(out)
-  if path.exists() and (not path.is_dir() or any(path.iterdir())):
-    raise errors.WorkdirError(
-        f'--out={out} already exists and is not empty; export never '
-        'overwrites. Choose a new directory.')
-  return path
+  try:
+    return export_lib.check_target(out, f'--out={out}')
+  except FileExistsError as e:
+    raise errors.WorkdirError(str(e)) from None
 
 
 def validation_metrics(workdir: str | os.PathLike[str], best_name: str,
