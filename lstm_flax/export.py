@@ -338,6 +338,8 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
       raise ValueError(f'Only language models export to PyTorch; this is a {kind}.')
     from lstm_flax import torch_lm  # pylint: disable=g-import-not-at-top
     torch_dict = torch_lm.to_torch_state_dict(module, params)
+  if tokenizer_dir is not None:
+    tokenizer_lib.load(tokenizer_dir)  # Readable, or fail before writing.
   module_name, class_name = KINDS[kind]
   info = {
       'format': FORMAT, 'format_version': FORMAT_VERSION, 'kind': kind,
@@ -347,8 +349,11 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
       'inference': dict(inference_settings or {}),
       'tokenizer': TOKENIZER_DIR if tokenizer_dir is not None else None,
       'torch_file': TORCH_FILE if torch_dict is not None else None,
-      **dict(metadata or {}),
   }
+  clashes = sorted(set(metadata or {}) & set(info))
+  if clashes:
+    raise ValueError(f'metadata keys {clashes} are model.json\'s own; use other names.')
+  info.update(metadata or {})
   directory.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f'.{directory.name}.tmp-', dir=directory.parent))
   try:
@@ -358,7 +363,6 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
       st_numpy.save_file({k: np.ascontiguousarray(v) for k, v in torch_dict.items()},
                          str(tmp / TORCH_FILE), metadata={'format': 'pt'})
     if tokenizer_dir is not None:
-      tokenizer_lib.load(tokenizer_dir)  # Readable, or fail before writing.
       shutil.copytree(tokenizer_dir, tmp / TOKENIZER_DIR)
     if config is not None:
       (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False), 'utf-8')
