@@ -206,3 +206,14 @@ def test_torch_rnn_model_loads_the_exported_safetensors(tmp_path):
     np.testing.assert_allclose(theirs.numpy().transpose(1, 0, 2),
                                _log_probs(model, variables, TOKENS), atol=1e-5, rtol=1e-5)
     assert 'load_file' in (path / export.CARD_FILE).read_text()
+
+
+def test_nested_dataclass_fields_round_trip_through_json():
+  from lstm_flax import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  spec = spec_lib.LSTMSpec(4, num_layers=2, proj_size=3, compute_dtype='bfloat16',
+                           dropout=spec_lib.DropoutConfig(hidden_rate=0.5, variational=True))
+  as_json = json.loads(json.dumps(export._to_json(spec, 'spec')))  # pylint: disable=protected-access
+  assert as_json['fields']['dropout']['__dataclass__'] == 'DropoutConfig'
+  assert export._from_json(as_json) == spec  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match='Model.init = <function'):
+    export._to_json(lambda: 0, 'Model.init')  # pylint: disable=protected-access
