@@ -34,6 +34,10 @@ PAD_TO = 8  # Translation sources are padded to a multiple of this (fewer compil
 DECODE_METHODS = ('beam', 'greedy', 'sample')
 
 
+class SettingError(ValueError):
+  """An invalid inference setting (batch size, decoding method...), named."""
+
+
 class TokenizerLike(Protocol):
   """What the functions here need of a tokenizer."""
 
@@ -62,13 +66,13 @@ def generate(model: Any, params: Any, tokenizer: TokenizerLike, prompt: str = ''
   and ``top_p`` None / 1 mean no filtering.
 
   Raises:
-    ValueError: ``num_tokens`` or ``num_samples`` below 1, or invalid
-      sampling settings.
+    SettingError: ``num_tokens`` or ``num_samples`` below 1.
+    ValueError: invalid sampling settings (``lstm_flax.sampling``).
   """
   if num_tokens < 1:
-    raise ValueError(f'num_tokens must be >= 1; got {num_tokens}.')
+    raise SettingError(f'num_tokens must be >= 1; got {num_tokens}.')
   if num_samples < 1:
-    raise ValueError(f'num_samples must be >= 1; got {num_samples}.')
+    raise SettingError(f'num_samples must be >= 1; got {num_samples}.')
   ids = [tokenizer.eos_id] + list(tokenizer.encode(prompt))
   prompt_ids = jnp.asarray(np.tile(np.asarray(ids, np.int32), (num_samples, 1)))  # [S, T]
   tokens = sampling.sample(
@@ -103,13 +107,13 @@ class DecodeOptions:
 
   def __post_init__(self):
     if self.method not in DECODE_METHODS:
-      raise ValueError(f'method={self.method!r} is unknown; use one of {list(DECODE_METHODS)}.')
+      raise SettingError(f'method={self.method!r} is unknown; use one of {list(DECODE_METHODS)}.')
     for name in ('beam_size', 'max_length'):
       if int(getattr(self, name)) < 1:
-        raise ValueError(f'{name} must be >= 1; got {getattr(self, name)}.')
+        raise SettingError(f'{name} must be >= 1; got {getattr(self, name)}.')
     for name in ('alpha', 'length_ratio', 'length_offset'):
       if getattr(self, name) < 0:
-        raise ValueError(f'{name} must be >= 0; got {getattr(self, name)}.')
+        raise SettingError(f'{name} must be >= 0; got {getattr(self, name)}.')
 
   @classmethod
   def from_mapping(cls, values: Mapping[str, Any], **overrides: Any) -> DecodeOptions:
@@ -173,10 +177,10 @@ def encode_sources(tokenizer: TokenizerLike, lines: Sequence[str], max_input_tok
   ``max_input_tokens``, and the report of changes.
 
   Raises:
-    ValueError: ``max_input_tokens`` below 2 (a token and EOS).
+    SettingError: ``max_input_tokens`` below 2 (a token and EOS).
   """
   if max_input_tokens < 2:
-    raise ValueError(f'max_input_tokens must be >= 2 (a token and EOS); got {max_input_tokens}.')
+    raise SettingError(f'max_input_tokens must be >= 2 (a token and EOS); got {max_input_tokens}.')
   report = InputReport(num_lines=len(lines), max_input_tokens=max_input_tokens)
   unk = tokenizer.unk_id
   char_is_unknown: dict[str, bool] = {}
@@ -238,10 +242,10 @@ def translate(model: Any, params: Any, tokenizer: TokenizerLike, lines: Sequence
   ``batch_size`` rows, padded to a multiple of ``PAD_TO`` positions.
 
   Raises:
-    ValueError: ``batch_size`` below 1 or ``max_input_tokens`` below 2.
+    SettingError: ``batch_size`` below 1 or ``max_input_tokens`` below 2.
   """
   if batch_size < 1:
-    raise ValueError(f'batch_size must be >= 1; got {batch_size}.')
+    raise SettingError(f'batch_size must be >= 1; got {batch_size}.')
   encoded, report = encode_sources(tokenizer, lines, int(max_input_tokens or decode.max_length))
   outputs = [''] * len(lines)
   todo = sorted((i for i, ids in enumerate(encoded) if ids is not None),
@@ -295,7 +299,7 @@ class TextEncoding:
   def widths(self) -> np.ndarray:
     """Sorted batch widths: the boundaries below ``max_length``, then it."""
     if self.max_length < 1:
-      raise ValueError(f'max_length={self.max_length} must be >= 1.')
+      raise SettingError(f'max_length={self.max_length} must be >= 1.')
     return np.asarray(sorted({b for b in self.bucket_boundaries if 0 < b < self.max_length}
                              | {self.max_length}), np.int64)
 
@@ -304,7 +308,7 @@ class TextEncoding:
     """``tokens [len(lines), width]`` int32 (padded with ``pad_id`` to the
     bucket width of the longest) and ``lengths [len(lines)]`` int32."""
     if not lines:
-      raise ValueError('No text to encode.')
+      raise SettingError('No text to encode.')
     rows = []
     for line in lines:
       ids = list(tokenizer.encode(line.lower() if self.lowercase else line))
@@ -343,10 +347,10 @@ def classify(model: Any, params: Any, tokenizer: TokenizerLike, lines: Sequence[
   (one compiled function per model, not per call).
 
   Raises:
-    ValueError: ``batch_size`` below 1, or ``label_names`` not one per class.
+    SettingError: ``batch_size`` below 1, or ``label_names`` not one per class.
   """
   if batch_size < 1:
-    raise ValueError(f'batch_size must be >= 1; got {batch_size}.')
+    raise SettingError(f'batch_size must be >= 1; got {batch_size}.')
   probabilities_fn = probabilities_fn or class_probabilities(model)
   todo = [i for i, line in enumerate(lines) if line.strip()]
   out: list[Optional[Prediction]] = [None] * len(lines)
@@ -355,7 +359,7 @@ def classify(model: Any, params: Any, tokenizer: TokenizerLike, lines: Sequence[
     tokens, lengths = encoding.encode(tokenizer, [lines[i] for i in chunk])
     probs = np.asarray(probabilities_fn(params, tokens, lengths))  # [rows, classes]
     if probs.shape[-1] != len(label_names):
-      raise ValueError(f'The model has {probs.shape[-1]} classes but {len(label_names)} label '
+      raise SettingError(f'The model has {probs.shape[-1]} classes but {len(label_names)} label '
                        f'names were given: {list(label_names)}.')
     for row, i in enumerate(chunk):
       p = probs[row]

@@ -212,8 +212,9 @@ def test_nested_dataclass_fields_round_trip_through_json():
   from lstm_flax import spec as spec_lib  # pylint: disable=g-import-not-at-top
   spec = spec_lib.LSTMSpec(4, num_layers=2, proj_size=3, compute_dtype='bfloat16',
                            dropout=spec_lib.DropoutConfig(hidden_rate=0.5, variational=True))
-  as_json = json.loads(json.dumps(export._to_json(spec, 'spec')))  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  as_json = json.loads(json.dumps(export._to_json(spec, 'spec')))
   assert as_json['fields']['dropout']['__dataclass__'] == 'DropoutConfig'
-  assert export._from_json(as_json) == spec  # pylint: disable=protected-access
+  assert export._from_json(as_json) == spec
   with pytest.raises(ValueError, match='Model.init = <function'):
-    export._to_json(lambda: 0, 'Model.init')  # pylint: disable=protected-access
+    export._to_json(lambda: 0, 'Model.init')

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trainer import classify, errors, generate, inference, testing, translate
+from trainer import classify, errors, generate, inference, metrics, testing
+from trainer import translate
 from trainer import export as trainer_export
 
 PROMPT = 'The for statement'
@@ -128,6 +129,11 @@ def test_export_directory_and_model_card(runs, exported):
   card = (lm / 'MODEL_CARD.md').read_text()
   assert f'{info["num_params"]:,} parameters' in card
   assert info['metrics']['exported']['step'] == restored.step
+  evaluated = [row for row in metrics.read_metrics(runs['lm']) if 'valid_perplexity' in row]
+  assert len(evaluated) > 1
+  assert info['metrics']['best']['valid_perplexity'] == min(
+      row['valid_perplexity'] for row in evaluated)
+  assert info['metrics']['latest']['step'] == max(row['step'] for row in evaluated)
   perplexity = info['metrics']['exported']['valid_perplexity']
   assert f'{perplexity:.4g}' in card and 'Best by `valid_perplexity` (min)' in card
   for heading in ('## Training', '## Data', '## Metrics', '## How to load it'):

@@ -47,7 +47,7 @@ class Classifier:
           self.model, self.params, self.tokenizer, lines, self.label_names,
           inference_lib.TextEncoding.from_mapping(self.data_config),
           batch_size=batch_size, probabilities_fn=self._probabilities)
-    except ValueError as e:
+    except inference_lib.SettingError as e:
       raise errors.ConfigError(str(e)) from None
 
 

@@ -1,4 +1,4 @@
-"""Exporting a run's checkpoint as a self-contained ``lstm_flax.export`` directory.
+"""A run's checkpoint as a self-contained ``lstm_flax.export`` directory.
 
 ``export(workdir, out, checkpoint)`` restores a checkpoint ('latest', 'best'
 or a step; damaged ones are refused or skipped by
@@ -87,9 +87,11 @@ def _metrics_section(found: Mapping[str, Any]) -> str:
       row = found[key]
       cells = [f'{row[n]:.4g}' if isinstance(row.get(n), (int, float)) else ''
                for n in names]
-      lines.append(f'| {labels[key]} | {row["step"]} | ' + ' | '.join(cells) + ' |')
+      lines.append(f'| {labels[key]} | {row["step"]} | '
+                   + ' | '.join(cells) + ' |')
   if 'best' in found:
-    lines += ['', f'Best by `{found["best"]["metric"]}` ({found["best"]["mode"]}).']
+    best = found['best']
+    lines += ['', f'Best by `{best["metric"]}` ({best["mode"]}).']
   return '\n'.join(lines)
 
 

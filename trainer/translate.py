@@ -48,7 +48,7 @@ class Translator:
     try:
       return inference_lib.encode_sources(self.tokenizer, lines,
                                           max_input_tokens)
-    except ValueError as e:
+    except inference_lib.SettingError as e:
       raise errors.ConfigError(str(e)) from None
 
   def translate(self, lines: Sequence[str], *, batch_size: int = 32,
@@ -69,7 +69,7 @@ class Translator:
           self.model, self.params, self.tokenizer, lines, decode=decode,
           batch_size=batch_size, max_input_tokens=max_input_tokens,
           seed=seed)
-    except ValueError as e:  # Bad settings: one line, no traceback.
+    except inference_lib.SettingError as e:  # One line, no traceback.
       raise errors.ConfigError(str(e)) from None
 
 

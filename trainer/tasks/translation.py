@@ -227,7 +227,7 @@ def decode_options(decode: Any, **overrides: Any
   :class:`lstm_flax.inference.DecodeOptions`.
 
   Raises:
-    ValueError: an invalid setting, named.
+    lstm_flax.inference.SettingError: an invalid setting, named.
   """
   values = decode.to_dict() if hasattr(decode, 'to_dict') else dict(decode)
   return inference_lib.DecodeOptions.from_mapping(values, **overrides)
