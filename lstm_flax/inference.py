@@ -19,6 +19,7 @@ trainer's ``input_pipeline.tokenizers``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, Protocol
 
@@ -309,12 +310,17 @@ class TextEncoding:
     bucket width of the longest) and ``lengths [len(lines)]`` int32."""
     if not lines:
       raise SettingError('No text to encode.')
-    rows = []
+    rows, truncated = [], 0
     for line in lines:
       ids = list(tokenizer.encode(line.lower() if self.lowercase else line))
       if self.add_eos:
         ids.append(tokenizer.eos_id)
+      truncated += len(ids) > self.max_length
       rows.append(ids[:self.max_length])
+    if truncated:
+      logging.getLogger(__name__).warning(
+          'Truncated %d of %d texts to max_length=%d tokens.', truncated, len(lines),
+          self.max_length)
     lengths = np.asarray([len(r) for r in rows], np.int32)
     widths = self.widths()
     width = int(widths[np.searchsorted(widths, max(1, int(lengths.max())))])
