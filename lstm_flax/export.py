@@ -14,6 +14,9 @@ never overwritten)::
     MODEL_CARD.md           what the model is, its metrics and how to load it
     torch_state_dict.safetensors   (language models, torch=True) PyTorch
                             word_language_model RNNModel weights
+    generate.jax_exported   (language models, serving=ServingOptions(...)) the
+                            sampling loop as a jax.export function, parameters
+                            inside (load_generation; needs only jax)
 
 ``load(directory)`` returns an :class:`ExportedModel`: the rebuilt module,
 its ``{'params': ...}``, the tokenizer and the metadata, with
@@ -52,6 +55,7 @@ CONFIG_FILE = 'config.json'
 CARD_FILE = 'MODEL_CARD.md'
 TOKENIZER_DIR = 'tokenizer'
 TORCH_FILE = 'torch_state_dict.safetensors'
+SERVING_FILE = 'generate.jax_exported'
 
 # kind -> (module, class) of the model.
 KINDS = {
@@ -212,14 +216,79 @@ def count_params(params: Mapping[str, Any]) -> int:
   return int(sum(np.size(v) for v in flatten(params).values()))
 
 
+# ------------------------------------------------------------- serving ----
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingOptions:
+  """A ``jax.export`` serialised generation function (language models).
+
+  The function ``(prompt [batch_size, T] int32, key_data) -> tokens
+  [batch_size, num_tokens] int32`` holds the parameters as constants and runs
+  without lstm_flax or the Python model code (any prompt length ``T >= 1``;
+  ``key_data``: ``jax.random.key_data(jax.random.PRNGKey(seed))``). It is
+  ``lstm_flax.sampling.sample`` with these settings.
+  """
+
+  num_tokens: int = 100
+  batch_size: int = 1
+  temperature: float = 1.0
+  top_k: Optional[int] = None
+  top_p: Optional[float] = None
+
+  def __post_init__(self):
+    for name in ('num_tokens', 'batch_size'):
+      if int(getattr(self, name)) < 1:
+        raise ValueError(f'ServingOptions.{name} must be >= 1; got {getattr(self, name)}.')
+
+
+def serialize_generation(module: Any, params: Any, options: ServingOptions) -> bytes:
+  """``jax.export`` of ``lstm_flax.sampling.sample`` for ``module`` (a
+  ``LanguageModel``) with ``params`` embedded (see :class:`ServingOptions`)."""
+  from jax import export as jax_export  # pylint: disable=g-import-not-at-top
+  from lstm_flax import sampling  # pylint: disable=g-import-not-at-top
+  sampling.filter_logits(jnp.zeros((1, 1)), options.temperature, options.top_k,
+                         options.top_p)  # Validates the settings.
+  params = jax.tree.map(jnp.asarray, params)
+
+  def generate(prompt: jax.Array, key_data: jax.Array) -> jax.Array:
+    return sampling.sample(module, params, prompt, jax.random.wrap_key_data(key_data),
+                           options.num_tokens, temperature=float(options.temperature),
+                           top_k=options.top_k, top_p=options.top_p)
+
+  (time,) = jax_export.symbolic_shape('prompt_length')
+  key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.PRNGKey(0)))
+  exported = jax_export.export(jax.jit(generate))(
+      jax.ShapeDtypeStruct((options.batch_size, time), jnp.int32), key_data)
+  return bytes(exported.serialize())
+
+
+def load_generation(directory: str | os.PathLike[str]) -> Any:
+  """The serialised generation function of an export, deserialised:
+  ``fn.call(prompt [batch_size, T] int32, key_data) -> tokens [batch_size,
+  num_tokens]`` (``jax.export.Exported``; needs only jax).
+
+  Raises:
+    FileNotFoundError: the export has none (export with ``serving=``).
+  """
+  from jax import export as jax_export  # pylint: disable=g-import-not-at-top
+  path = Path(directory) / SERVING_FILE
+  if not path.is_file():
+    raise FileNotFoundError(f'{path} is missing: export the language model with serving '
+                            '(export.py --serving_tokens=N) to get one.')
+  return jax_export.deserialize(bytearray(path.read_bytes()))
+
+
 # ------------------------------------------------------------ model card ----
 
 
 def loading_instructions(kind: str, directory: str = 'DIR',
-                         torch_tie_weights: Optional[bool] = None) -> str:
+                         torch_tie_weights: Optional[bool] = None,
+                         serving: Optional[Mapping[str, Any]] = None) -> str:
   """Markdown: how to load an export of ``kind`` (and, unless
   ``torch_tie_weights`` is None, its PyTorch weights of an ``RNNModel``
-  with that ``tie_weights``)."""
+  with that ``tie_weights``; unless ``serving`` is None, its serialised
+  generation function with those settings)."""
   use = {
       'language_model': "model.generate('The', num_tokens=50, temperature=0.8, top_k=40, "
                         'seed=0)',
@@ -235,6 +304,19 @@ def loading_instructions(kind: str, directory: str = 'DIR',
       'module, variables = model.module, model.variables  # a Flax module and its '
       "{'params': ...}\n"
       f'{use}\n```\n')
+  if serving is not None:
+    text += (
+        f'\n`{SERVING_FILE}` samples {serving["num_tokens"]} tokens for '
+        f'{serving["batch_size"]} prompt(s) (temperature {serving["temperature"]}, top_k '
+        f'{serving["top_k"]}, top_p {serving["top_p"]}) with jax alone (no lstm_flax or '
+        'model code; the parameters are inside):\n\n```python\nimport jax\n'
+        'import numpy as np\nfrom jax import export as jax_export\n\n'
+        f"with open('{directory}/{SERVING_FILE}', 'rb') as f:\n"
+        '  generate = jax_export.deserialize(bytearray(f.read()))\n'
+        f"prompt = np.array([[eos_id, *prompt_ids]] * {serving['batch_size']}, np.int32)"
+        '  # ids of tokenizer/ (lstm_flax.tokenizer)\n'
+        'tokens = generate.call(prompt, jax.random.key_data(jax.random.PRNGKey(seed)))\n'
+        '```\n')
   if torch_tie_weights is not None:
     text += (
         '\nPyTorch (`torch_state_dict.safetensors`, the weights of pytorch/examples\' '
@@ -271,7 +353,8 @@ def model_card(model_info: Mapping[str, Any], *, title: str = '',
     lines += [f'## {heading}', '', body.rstrip(), '']
   lines += ['## How to load it', '',
             loading_instructions(kind, torch_tie_weights=bool(args.get('tie_weights'))
-                                 if model_info.get('torch_file') else None)]
+                                 if model_info.get('torch_file') else None,
+                                 serving=model_info.get('serving'))]
   return '\n'.join(lines).rstrip() + '\n'
 
 
@@ -299,7 +382,7 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
          inference_settings: Optional[Mapping[str, Any]] = None,
          metadata: Optional[Mapping[str, Any]] = None,
          card_title: str = '', card_sections: Sequence[tuple[str, str]] = (),
-         torch: bool = False) -> Path:
+         torch: bool = False, serving: Optional[ServingOptions] = None) -> Path:
   """Writes ``module`` and ``variables`` as an export directory (see the
   module docstring); returns its path.
 
@@ -319,6 +402,9 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
     card_title, card_sections: the model card's title and extra sections.
     torch: also write ``torch_state_dict.safetensors`` (language models;
       ``lstm_flax.torch_lm``).
+    serving: also write ``generate.jax_exported``, a ``jax.export``
+      generation function with these settings (language models;
+      :class:`ServingOptions`, :func:`load_generation`).
 
   Raises:
     FileExistsError: ``directory`` exists and is not an empty directory.
@@ -338,6 +424,11 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
       raise ValueError(f'Only language models export to PyTorch; this is a {kind}.')
     from lstm_flax import torch_lm  # pylint: disable=g-import-not-at-top
     torch_dict = torch_lm.to_torch_state_dict(module, params)
+  serialized = None
+  if serving is not None:
+    if kind != 'language_model':
+      raise ValueError(f'Only language models export a generation function; this is a {kind}.')
+    serialized = serialize_generation(module, unflatten(flat), serving)
   if tokenizer_dir is not None:
     tokenizer_lib.load(tokenizer_dir)  # Readable, or fail before writing.
   module_name, class_name = KINDS[kind]
@@ -349,6 +440,10 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
       'inference': dict(inference_settings or {}),
       'tokenizer': TOKENIZER_DIR if tokenizer_dir is not None else None,
       'torch_file': TORCH_FILE if torch_dict is not None else None,
+      'serving': None if serialized is None else {
+          'file': SERVING_FILE, **dataclasses.asdict(serving),
+          'inputs': 'prompt [batch_size, T] int32, key_data of jax.random.PRNGKey(seed)',
+          'outputs': 'tokens [batch_size, num_tokens] int32'},
   }
   clashes = sorted(set(metadata or {}) & set(info))
   if clashes:
@@ -359,6 +454,8 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
   try:
     st_numpy.save_file({k: np.ascontiguousarray(v) for k, v in flat.items()},
                        str(tmp / PARAMS_FILE), metadata={'format': FORMAT})
+    if serialized is not None:
+      (tmp / SERVING_FILE).write_bytes(serialized)
     if torch_dict is not None:
       st_numpy.save_file({k: np.ascontiguousarray(v) for k, v in torch_dict.items()},
                          str(tmp / TORCH_FILE), metadata={'format': 'pt'})

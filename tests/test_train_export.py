@@ -16,6 +16,7 @@ import pytest
 
 from trainer import classify, errors, generate, inference, metrics, testing
 from trainer import translate
+from lstm_flax import export as export_lib
 from trainer import export as trainer_export
 
 PROMPT = 'The for statement'
@@ -34,6 +35,13 @@ sources, sentences = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 out = {}
 lm = export.load(root + '/lm')
 out['generated'] = lm.generate(prompt, num_tokens=12, seed=3, num_samples=2)
+# The jax.export generation function, with jax alone.
+from jax import export as jax_export
+with open(root + '/lm/generate.jax_exported', 'rb') as f:
+  served = jax_export.deserialize(bytearray(f.read()))
+ids = np.asarray([[lm.tokenizer.eos_id] + lm.tokenizer.encode(prompt)] * 2, np.int32)
+out['served'] = [lm.tokenizer.decode(row) for row in np.asarray(
+    served.call(ids, jax.random.key_data(jax.random.PRNGKey(3)))).tolist()]
 tokens = jnp.asarray([[lm.tokenizer.eos_id] + lm.tokenizer.encode(lm_text)], jnp.int32)
 out['log_probs'] = np.asarray(jax.nn.log_softmax(
     lm.module.apply(lm.variables, tokens)[0])).tolist()
@@ -70,7 +78,8 @@ def exported(runs, tmp_path_factory):
   --torch), the others through trainer.export."""
   root = tmp_path_factory.mktemp('exports')
   proc = testing.run(_export_command(f'--workdir={runs["lm"]}', '--checkpoint=best',
-                                     f'--out={root / "lm"}', '--torch'))
+                                     f'--out={root / "lm"}', '--torch',
+                                     '--serving_tokens=12', '--serving_batch_size=2'))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'wrote {root / "lm"}' in proc.stdout
   trainer_export.export(runs['translation'], root / 'translation', 'best')
@@ -98,6 +107,7 @@ def test_language_model_gives_the_trainers_log_probs_and_text(runs, fresh):
   generator = generate.load(runs['lm'], 'best')
   assert fresh['generated'] == generator.generate(PROMPT, num_tokens=12, seed=3,
                                                   num_samples=2)
+  assert fresh['served'] == fresh['generated']  # generate.jax_exported
   tokenizer = generator.tokenizer
   tokens = jnp.asarray([[tokenizer.eos_id] + tokenizer.encode(LM_TEXT)], jnp.int32)
   logits, _ = generator.model.apply({'params': generator.params}, tokens)
@@ -120,8 +130,8 @@ def test_classifier_gives_the_trainers_predictions(runs, fresh):
 def test_export_directory_and_model_card(runs, exported):
   lm = exported / 'lm'
   assert sorted(p.name for p in lm.iterdir()) == [
-      'MODEL_CARD.md', 'config.json', 'model.json', 'params.safetensors', 'tokenizer',
-      'torch_state_dict.safetensors']
+      'MODEL_CARD.md', 'config.json', 'generate.jax_exported', 'model.json',
+      'params.safetensors', 'tokenizer', 'torch_state_dict.safetensors']
   info = json.loads((lm / 'model.json').read_text())
   restored = inference.restore(runs['lm'], 'best', task_name='lm')
   assert info['source']['step'] == restored.step and info['kind'] == 'language_model'
@@ -153,12 +163,11 @@ def test_torch_rnn_model_gives_the_exported_log_probs(exported, fresh):
   torch = pytest.importorskip('torch')
   from safetensors.torch import load_file  # pylint: disable=g-import-not-at-top
   import make_torch_lm_fixture  # pylint: disable=g-import-not-at-top
-  from lstm_flax import export  # pylint: disable=g-import-not-at-top
-  lm = export.load(exported / 'lm')
+  lm = export_lib.load(exported / 'lm')
   m = lm.module
   model = make_torch_lm_fixture.RNNModel(m.vocab_size, m.embedding_size, m.hidden_size,
                                          m.num_layers, tie_weights=m.tie_weights).eval()
-  model.load_state_dict(load_file(str(exported / 'lm' / export.TORCH_FILE)))
+  model.load_state_dict(load_file(str(exported / 'lm' / export_lib.TORCH_FILE)))
   ids = [lm.tokenizer.eos_id] + lm.tokenizer.encode(LM_TEXT)
   with torch.no_grad():
     log_probs, _ = model(torch.tensor(ids)[:, None])  # [time, 1, V]
@@ -182,7 +191,10 @@ def test_export_refuses_a_non_empty_out_and_a_missing_workdir(runs, tmp_path):
   assert sorted(p.name for p in tmp_path.iterdir()) == ['taken']
 
 
-def test_torch_export_of_a_translation_model_is_refused(runs, tmp_path):
+def test_torch_and_serving_exports_of_a_translation_model_are_refused(runs, tmp_path):
   with pytest.raises(errors.ConfigError, match='--torch exports language models only'):
     trainer_export.export(runs['translation'], tmp_path / 'out', torch=True)
+  with pytest.raises(errors.ConfigError, match='--serving_tokens exports language models'):
+    trainer_export.export(runs['translation'], tmp_path / 'out',
+                          serving=export_lib.ServingOptions(num_tokens=3))
   assert not os.path.exists(tmp_path / 'out')

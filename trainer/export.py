@@ -111,12 +111,15 @@ def _bullets(values: Mapping[str, Any], keys: Sequence[str]) -> str:
 
 
 def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
-           checkpoint: str | int = 'best', *, torch: bool = False) -> Path:
+           checkpoint: str | int = 'best', *, torch: bool = False,
+           serving: export_lib.ServingOptions | None = None) -> Path:
   """Exports a checkpoint of ``workdir`` into the new directory ``out``.
 
   Args:
     checkpoint: 'latest', 'best' or a step number.
     torch: also write the PyTorch ``RNNModel`` state dict (language models).
+    serving: also write a ``jax.export`` generation function with these
+      settings (language models; ``lstm_flax.export.ServingOptions``).
 
   Raises:
     WorkdirError: ``out`` exists and is not empty.
@@ -128,11 +131,12 @@ def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
   task, meta, step = restored.task, restored.meta, restored.step
   tokenizer = inference.checkpoint_tokenizer(workdir, meta, step)
   kind = KINDS[task.name]
-  if torch:
-    if kind != 'language_model':
+  for flag, wanted in (('--torch', torch), ('--serving_tokens', serving)):
+    if wanted and kind != 'language_model':
       raise errors.ConfigError(
-          f'--torch exports language models only; the checkpoint of step '
+          f'{flag} exports language models only; the checkpoint of step '
           f'{step} in {workdir} is {task.USAGE.split(" (")[0]}.')
+  if torch:
     try:
       torch_lm.check_exportable(restored.model)
     except ValueError as e:
@@ -177,6 +181,6 @@ def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
         metadata={'source': source, 'metrics': found},
         card_title=f'{type(restored.model).__name__} from {Path(workdir).name} '
                    f'(step {step})',
-        card_sections=sections, torch=torch)
+        card_sections=sections, torch=torch, serving=serving)
   except FileExistsError as e:  # Written meanwhile.
     raise errors.WorkdirError(str(e)) from None
