@@ -17,6 +17,11 @@ Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it
     classifier and attention encoder-decoder.
   * ``lstm_flax.interop``: PyTorch ``nn.LSTM``, Flax LSTM cell and Keras
     ``LSTM`` weights.
+  * ``lstm_flax.export``: a trained model as a directory (safetensors,
+    module arguments, tokenizer, model card) and ``load(directory)`` back;
+    ``lstm_flax.torch_lm``: PyTorch word_language_model ``RNNModel`` weights.
+  * ``lstm_flax.inference``: generation, translation and classification of
+    raw text; ``lstm_flax.tokenizer`` reads the saved tokenizer files.
 
 Every submodule is an attribute of the package (``import lstm_flax;
 lstm_flax.nnx.LSTM(...)``). Those that the eager exports below do not need
@@ -54,6 +59,7 @@ _SUBMODULES = frozenset({
     'axes',
     'decoding',
     'export',
+    'inference',
     'initializers',
     'interop',
     'kernel',
@@ -65,12 +71,15 @@ _SUBMODULES = frozenset({
     'seq2seq',
     'spec',
     'stack',
+    'tokenizer',
+    'torch_lm',
 })
 
 
 if _TYPE_CHECKING:  # Type checkers see the real modules (py.typed).
   from lstm_flax import (  # noqa: F401
-      attention, decoding, interop, losses, models, nnx, sampling, seq2seq)
+      attention, decoding, export, inference, interop, losses, models, nnx,
+      sampling, seq2seq, tokenizer, torch_lm)
 
 
 def __getattr__(name: str) -> _types.ModuleType:

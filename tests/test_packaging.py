@@ -28,8 +28,8 @@ TRAINING_ONLY = ('tensorflow', 'tensorflow_datasets', 'clu', 'sentencepiece',
                  'trainer', 'input_pipeline')
 # The submodules that load on first attribute access (the rest of
 # lstm_flax._SUBMODULES is imported by the eager exports).
-LAZY = ('attention', 'decoding', 'export', 'interop', 'losses', 'models', 'nnx',
-        'sampling', 'seq2seq')
+LAZY = ('attention', 'decoding', 'export', 'inference', 'interop', 'losses',
+        'models', 'nnx', 'sampling', 'seq2seq', 'tokenizer', 'torch_lm')
 # pip's messages when the package index (or the network) cannot be reached.
 _UNREACHABLE = re.compile(
     r'Could not find a version that satisfies|No matching distribution found|'
@@ -211,7 +211,7 @@ def test_submodules_are_lazy_package_attributes():
   assert set(LAZY) <= set(r['table'])
   required = {'nnx', 'models', 'seq2seq', 'interop', 'decoding', 'losses',
               'sampling', 'attention', 'kernel', 'spec', 'stack', 'axes',
-              'initializers'}
+              'initializers', 'export', 'inference', 'tokenizer', 'torch_lm'}
   assert required <= set(r['present']), r
   assert not set(LAZY) & set(r['loaded_at_import']), r
   assert r['listed'] == r['present'] and r['resolved'] == r['present'], r

@@ -27,10 +27,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope='module')
 def trained(corpus, tmp_path_factory, request):
   """One tiny classification run, shared by the pytest-xdist workers."""
-  return testing.shared_run(
-      tmp_path_factory, request, 'shared_classification_run',
-      lambda root: testing.tiny_classification_config(
-          testing.write_toy_labelled_corpus(root / 'corpus'), root / 'cache'))
+  return testing.shared_classification_run(tmp_path_factory, request)
 
 
 def test_trains_with_validation_accuracy(trained):

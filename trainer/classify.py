@@ -3,8 +3,8 @@
 ``load(workdir, checkpoint)`` restores the latest (or best, or a given
 step's) checkpoint of a sentence-classification run, its tokenizer and its
 label names (both saved in the workdir); :meth:`Classifier.classify` encodes
-raw lines as the training data were (``input_pipeline.classification
-.encode_texts``: lower-casing, truncation to ``max_length``, length buckets)
+raw lines as the training data were (``lstm_flax.inference.TextEncoding``:
+lower-casing, truncation to ``max_length``, length buckets)
 and returns, per line, the predicted label and the class probabilities.
 Blank lines are not classified (``None``).
 """
@@ -15,20 +15,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import jax
-import numpy as np
-
 from input_pipeline import classification as classification_data
+from lstm_flax import inference as inference_lib
 from trainer import errors, inference
 from trainer.tasks.classification import ClassificationTask
 
 
-@dataclasses.dataclass
-class Prediction:
-  """The class of one line."""
-
-  label: str  # The most probable class's name.
-  probabilities: dict[str, float]  # Class name -> probability.
+Prediction = inference_lib.Prediction  # The class of one line.
 
 
 @dataclasses.dataclass
@@ -43,32 +36,19 @@ class Classifier:
   step: int
 
   def __post_init__(self):
-    model = self.model
-    self._probabilities = jax.jit(lambda params, tokens, lengths: jax.nn.softmax(
-        model.apply({'params': params}, tokens, lengths, deterministic=True)))
+    self._probabilities = inference_lib.class_probabilities(self.model)
 
   def classify(self, lines: Sequence[str], *, batch_size: int = 64
                ) -> list[Prediction | None]:
-    """The prediction of each line (``None`` for blank lines), in order."""
-    if batch_size < 1:
-      raise errors.ConfigError(f'batch_size must be >= 1; got {batch_size}.')
-    d = self.data_config
-    todo = [i for i, line in enumerate(lines) if line.strip()]
-    out: list[Prediction | None] = [None] * len(lines)
-    for begin in range(0, len(todo), batch_size):
-      chunk = todo[begin:begin + batch_size]
-      batch = classification_data.encode_texts(
-          self.tokenizer, [lines[i] for i in chunk],
-          max_length=int(d.max_length), boundaries=tuple(d.bucket_boundaries),
-          lowercase=bool(d.lowercase), add_eos=bool(d.add_eos))
-      probs = np.asarray(self._probabilities(
-          self.params, batch['tokens'], batch['lengths']))  # [rows, classes]
-      for row, i in enumerate(chunk):
-        p = probs[row]
-        out[i] = Prediction(
-            self.label_names[int(np.argmax(p))],
-            {name: float(v) for name, v in zip(self.label_names, p)})
-    return out
+    """The prediction of each line (``None`` for blank lines), in order
+    (:func:`lstm_flax.inference.classify`)."""
+    try:
+      return inference_lib.classify(
+          self.model, self.params, self.tokenizer, lines, self.label_names,
+          inference_lib.TextEncoding.from_mapping(self.data_config),
+          batch_size=batch_size, probabilities_fn=self._probabilities)
+    except inference_lib.SettingError as e:
+      raise errors.ConfigError(str(e)) from None
 
 
 def load(workdir: str, checkpoint: str | int = 'latest') -> Classifier:

@@ -1,5 +1,5 @@
-"""Command-line error reporting shared by train.py, generate.py, translate.py
-and classify.py."""
+"""Command-line error reporting shared by train.py, generate.py, translate.py,
+classify.py and export.py."""
 
 from __future__ import annotations
 

@@ -249,3 +249,14 @@ def tiny_classification_config(data_dir: str | os.PathLike[str],
   if cache_dir:
     config.data.cache_dir = os.fspath(cache_dir)
   return apply_overrides(config, overrides)
+
+
+def shared_classification_run(tmp_path_factory: Any, request: Any
+                              ) -> tuple[str, dict[str, float]]:
+  """(workdir, result) of one tiny classification run on the toy labelled
+  corpus (:func:`tiny_classification_config`), shared like
+  :func:`shared_tiny_run`."""
+  return shared_run(
+      tmp_path_factory, request, 'shared_classification_run',
+      lambda root: tiny_classification_config(
+          write_toy_labelled_corpus(root / 'corpus'), root / 'cache'))

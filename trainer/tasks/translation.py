@@ -10,7 +10,7 @@ BLEU (the lowest perplexity with ``decode.eval_bleu=False``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -20,12 +20,12 @@ import numpy as np
 import optax
 
 import input_pipeline
-from lstm_flax import decoding
+from lstm_flax import inference as inference_lib
 from lstm_flax.seq2seq import Seq2Seq
 from trainer import config_lib
 from trainer.tasks import base
 
-DECODE_METHODS = ('beam', 'greedy', 'sample')
+DECODE_METHODS = inference_lib.DECODE_METHODS
 
 
 
@@ -212,12 +212,13 @@ class TranslationTask(base.Task):
       index = _gather_rows(local['example_index'])
       if not np.any((index >= 0) & (index < limit)):
         continue
-      tokens = translate_batch(context.model, context.params, batch['source'],
-                               batch['source_mask'], d, datasets.tokenizer)
+      tokens = inference_lib.translate_batch(
+          context.model, context.params, batch['source'], batch['source_mask'],
+          decode_options(d), datasets.tokenizer)
       tokens = _gather_rows(tokens)
       for i, row in zip(index.tolist(), tokens):
         if 0 <= i < limit:
-          hypotheses[i] = detokenize(datasets.tokenizer, row)
+          hypotheses[i] = inference_lib.detokenize(datasets.tokenizer, row)
     out = self.summarize(split, base.sum_metrics(sums))
     if d.eval_bleu:
       out.update(bleu_and_chrf(
@@ -236,32 +237,16 @@ def _gather_rows(x: Any) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
 
-def output_length(source_length: int, decode: Any) -> int:
-  """The static output length of a batch whose sources have ``source_length``
-  (padded) positions."""
-  return max(1, min(int(decode.max_length), int(
-      decode.length_ratio * source_length + decode.length_offset)))
+def decode_options(decode: Any, **overrides: Any
+                   ) -> inference_lib.DecodeOptions:
+  """``config.decode`` (with ``overrides`` that are not None) as
+  :class:`lstm_flax.inference.DecodeOptions`.
 
-
-def translate_batch(model: Seq2Seq, params: Any, source: jax.Array,
-                    source_mask: jax.Array, decode: Any, tokenizer: Any,
-                    rng: jax.Array | None = None) -> jax.Array:
-  """Token ids ``[B, max_length]`` of the translations of one batch."""
-  return decoding.translate(
-      model, params, source, source_mask, method=decode.method,
-      beam_size=int(decode.beam_size), alpha=float(decode.alpha),
-      max_length=output_length(source.shape[1], decode),
-      length_ratio=float(decode.length_ratio),
-      length_offset=int(decode.length_offset), bos_id=tokenizer.bos_id,
-      eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, rng=rng)
-
-
-def detokenize(tokenizer: Any, ids: Iterable[int]) -> str:
-  """The text of output ids up to the first EOS."""
-  ids = [int(i) for i in ids]
-  if tokenizer.eos_id in ids:
-    ids = ids[:ids.index(tokenizer.eos_id)]
-  return tokenizer.decode(ids).strip('\n')
+  Raises:
+    lstm_flax.inference.SettingError: an invalid setting, named.
+  """
+  values = decode.to_dict() if hasattr(decode, 'to_dict') else dict(decode)
+  return inference_lib.DecodeOptions.from_mapping(values, **overrides)
 
 
 def bleu_and_chrf(prefix: str, hypotheses: list[str],

@@ -1,0 +1,221 @@
+"""lstm_flax.export, lstm_flax.tokenizer and lstm_flax.torch_lm without the
+trainer: save / load round trips of each kind, refusals, the tokenizer reader
+against input_pipeline's tokenizers, and PyTorch RNNModel weights (a fixture
+made by tests/make_torch_lm_fixture.py; a live check when torch is installed)."""
+
+import functools
+import json
+import pathlib
+
+from flax.core import meta
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lstm_flax import export, inference, models, seq2seq, torch_lm
+from lstm_flax import tokenizer as tokenizer_lib
+
+FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'torch_lm.npz'
+TOKENS = jnp.array([[1, 2, 3, 4], [5, 6, 7, 0]], jnp.int32)  # [batch, time]
+
+
+def _lm(**fields):
+  model = models.LanguageModel(vocab_size=11, embedding_size=6, hidden_size=6, num_layers=2,
+                               **fields)
+  return model, meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), TOKENS[:, :1]))
+
+
+def _fixture(name):
+  with np.load(FIXTURE) as data:
+    prefix = f'{name}/'
+    state_dict = {k[len(prefix) + 3:]: data[k] for k in data.files
+                  if k.startswith(prefix + 'sd.')}
+    return state_dict, data[prefix + 'tokens'], data[prefix + 'log_probs']
+
+
+def _log_probs(model, variables, tokens):  # tokens [batch, time] -> [batch, time, V]
+  return np.asarray(jax.nn.log_softmax(model.apply(variables, jnp.asarray(tokens))[0]))
+
+
+# ------------------------------------------------------- save and load ----
+
+
+def test_each_kind_round_trips_with_identical_outputs(tmp_path):
+  lm, lm_vars = _lm(tie_weights=True, dtype='bfloat16')
+  s2s = seq2seq.Seq2Seq(source_vocab_size=9, target_vocab_size=9, embedding_size=4,
+                        hidden_size=4, encoder_layers=1, decoder_layers=1,
+                        share_embeddings=True)
+  mask = jnp.ones(TOKENS.shape, jnp.float32)
+  s2s_vars = meta.unbox(jax.jit(s2s.init)(jax.random.PRNGKey(1), TOKENS, TOKENS, mask))
+  clf = models.SequenceClassifier(vocab_size=9, num_classes=3, embedding_size=4,
+                                  hidden_size=4, pooling='mean')
+  lengths = jnp.array([4, 2])
+  clf_vars = meta.unbox(jax.jit(functools.partial(clf.init, deterministic=True))(
+      jax.random.PRNGKey(2), TOKENS, lengths))
+  # bfloat16 parameters keep their dtype.
+  lm_vars = jax.tree.map(lambda x: x.astype(jnp.bfloat16), lm_vars)
+  cases = [
+      ('language_model', lm, lm_vars, lambda m, v: m.apply(v, TOKENS)[0]),
+      ('translation', s2s, s2s_vars, lambda m, v: m.apply(v, TOKENS, TOKENS, mask)),
+      ('classifier', clf, clf_vars,
+       lambda m, v: m.apply(v, TOKENS, lengths, deterministic=True)),
+  ]
+  for kind, module, variables, run in cases:
+    loaded = export.load(export.save(tmp_path / kind, module, variables))
+    assert loaded.kind == kind and loaded.module == module
+    hash(loaded.module)  # A static jit argument.
+    assert jax.tree.structure(loaded.variables) == jax.tree.structure(variables)
+    for a, b in zip(jax.tree.leaves(loaded.variables), jax.tree.leaves(variables)):
+      assert a.dtype == b.dtype
+      np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+    run = jax.jit(run, static_argnums=0)  # Eager Flax is slow to run.
+    np.testing.assert_array_equal(run(loaded.module, loaded.variables), run(module, variables))
+  info = json.loads((tmp_path / 'language_model' / export.MODEL_FILE).read_text())
+  assert info['params']['embed/embedding'] == {'dtype': 'bfloat16', 'shape': [11, 6]}
+  assert info['arguments']['dtype'] == 'bfloat16'
+
+
+def test_save_never_overwrites_and_leaves_no_temporary_files(tmp_path):
+  lm, variables = _lm()
+  target = tmp_path / 'out'
+  target.mkdir()
+  (target / 'keep.txt').write_text('mine')
+  with pytest.raises(FileExistsError, match=f'{target} already exists'):
+    export.save(target, lm, variables)
+  assert [p.name for p in target.iterdir()] == ['keep.txt']
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  export.save(empty, lm, variables)  # An empty directory is taken.
+  with pytest.raises(ValueError, match=r"missing \['output/bias'\]"):
+    bad = jax.tree.map(lambda x: x, variables)
+    del bad['params']['output']['bias']
+    export.save(tmp_path / 'bad', lm, bad)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['empty', 'out']
+
+
+def test_load_names_the_file_and_key_of_a_bad_export(tmp_path):
+  lm, variables = _lm()
+  path = export.save(tmp_path / 'lm', lm, variables)
+  info = json.loads((path / export.MODEL_FILE).read_text())
+  (path / export.MODEL_FILE).write_text(json.dumps({**info, 'format_version': 99}))
+  with pytest.raises(ValueError, match='"format_version" is 99'):
+    export.load(path)
+  (path / export.MODEL_FILE).write_text(json.dumps(
+      {**info, 'arguments': {**info['arguments'], 'hidden_size': 5}}))
+  with pytest.raises(ValueError, match=r'params.safetensors do not fit the module: wrong shapes'):
+    export.load(path)
+  (path / export.MODEL_FILE).unlink()
+  with pytest.raises(FileNotFoundError, match='model.json is missing'):
+    export.load(path)
+
+
+def test_a_module_of_another_kind_is_refused(tmp_path):
+  with pytest.raises(ValueError, match='Cannot export a Embed'):
+    import flax.linen as nn  # pylint: disable=g-import-not-at-top
+    export.save(tmp_path / 'x', nn.Embed(3, 2), {'params': {}})
+
+
+# ------------------------------------------------------------ tokenizers ----
+
+
+def test_tokenizer_reader_gives_input_pipelines_ids(tmp_path):
+  from input_pipeline import tokenizers  # pylint: disable=g-import-not-at-top
+  lines = ['the cat sat on the mat', 'a dog ran , the end', 'héllo wörld']
+  text = 'the cat ran on a hat  héllo ☃'
+  built = [tokenizers.WordTokenizer.build(lines), tokenizers.CharTokenizer.build(lines),
+           tokenizers.SentencePieceTokenizer.train(lines * 20, vocab_size=40)]
+  for theirs in built:
+    theirs.save(tmp_path / theirs.kind)
+    ours = tokenizer_lib.load(tmp_path / theirs.kind)
+    assert ours.kind == theirs.kind and ours.vocab_size == theirs.vocab_size
+    assert (ours.pad_id, ours.unk_id, ours.bos_id, ours.eos_id) == (
+        theirs.pad_id, theirs.unk_id, theirs.bos_id, theirs.eos_id)
+    ids = theirs.encode(text)
+    assert ours.encode(text) == ids and theirs.unk_id in ids
+    stream = [theirs.bos_id] + ids + [theirs.eos_id] + ids[:3] + [theirs.pad_id]
+    assert ours.decode(stream) == theirs.decode(stream)
+    assert ours.fingerprint() == theirs.fingerprint()
+    # The classifier's encoding matches the training data's.
+    encoding = inference.TextEncoding(max_length=5, bucket_boundaries=(2, 4), lowercase=True,
+                                      add_eos=True)
+    from input_pipeline import classification  # pylint: disable=g-import-not-at-top
+    expected = classification.encode_texts(theirs, lines, max_length=5, boundaries=(2, 4),
+                                           lowercase=True, add_eos=True)
+    tokens, lengths = encoding.encode(ours, lines)
+    np.testing.assert_array_equal(tokens, expected['tokens'])
+    np.testing.assert_array_equal(lengths, expected['lengths'])
+
+
+def test_tokenizer_reader_refuses_an_edited_vocabulary(tmp_path):
+  (tmp_path / 'tokenizer.json').write_text(json.dumps(
+      {'kind': 'word', 'vocab': ['<eos>', '<unk>', 'a'], 'fingerprint': 'f00'}))
+  with pytest.raises(ValueError, match='"fingerprint" does not match'):
+    tokenizer_lib.load(tmp_path)
+  with pytest.raises(FileNotFoundError, match='tokenizer.json is missing'):
+    tokenizer_lib.load(tmp_path / 'nothing')
+
+
+# ----------------------------------------------------------------- torch ----
+
+
+@pytest.mark.parametrize('name', ['untied', 'tied'])
+def test_torch_rnn_model_imports_with_its_log_probs_and_exports_back_exactly(name):
+  state_dict, tokens, expected = _fixture(name)  # tokens [time, batch]
+  model, variables = torch_lm.from_torch_state_dict(state_dict)
+  assert model.tie_weights == (name == 'tied')
+  log_probs = _log_probs(model, variables, tokens.T)  # [batch, time, V]
+  np.testing.assert_allclose(log_probs, expected.transpose(1, 0, 2), atol=1e-5, rtol=1e-5)
+  back = torch_lm.to_torch_state_dict(model, variables)
+  assert sorted(back) == sorted(state_dict)
+  for key, value in back.items():
+    assert value.dtype == np.float32, key
+    if key.startswith('rnn.bias_ih'):  # The whole bias; bias_hh is zero.
+      np.testing.assert_array_equal(value, state_dict[key] + state_dict[key.replace('ih', 'hh')])
+    elif key.startswith('rnn.bias_hh'):
+      np.testing.assert_array_equal(value, 0.0)
+    else:
+      np.testing.assert_array_equal(value, state_dict[key])
+  again, again_vars = torch_lm.from_torch_state_dict(back)
+  assert again == model
+  for a, b in zip(jax.tree.leaves(again_vars), jax.tree.leaves(variables)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_torch_export_refuses_what_rnn_model_cannot_express(tmp_path):
+  model, variables = _lm(proj_size=3)
+  with pytest.raises(ValueError, match='proj_size=3'):
+    export.save(tmp_path / 'p', model, variables, torch=True)
+  assert not (tmp_path / 'p').exists()
+  with pytest.raises(ValueError, match='last_layer_size=4 with num_layers=2'):
+    torch_lm.check_exportable(models.LanguageModel(11, 6, 6, last_layer_size=4))
+  torch_lm.check_exportable(models.LanguageModel(11, 6, 6, num_layers=1, last_layer_size=4))
+
+
+def test_torch_rnn_model_loads_the_exported_safetensors(tmp_path):
+  """The exported file in a live torch RNNModel (skipped without torch)."""
+  torch = pytest.importorskip('torch')
+  from safetensors.torch import load_file  # pylint: disable=g-import-not-at-top
+  import make_torch_lm_fixture  # pylint: disable=g-import-not-at-top
+  for tie in (False, True):
+    model, variables = _lm(tie_weights=tie)
+    path = export.save(tmp_path / f'tie{tie}', model, variables, torch=True)
+    torch_model = make_torch_lm_fixture.RNNModel(11, 6, 6, 2, tie_weights=tie).eval()
+    torch_model.load_state_dict(load_file(str(path / export.TORCH_FILE)))
+    with torch.no_grad():
+      theirs, _ = torch_model(torch.from_numpy(np.asarray(TOKENS).T.copy()).long())
+    np.testing.assert_allclose(theirs.numpy().transpose(1, 0, 2),
+                               _log_probs(model, variables, TOKENS), atol=1e-5, rtol=1e-5)
+    assert 'load_file' in (path / export.CARD_FILE).read_text()
+
+
+def test_nested_dataclass_fields_round_trip_through_json():
+  from lstm_flax import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  spec = spec_lib.LSTMSpec(4, num_layers=2, proj_size=3, compute_dtype='bfloat16',
+                           dropout=spec_lib.DropoutConfig(hidden_rate=0.5, variational=True))
+  # pylint: disable=protected-access
+  as_json = json.loads(json.dumps(export._to_json(spec, 'spec')))
+  assert as_json['fields']['dropout']['__dataclass__'] == 'DropoutConfig'
+  assert export._from_json(as_json) == spec
+  with pytest.raises(ValueError, match='Model.init = <function'):
+    export._to_json(lambda: 0, 'Model.init')
