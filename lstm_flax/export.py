@@ -41,6 +41,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from flax import traverse_util
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,55 +167,21 @@ def param_shapes(module: Any) -> dict[str, tuple[tuple[int, ...], str]]:
   (abstract: nothing is computed)."""
   args, kwargs = _dummy_inputs(kind_of(module))
   abstract = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))
-  params = _unbox(abstract['params'])
+  params = meta.unbox(abstract['params'])
   return {k: (tuple(v.shape), jnp.dtype(v.dtype).name) for k, v in flatten(params).items()}
 
 
 # ---------------------------------------------------------- parameters ----
 
 
-def _unbox(tree: Any) -> Any:
-  """Drops Flax's logical-partitioning boxes (``nn.Partitioned``)."""
-  from flax.core import meta  # pylint: disable=g-import-not-at-top
-  return meta.unbox(tree)
-
-
 def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
-  """Nested ``{'lstm': {'layer_0': {'bias': x}}}`` -> ``{'lstm/layer_0/bias': x}``.
-
-  Raises:
-    ValueError: a key that contains '/' (the path separator).
-  """
-  out: dict[str, Any] = {}
-
-  def visit(prefix: str, node: Any) -> None:
-    if isinstance(node, Mapping):
-      for key, value in node.items():
-        if '/' in str(key):
-          raise ValueError(f'Parameter key {prefix}{key!r} contains "/", the path separator.')
-        visit(f'{prefix}{key}/', value)
-    else:
-      out[prefix[:-1]] = node
-
-  visit('', params)
-  return out
+  """Nested ``{'lstm': {'layer_0': {'bias': x}}}`` -> ``{'lstm/layer_0/bias': x}``."""
+  return traverse_util.flatten_dict(params, sep='/')
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
   """The inverse of :func:`flatten`."""
-  out: dict[str, Any] = {}
-  for path, value in flat.items():
-    node = out
-    *parents, leaf = path.split('/')
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return out
-
-
-def count_params(params: Mapping[str, Any]) -> int:
-  """Number of scalars in ``params``."""
-  return int(sum(np.size(v) for v in flatten(params).values()))
+  return traverse_util.unflatten_dict(flat, sep='/')
 
 
 # ------------------------------------------------------------- serving ----
@@ -414,7 +382,7 @@ def save(directory: str | os.PathLike[str], module: Any, variables: Mapping[str,
   from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
   directory = check_target(directory)
   kind = kind_of(module)
-  params = _unbox(variables.get('params', variables))
+  params = meta.unbox(variables.get('params', variables))
   flat = {k: np.asarray(jax.device_get(v)) for k, v in flatten(params).items()}
   expected = param_shapes(module)
   _check_params(flat, expected, f'the parameters given for {type(module).__name__}')

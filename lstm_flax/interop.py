@@ -38,7 +38,9 @@ _GATES = 'ifgo'
 _LAYER_KEY = re.compile(r'layer_(\d+)(_reverse)?')
 
 
-def _to_numpy(value: Any) -> np.ndarray:
+def to_numpy(value: Any) -> np.ndarray:
+  """A numpy array of a numpy/JAX array, a torch tensor (without importing
+  torch) or a Flax metadata box."""
   if hasattr(value, 'unbox'):  # a Flax metadata box (nn.LogicallyPartitioned)
     value = value.unbox()
   if hasattr(value, 'detach'):  # a torch tensor
@@ -75,7 +77,7 @@ def from_torch_state_dict(
       unexpected.append(key)
       continue
     name, layer, reverse = match.group(1), int(match.group(2)), bool(match.group(3))
-    entries.setdefault((layer, reverse), {})[name] = _to_numpy(value)
+    entries.setdefault((layer, reverse), {})[name] = to_numpy(value)
   if unexpected:
     raise ValueError(
         f'state_dict has keys that are not nn.LSTM weights under prefix '
@@ -193,7 +195,7 @@ def _layers(params: Mapping[str, Any]) -> list[tuple[int, bool, dict[str, np.nda
     match = _LAYER_KEY.fullmatch(name)
     if match is None:
       raise ValueError(f'unexpected LSTM parameter entry {name!r}; expected layer_<k>[_reverse].')
-    layer_params = {k: _to_numpy(v) for k, v in layer_params.items()}
+    layer_params = {k: to_numpy(v) for k, v in layer_params.items()}
     kernel.check_params(layer_params, name)
     entries.append((int(match.group(1)), bool(match.group(2)), layer_params))
   entries.sort(key=lambda e: e[:2])
@@ -267,9 +269,9 @@ def from_flax_lstm_cell(cell_params: Mapping[str, Any]) -> dict[str, np.ndarray]
         "variables['params']['cell'] of an nn.RNN."
     )
   try:
-    input_kernel = np.stack([_to_numpy(cell_params[f'i{g}']['kernel']) for g in _GATES], -2)
-    recurrent_kernel = np.stack([_to_numpy(cell_params[f'h{g}']['kernel']) for g in _GATES], -2)
-    bias = np.stack([_to_numpy(cell_params[f'h{g}']['bias']) for g in _GATES], -2)
+    input_kernel = np.stack([to_numpy(cell_params[f'i{g}']['kernel']) for g in _GATES], -2)
+    recurrent_kernel = np.stack([to_numpy(cell_params[f'h{g}']['kernel']) for g in _GATES], -2)
+    bias = np.stack([to_numpy(cell_params[f'h{g}']['bias']) for g in _GATES], -2)
   except (KeyError, ValueError) as e:
     raise ValueError(f'Flax LSTMCell params have a missing or mismatched entry: {e}') from None
   params = {
@@ -290,7 +292,7 @@ def to_flax_lstm_cell(layer_params: Mapping[str, Any]) -> dict[str, dict[str, np
   H], 'bias' [*lead, H]}}`` for ``g`` in ``i f g o``. A ``projection_kernel``
   (``proj_size``) has no Flax equivalent and raises ValueError.
   """
-  layer_params = {k: _to_numpy(v) for k, v in layer_params.items()}
+  layer_params = {k: to_numpy(v) for k, v in layer_params.items()}
   _check_cell_layer(layer_params, 'layer params')
   if kernel.PROJECTION_KERNEL in layer_params:
     raise ValueError('Flax LSTM cells have no projection; this layer has a projection_kernel.')
@@ -446,7 +448,7 @@ def _keras_lstm_weights(layer: Any, where: str) -> list[np.ndarray]:
       raise ValueError(
           f'{where} has {attr}={name!r}; lstm_flax computes {attr}={expected!r} '
           '(Keras\' LSTM default), so the converted layer would compute another function.')
-  return [_to_numpy(w) for w in layer.get_weights()]
+  return [to_numpy(w) for w in layer.get_weights()]
 
 
 def _keras_directions(entry: Any, where: str) -> list[list[np.ndarray]]:
@@ -479,7 +481,7 @@ def _keras_directions(entry: Any, where: str) -> list[list[np.ndarray]]:
     raise TypeError(
         f'{where} must be a Keras LSTM or Bidirectional(LSTM) layer or its get_weights() '
         f'list; got {type(entry).__name__}.')
-  arrays = [_to_numpy(w) for w in entry]
+  arrays = [to_numpy(w) for w in entry]
   ndims = tuple(a.ndim for a in arrays)
   if ndims not in _KERAS_WEIGHT_NDIMS:
     raise ValueError(

@@ -35,13 +35,6 @@ DECODER_BIAS = 'decoder.bias'
 RNN_PREFIX = 'rnn.'
 
 
-def _numpy(value: Any) -> np.ndarray:
-  """A numpy array of a numpy array or a torch tensor (without importing torch)."""
-  if hasattr(value, 'detach'):
-    value = value.detach().cpu().numpy()
-  return np.asarray(value)
-
-
 def check_exportable(model: LanguageModel) -> None:
   """Raises ValueError naming each ``LanguageModel`` field that ``RNNModel``
   (one ``nn.LSTM`` of equal layers, no projection) cannot express."""
@@ -105,9 +98,9 @@ def from_torch_state_dict(state_dict: Mapping[str, Any], *, tie_weights: Optiona
   if missing:
     raise ValueError(f'The state dict lacks {missing} of an RNNModel (encoder.weight, rnn.*, '
                      f'decoder.weight, decoder.bias); got keys {sorted(state_dict)[:10]}.')
-  embedding = _numpy(state_dict[ENCODER])
-  decoder_weight = _numpy(state_dict[DECODER_WEIGHT])
-  decoder_bias = _numpy(state_dict[DECODER_BIAS])
+  embedding = interop.to_numpy(state_dict[ENCODER])
+  decoder_weight = interop.to_numpy(state_dict[DECODER_WEIGHT])
+  decoder_bias = interop.to_numpy(state_dict[DECODER_BIAS])
   lstm = interop.from_torch_state_dict(
       {k: v for k, v in state_dict.items() if k.startswith(RNN_PREFIX)}, prefix=RNN_PREFIX)
   vocab_size, embedding_size = embedding.shape
