@@ -13,7 +13,6 @@ without the trainer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,13 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from lstm_flax import export as export_lib
-from lstm_flax import inference as inference_lib
 from lstm_flax import torch_lm
 from trainer import errors, inference, metrics
 
-# Trainer task name -> export kind.
-KINDS = {'lm': 'language_model', 'translation': 'translation',
-         'classification': 'classifier'}
 # The data config keys shown on the model card (those present).
 DATA_KEYS = ('source', 'data_dir', 'files', 'tfds_name', 'train_prefix',
              'eval_prefix', 'source_language', 'target_language', 'tokenizer',
@@ -130,7 +125,7 @@ def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
   restored = inference.restore(workdir, checkpoint)
   task, meta, step = restored.task, restored.meta, restored.step
   tokenizer = inference.checkpoint_tokenizer(workdir, meta, step)
-  kind = KINDS[task.name]
+  kind = export_lib.kind_of(restored.model)
   for flag, wanted in (('--torch', torch), ('--serving_tokens', serving)):
     if wanted and kind != 'language_model':
       raise errors.ConfigError(
@@ -141,17 +136,6 @@ def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
       torch_lm.check_exportable(restored.model)
     except ValueError as e:
       raise errors.ConfigError(str(e)) from None
-  config = task.config
-  settings: dict[str, Any] = {}
-  if kind == 'translation':
-    from trainer.tasks import translation  # pylint: disable=g-import-not-at-top
-    settings['decode'] = dataclasses.asdict(
-        translation.decode_options(config.decode))
-  elif kind == 'classifier':
-    from input_pipeline import classification  # pylint: disable=g-import-not-at-top
-    settings['label_names'] = classification.load_label_names(workdir)
-    settings['encoding'] = dataclasses.asdict(
-        inference_lib.TextEncoding.from_mapping(config.data.to_dict()))
   best = task.best_metric
   found = validation_metrics(workdir, best.name, best.mode, step)
   source = {'workdir': os.path.abspath(os.fspath(workdir)),
@@ -177,7 +161,8 @@ def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
     return export_lib.save(
         out_path, restored.model, {'params': restored.params()},
         tokenizer_dir=Path(workdir) / meta['tokenizer']['directory'],
-        config=config_dict, inference_settings=settings,
+        config=config_dict,
+        inference_settings=task.inference_settings(os.fspath(workdir)),
         metadata={'source': source, 'metrics': found},
         card_title=f'{type(restored.model).__name__} from {Path(workdir).name} '
                    f'(step {step})',

@@ -234,6 +234,13 @@ class Task(abc.ABC):
     itself): by default the tokenizer."""
     return {'tokenizer_fingerprint': datasets.tokenizer.fingerprint()}
 
+  def inference_settings(self, workdir: str) -> dict[str, Any]:
+    """The JSON settings an exported model needs for inference beyond its
+    module and tokenizer (``lstm_flax.export.save``'s
+    ``inference_settings``): none by default."""
+    del workdir
+    return {}
+
   def for_evaluation(self, split: str) -> None:
     """Adjusts ``self.config`` so that :meth:`load_datasets` and
     :meth:`evaluate` score ``split`` (the evaluate command)."""

@@ -15,6 +15,7 @@ that names it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ import optax
 
 import input_pipeline
 from input_pipeline import classification as classification_data
+from lstm_flax import inference as inference_lib
 from lstm_flax.models import SequenceClassifier
 from trainer import config_lib, errors, inference
 from trainer.tasks import base
@@ -225,6 +227,13 @@ class ClassificationTask(base.Task):
   @property
   def best_metric(self) -> base.BestMetric:
     return base.BestMetric('valid_accuracy', 'max')
+
+  def inference_settings(self, workdir: str) -> dict[str, Any]:
+    """The label names and the text encoding of the training data
+    (``lstm_flax.inference.TextEncoding``)."""
+    return {'label_names': classification_data.load_label_names(workdir),
+            'encoding': dataclasses.asdict(inference_lib.TextEncoding.from_mapping(
+                self.config.data.to_dict()))}
 
   def summarize(self, prefix: str, sums: Mapping[str, float]
                 ) -> dict[str, float]:

@@ -10,6 +10,7 @@ BLEU (the lowest perplexity with ``decode.eval_bleu=False``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -140,6 +141,11 @@ class TranslationTask(base.Task):
     return {**super().signature(datasets), **{
         f'data.{k}': self.config.data[k] for k in (
             'tokens_per_batch', 'batch_size_multiple', 'max_length')}}
+
+  def inference_settings(self, workdir: str) -> dict[str, Any]:
+    """The run's decoding settings (``lstm_flax.inference.DecodeOptions``)."""
+    del workdir
+    return {'decode': dataclasses.asdict(decode_options(self.config.decode))}
 
   # --------------------------------------------------------------- model --
 
