@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from lstm_flax import kernel
+from lstm_flax import kernel, kernel_products
 
 BATCH, TIME, IN, HIDDEN = 3, 7, 5, 6
 
@@ -88,8 +88,8 @@ def test_custom_vjp_equals_autodiff_float64():
 
 
 def test_product_forms_agree(monkeypatch):
-  """The products' forms (NN or NT per CPU, ``_nn_products``; flat ``4H`` on
-  one CPU device, ``_flat_gates``) give the same values and custom-VJP
+  """The products' forms (NN or NT per CPU, ``nn_products``; flat ``4H`` on
+  one CPU device, ``flat_gates``; ``lstm_flax.kernel_products``) give the same values and custom-VJP
   gradients, with a projection and padding."""
   with jax.enable_x64(True):
     params = make_params(jax.random.key(6), proj=4, dtype=jnp.float64)
@@ -97,9 +97,9 @@ def test_product_forms_agree(monkeypatch):
     results = []
     for nn_form, flat, flat_min_hidden in (
         (True, True, 0), (True, True, 10**6), (True, False, 0), (False, False, 0)):
-      monkeypatch.setattr(kernel, '_nn_products', lambda nn_form=nn_form: nn_form)
-      monkeypatch.setattr(kernel, '_flat_gates', lambda flat=flat: flat)
-      monkeypatch.setattr(kernel, 'FLAT_BACKWARD_MIN_HIDDEN', flat_min_hidden)
+      monkeypatch.setattr(kernel_products, 'nn_products', lambda nn_form=nn_form: nn_form)
+      monkeypatch.setattr(kernel_products, 'flat_gates', lambda flat=flat: flat)
+      monkeypatch.setattr(kernel_products, 'FLAT_BACKWARD_MIN_HIDDEN', flat_min_hidden)
       results.append(jax.value_and_grad(
           lambda *a: loss_fn(*a, lengths=LENGTHS, dtype=jnp.float64), argnums=(0, 1, 2))(
               params, x, carry))
