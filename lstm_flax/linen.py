@@ -1,9 +1,14 @@
 """Linen modules on the functional kernel: ``LSTMCell`` and the ``LSTM`` layer.
 
-Every parameter carries logical axis names (``lstm_flax.axes``): ``init``
+Parameters are plain arrays by default, as Flax's own cells have, so the
+modules drop into any Linen code (``nn.scan`` with ``variable_axes``,
+``nn.vmap``, ...) with no partitioning arguments. With ``logical_axes=True``
+every parameter carries its logical axis names (``lstm_flax.axes``): ``init``
 returns ``nn.LogicallyPartitioned`` boxes (``nn.get_partition_spec`` and
-``nn.logical_to_mesh_sharding`` read them; ``nn.meta.unbox`` strips them),
-and ``apply`` takes boxed or plain parameters alike.
+``nn.logical_to_mesh_sharding`` read them; ``nn.meta.unbox`` strips them);
+the project's models (``lstm_flax.models``, ``lstm_flax.seq2seq``) opt in,
+for the trainer's model parallelism. ``apply`` takes boxed or plain
+parameters alike.
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ Initializer = initializers.Initializer
 
 
 def declare_params(
-    module: nn.Module, specs: Mapping[str, spec_lib.ParamSpec], param_dtype: Dtype
+    module: nn.Module, specs: Mapping[str, spec_lib.ParamSpec], param_dtype: Dtype,
+    logical_axes: bool,
 ) -> dict[str, Array]:
-  """Declares ``specs`` as (logically partitioned) parameters of ``module``
-  (inside a compact method) and returns their values."""
+  """Declares ``specs`` as parameters of ``module`` (inside a compact method),
+  boxed with their logical axis names when ``logical_axes``, and returns
+  their values."""
   return {
-      name: module.param(name, nn.with_logical_partitioning(s.init, s.names), s.shape,
-                         param_dtype)
+      name: module.param(
+          name, nn.with_logical_partitioning(s.init, s.names) if logical_axes else s.init,
+          s.shape, param_dtype)
       for name, s in specs.items()
   }
 
@@ -38,6 +46,7 @@ def _check_init_fields(module: Any) -> None:
   owner = type(module).__name__
   validation.number(owner, 'forget_bias', module.forget_bias)
   validation.dtype(owner, 'param_dtype', module.param_dtype)
+  validation.boolean(owner, 'logical_axes', module.logical_axes)
 
 
 class LayerParams(nn.Module):
@@ -55,6 +64,7 @@ class LayerParams(nn.Module):
   forget_bias: float = 0.0
   param_dtype: Dtype = 'float32'
   bias_init: Optional[Initializer] = None
+  logical_axes: bool = False
 
   def __post_init__(self):
     super().__post_init__()
@@ -66,7 +76,7 @@ class LayerParams(nn.Module):
     return declare_params(self, spec_lib.layer_param_specs(
         in_features, self.hidden_size, self.proj_size, self.kernel_init,
         self.recurrent_kernel_init, self.forget_bias, self.bias_init,
-    ), validation.dtype('LayerParams', 'param_dtype', self.param_dtype))
+    ), validation.dtype('LayerParams', 'param_dtype', self.param_dtype), self.logical_axes)
 
 
 class LSTMCell(nn.RNNCellBase):
@@ -101,6 +111,10 @@ class LSTMCell(nn.RNNCellBase):
     param_dtype: parameter dtype, and the dtype of ``initialize_carry``.
     carry_init: initialiser of ``c`` and ``h`` in ``initialize_carry``
       (Flax's field of the same name; zeros).
+    logical_axes: box the parameters with their logical axis names
+      (``lstm_flax.axes``) for sharding. False (default): plain arrays, as
+      Flax's cells have, so ``nn.scan(LSTMCell, variable_axes={'params': 0},
+      ...)`` needs no ``metadata_params``.
   """
 
   features: int
@@ -112,6 +126,7 @@ class LSTMCell(nn.RNNCellBase):
   param_dtype: Dtype = 'float32'
   bias_init: Optional[Initializer] = None
   carry_init: Initializer = nn.initializers.zeros_init()
+  logical_axes: bool = False
 
   def __post_init__(self):
     super().__post_init__()
@@ -131,7 +146,7 @@ class LSTMCell(nn.RNNCellBase):
     params = declare_params(self, spec_lib.layer_param_specs(
         inputs.shape[-1], self.features, self.proj_size, self.kernel_init,
         self.recurrent_kernel_init, self.forget_bias, self.bias_init,
-    ), validation.dtype('LSTMCell', 'param_dtype', self.param_dtype))
+    ), validation.dtype('LSTMCell', 'param_dtype', self.param_dtype), self.logical_axes)
     batch = inputs.shape[:-1]  # the kernel takes one batch axis
     flat = lambda a: jnp.reshape(a, (-1, a.shape[-1]))  # noqa: E731
     new, out = kernel.lstm_cell(params, kernel.LSTMState(h=flat(h), c=flat(c)), flat(inputs),
@@ -216,6 +231,9 @@ class LSTM(nn.Module):
     param_dtype: parameter dtype (likewise).
     use_custom_vjp: hand-written backward pass (False: autodiff of the scan).
     deterministic: default for the call argument of the same name.
+    logical_axes: box the parameters with their logical axis names
+      (``lstm_flax.axes``) for sharding (the project's models do); False:
+      plain arrays.
   """
 
   hidden_size: int
@@ -237,6 +255,7 @@ class LSTM(nn.Module):
   use_custom_vjp: bool = True
   deterministic: Optional[bool] = None
   bias_init: Optional[Initializer] = None
+  logical_axes: bool = False
 
   def __post_init__(self):
     super().__post_init__()
@@ -279,6 +298,7 @@ class LSTM(nn.Module):
             self.forget_bias,
             self.param_dtype,
             self.bias_init,
+            self.logical_axes,
             name=name,
         )(sizes[layer])
         for layer, _, name in spec.layers()

@@ -197,6 +197,7 @@ class LanguageModel(_TokenLSTM):
         dtype=self.dtype,
         unroll=self.unroll,
         use_custom_vjp=self.use_custom_vjp,
+        logical_axes=True,
         parent=None,
         **_lstm_inits(self.init_scale),
     )
@@ -388,7 +389,8 @@ class SequenceClassifier(_TokenLSTM):
     lstm = dict(hidden_size=self.hidden_size, num_layers=self.num_layers,
                 proj_size=self.proj_size, dropout_rate=self.dropout_rate,
                 forget_bias=self.forget_bias, dtype=self.dtype, unroll=self.unroll,
-                use_custom_vjp=self.use_custom_vjp, **_lstm_inits(self.init_scale))
+                use_custom_vjp=self.use_custom_vjp, logical_axes=True,
+                **_lstm_inits(self.init_scale))
     run = dict(lengths=lengths, deterministic=deterministic)
     y, carry = LSTM(name='lstm', **lstm)(x, **run)  # [batch, time, P]
     features, finals = [y], [carry.h[-1]]

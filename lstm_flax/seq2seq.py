@@ -80,7 +80,8 @@ class DecoderStep(nn.Module):
         self.input_feeding) else embedded
     hs, cs = [], []
     for layer in range(self.num_layers):
-      params = LayerParams(self.hidden_size, name=f'layer_{layer}')(x.shape[-1])
+      params = LayerParams(self.hidden_size, logical_axes=True,
+                           name=f'layer_{layer}')(x.shape[-1])
       carry, x = kernel.lstm_cell(
           params, kernel.LSTMState(state.h[:, layer], state.c[:, layer]), x, self.dtype
       )
@@ -198,6 +199,7 @@ class Seq2Seq(nn.Module):
         dropout_rate=self.dropout_rate,
         dtype=self.dtype,
         unroll=self.unroll,
+        logical_axes=True,
     )
     bridge = (axes.MLP_IN, axes.MLP_OUT)
     self.bridge_h = dense(self.decoder_layers * self.hidden_size, bridge, dtype=self.dtype)

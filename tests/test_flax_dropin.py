@@ -66,12 +66,10 @@ class PerStepScanModel(nn.Module):
 
   @nn.compact
   def __call__(self, x, carry0):
-    # Our cell's parameters carry logical axis names (lstm_flax.axes), so a
-    # scan that stacks them needs a name for the new axis, as any
-    # nn.with_logical_partitioning parameter does; Flax's cell ignores it.
+    # Flax's usual stacking pattern, with no metadata_params: our cell's
+    # parameters are plain arrays unless logical_axes=True.
     scan = nn.scan(self.cell_type, variable_axes={'params': 0}, split_rngs={'params': True},
-                   in_axes=1, out_axes=1, length=TIME,
-                   metadata_params={nn.PARTITION_NAME: 'steps'})
+                   in_axes=1, out_axes=1, length=TIME)
     carry, y = scan(HIDDEN, name='scanned')(carry0, x)
     return nn.Dense(2)(y), carry
 
@@ -131,6 +129,51 @@ def test_swap_cell_and_convert_weights(model_type, train, data):
   # Converting back gives the Flax weights bit for bit.
   back = interop.to_flax_lstm_cells(params)
   jax.tree.map(np.testing.assert_array_equal, back, jax.tree.map(np.asarray, flax_params))
+
+
+def _cell_steps(cell, params, carry, xs):
+  """Applies ``cell`` step by step; ``params[t]`` (a leading axis) at step t."""
+  ys = []
+  for t in range(xs.shape[1]):
+    step_params = jax.tree.map(lambda p, t=t: p[t], params)
+    carry, y = cell.apply({'params': step_params}, carry, xs[:, t])
+    ys.append(y)
+  return carry, jnp.stack(ys, 1)
+
+
+def test_scan_and_vmap_stack_plain_parameters(data):
+  """Flax's stacking patterns over our cell with no extra arguments (no
+  metadata_params): per-step weights under nn.scan and an ensemble under
+  nn.vmap equal the unlifted cell applied with each slice of the weights."""
+  x, _, carry0 = data
+  cell = lstm_flax.LSTMCell(HIDDEN)
+  scan = nn.scan(lstm_flax.LSTMCell, variable_axes={'params': 0}, split_rngs={'params': True},
+                 in_axes=1, out_axes=1, length=TIME)(HIDDEN)
+  params = scan.init(jax.random.key(8), carry0, x)['params']
+  assert all(type(p) is not nn.LogicallyPartitioned and p.shape[0] == TIME
+             for p in jax.tree.leaves(params, is_leaf=lambda p: hasattr(p, 'unbox')))
+  assert not np.allclose(params['recurrent_kernel'][0], params['recurrent_kernel'][1])
+  carry, y = scan.apply({'params': params}, carry0, x)
+  carry_ref, y_ref = _cell_steps(cell, params, carry0, x)
+  np.testing.assert_allclose(y, y_ref, **TOL)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), carry, carry_ref)
+
+  members = 2  # an ensemble of cells, each on its own batch: [members, BATCH, ...]
+  vmap = nn.vmap(lstm_flax.LSTMCell, variable_axes={'params': 0}, split_rngs={'params': True},
+                 in_axes=0, out_axes=0)(HIDDEN)
+  xs = jnp.stack([x[:, 0], x[:, 1]])
+  carries = jax.tree.map(lambda a: jnp.stack([a, -a]), carry0)
+  ens_params = vmap.init(jax.random.key(9), carries, xs)['params']
+  ens_carry, ens_y = vmap.apply({'params': ens_params}, carries, xs)
+  for m in range(members):
+    member = jax.tree.map(lambda p, m=m: p[m], ens_params)
+    c_m, y_m = cell.apply({'params': member}, jax.tree.map(lambda a, m=m: a[m], carries), xs[m])
+    np.testing.assert_allclose(ens_y[m], y_m, **TOL)
+    jax.tree.map(lambda a, b, m=m: np.testing.assert_allclose(a[m], b, **TOL), ens_carry, c_m)
+  # Logical axis names are opt-in, for sharding (lstm_flax.axes).
+  boxed = jax.eval_shape(lstm_flax.LSTMCell(HIDDEN, logical_axes=True).init, jax.random.key(0),
+                         carry0, x[:, 0])['params']
+  assert all(isinstance(p, nn.LogicallyPartitioned) for p in boxed.values())
 
 
 def test_one_step_carry_is_c_then_h(data):

@@ -160,7 +160,7 @@ MODELS = {
     'classifier': lambda: _abstract(
         SequenceClassifier(11, 3, 6, 8, num_layers=2, proj_size=5), TOKENS, jnp.array([3, 1]),
         deterministic=True),
-    'cell': lambda: _abstract(nn.RNN(LSTMCell(8, proj_size=3)), jnp.zeros((2, 3, 5))),
+    'cell': lambda: _abstract(nn.RNN(LSTMCell(8, proj_size=3, logical_axes=True)), jnp.zeros((2, 3, 5))),
 }
 
 
