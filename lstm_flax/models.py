@@ -8,7 +8,7 @@ name every parameter's logical axes (``lstm_flax.axes``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax
@@ -221,6 +221,13 @@ class LanguageModel(_TokenLSTM):
              output_dropout_rate=self.output_dropout_rate, name='lstm_last', **common),
     ]
 
+  export_kind: ClassVar[str] = 'language_model'  # lstm_flax.export's name for this kind
+
+  @nn.nowrap
+  def dummy_inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` of ``init`` for one token (export's shape check)."""
+    return (jnp.zeros((1, 1), jnp.int32),), {}
+
   @nn.compact
   def __call__(
       self,
@@ -369,6 +376,14 @@ class SequenceClassifier(_TokenLSTM):
     validation.positive(owner, 'num_classes', self.num_classes)
     validation.boolean(owner, 'bidirectional', self.bidirectional)
     validation.choice(owner, 'pooling', self.pooling, POOLING)
+
+  export_kind: ClassVar[str] = 'classifier'  # lstm_flax.export's name for this kind
+
+  @nn.nowrap
+  def dummy_inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` of ``init`` for one token (export's shape check)."""
+    return (jnp.zeros((1, 1), jnp.int32), jnp.ones((1,), jnp.int32)), {
+        'deterministic': True}
 
   @nn.compact
   def __call__(

@@ -16,7 +16,7 @@ states.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -290,6 +290,14 @@ class Seq2Seq(nn.Module):
     embedded = self.target_embed(token).astype(self._dtype)
     state, attentional = self.decoder(state, embedded, encoded, True)
     return self._logits(attentional), state
+
+  export_kind: ClassVar[str] = 'translation'  # lstm_flax.export's name for this kind
+
+  @nn.nowrap
+  def dummy_inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` of ``init`` for one token (export's shape check)."""
+    return (jnp.zeros((1, 1), jnp.int32), jnp.zeros((1, 1), jnp.int32),
+            jnp.ones((1, 1), jnp.float32)), {'deterministic': True}
 
   def __call__(
       self,

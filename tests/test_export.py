@@ -6,8 +6,10 @@ made by tests/make_torch_lm_fixture.py; a live check when torch is installed).""
 import functools
 import json
 import pathlib
+from typing import ClassVar
 
 from flax.core import meta
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 
 from lstm_flax import export, inference, models, seq2seq, torch_lm
 from lstm_flax import tokenizer as tokenizer_lib
+from lstm_flax.export import arguments as export_arguments
 
 FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'torch_lm.npz'
 TOKENS = jnp.array([[1, 2, 3, 4], [5, 6, 7, 0]], jnp.int32)  # [batch, time]
@@ -112,8 +115,41 @@ def test_load_names_the_file_and_key_of_a_bad_export(tmp_path):
 
 def test_a_module_of_another_kind_is_refused(tmp_path):
   with pytest.raises(ValueError, match='Cannot export a Embed'):
-    import flax.linen as nn  # pylint: disable=g-import-not-at-top
     export.save(tmp_path / 'x', nn.Embed(3, 2), {'params': {}})
+
+
+class FeatureScorer(nn.Module):
+  """A model class lstm_flax.export knows nothing about: float features in."""
+
+  num_classes: int
+  export_kind: ClassVar[str] = 'feature_scorer'
+
+  @nn.nowrap
+  def dummy_inputs(self):
+    return (jnp.zeros((1, 1, 3), jnp.float32),), {}
+
+  @nn.compact
+  def __call__(self, features):  # [batch, time, 3] -> [batch, num_classes]
+    return nn.Dense(self.num_classes)(features.mean(1))
+
+
+def test_a_new_model_class_exports_and_reloads_by_its_import_path(tmp_path):
+  model = FeatureScorer(num_classes=4)
+  features = jnp.arange(12, dtype=jnp.float32).reshape(2, 2, 3)
+  variables = model.init(jax.random.PRNGKey(3), features)
+  loaded = export.load(export.save(tmp_path / 'new', model, variables))
+  assert loaded.kind == 'feature_scorer' and loaded.module == model
+  assert (loaded.info['module'], loaded.info['class']) == (__name__, 'FeatureScorer')
+  np.testing.assert_array_equal(loaded.module.apply(loaded.variables, features),
+                                model.apply(variables, features))
+  assert 'export.load' in (tmp_path / 'new' / export.CARD_FILE).read_text()
+  info = json.loads((tmp_path / 'new' / export.MODEL_FILE).read_text())
+  for key, value, message in (('kind', 'classifier', "is a 'feature_scorer'"),
+                              ('class', 'Missing', 'cannot import'),
+                              ('module', None, '"module" = None')):
+    (tmp_path / 'new' / export.MODEL_FILE).write_text(json.dumps({**info, key: value}))
+    with pytest.raises(ValueError, match=f'model.json: cannot build the module.*{message}'):
+      export.load(tmp_path / 'new')
 
 
 # ------------------------------------------------------------ tokenizers ----
@@ -214,8 +250,8 @@ def test_nested_dataclass_fields_round_trip_through_json():
   spec = spec_lib.LSTMSpec(4, num_layers=2, proj_size=3, compute_dtype='bfloat16',
                            dropout=spec_lib.DropoutConfig(hidden_rate=0.5, variational=True))
   # pylint: disable=protected-access
-  as_json = json.loads(json.dumps(export._to_json(spec, 'spec')))
+  as_json = json.loads(json.dumps(export_arguments._to_json(spec, 'spec')))
   assert as_json['fields']['dropout']['__dataclass__'] == 'DropoutConfig'
-  assert export._from_json(as_json) == spec
+  assert export_arguments._from_json(as_json) == spec
   with pytest.raises(ValueError, match='Model.init = <function'):
-    export._to_json(lambda: 0, 'Model.init')
+    export_arguments._to_json(lambda: 0, 'Model.init')
