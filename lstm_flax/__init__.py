@@ -3,25 +3,35 @@
 Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it.
 
   * ``lstm_flax.kernel``: the functional LSTM (gate-axis weights ``[in, 4,
-    H]``, hoisted input projection, custom VJP, padding masks).
+    H]``, hoisted input projection, padding masks); its scan
+    (``kernel_forward``), hand-written backward pass (``kernel_backward``,
+    the custom VJP) and per-backend product forms (``kernel_products``).
   * ``lstm_flax.spec``: ``LSTMSpec``, the one description of a stack (sizes,
     layer names, zero carry) that Linen and NNX share.
   * ``lstm_flax.stack``: multi-layer / bidirectional stacks with dropout.
   * ``lstm_flax.axes``: the logical axis names of every parameter and the
     default mesh rules (model parallelism).
-  * ``lstm_flax.LSTM`` / ``lstm_flax.LSTMCell``: Linen modules. ``LSTM``
-    carries PyTorch's stacked ``LSTMState(h_n, c_n)``; ``LSTMCell`` is a
-    drop-in for Flax's ``nn.OptimizedLSTMCell`` and carries ``(c, h)``.
+  * ``lstm_flax.LSTM`` / ``lstm_flax.LSTMCell`` (``lstm_flax.linen``): Linen
+    modules with plain parameters (``logical_axes=True`` names their axes).
+    ``LSTM`` carries PyTorch's stacked ``LSTMState(h_n, c_n)``; ``LSTMCell``
+    is a drop-in for Flax's ``nn.OptimizedLSTMCell`` and carries ``(c, h)``.
   * ``lstm_flax.nnx``: the same layer for ``flax.nnx``.
   * ``lstm_flax.models`` / ``lstm_flax.seq2seq``: language model, sequence
-    classifier and attention encoder-decoder.
+    classifier and attention encoder-decoder (``attention``; ``decoding``:
+    the encoder-decoder's beam search, greedy decoding and sampling;
+    ``sampling``: language-model text generation; ``losses``: softmax
+    cross-entropy fused with the output projection).
   * ``lstm_flax.interop``: PyTorch ``nn.LSTM``, Flax LSTM cell and Keras
-    ``LSTM`` weights.
+    ``LSTM`` weights, one module per framework.
   * ``lstm_flax.export``: a trained model as a directory (safetensors,
-    module arguments, tokenizer, model card) and ``load(directory)`` back;
-    ``lstm_flax.torch_lm``: PyTorch word_language_model ``RNNModel`` weights.
+    module class and arguments, tokenizer, model card) and
+    ``load(directory)`` back; ``lstm_flax.torch_lm``: PyTorch
+    word_language_model ``RNNModel`` weights.
+  * ``lstm_flax.param_paths``: parameter trees as ``'/'``-joined paths.
   * ``lstm_flax.inference``: generation, translation and classification of
     raw text; ``lstm_flax.tokenizer`` reads the saved tokenizer files.
+  * ``lstm_flax.initializers``, ``lstm_flax.validation``: the default
+    initialisers and the field checks with one-line errors.
 
 Every submodule is an attribute of the package (``import lstm_flax;
 lstm_flax.nnx.LSTM(...)``). Those that the eager exports below do not need
@@ -52,8 +62,8 @@ __all__ = [
 __version__ = '0.1.0'
 
 # The public submodules reachable as attributes. kernel, linen, spec, stack,
-# axes and initializers are imported above anyway (the eager exports need
-# them); the others load on first access.
+# axes, initializers and validation are imported above anyway (the eager
+# exports need them); the others load on first access.
 _SUBMODULES = frozenset({
     'attention',
     'axes',
@@ -67,18 +77,20 @@ _SUBMODULES = frozenset({
     'losses',
     'models',
     'nnx',
+    'param_paths',
     'sampling',
     'seq2seq',
     'spec',
     'stack',
     'tokenizer',
     'torch_lm',
+    'validation',
 })
 
 
 if _TYPE_CHECKING:  # Type checkers see the real modules (py.typed).
   from lstm_flax import (  # noqa: F401
-      attention, decoding, export, inference, interop, losses, models, nnx,
+      attention, decoding, export, inference, interop, losses, models, nnx, param_paths,
       sampling, seq2seq, tokenizer, torch_lm)
 
 

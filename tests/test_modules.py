@@ -271,5 +271,5 @@ def test_bias_init_plus_forget_bias_in_linen_and_nnx(x):
     assert np.all((forget >= 1.0) & (forget < 1.2)) and np.ptp(forget) > 0.02
   # Without bias_init: zeros plus forget_bias, as before.
   default = lstm_flax.LSTM(HIDDEN, forget_bias=1.0).init(jax.random.PRNGKey(0), x)
-  bias = default['params']['layer_0']['bias'].value
+  bias = default['params']['layer_0']['bias']  # plain: logical_axes is off by default
   np.testing.assert_array_equal(bias, np.repeat([[0.0], [1.0], [0.0], [0.0]], HIDDEN, 1))

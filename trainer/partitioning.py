@@ -28,17 +28,13 @@ import numpy as np
 from flax.core import meta
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lstm_flax import axes
+from lstm_flax import axes, param_paths
 from trainer import errors
 
 PyTree = Any
 DATA = 'data'
 MODEL = 'model'
 Rules = Sequence[tuple[str, Any]]
-
-
-def _path_name(path: Sequence[Any]) -> str:
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
 
 
 def _is_box(x: Any) -> bool:
@@ -147,7 +143,7 @@ class Partitioner:
     def leaf_sharding(path, leaf):
       if isinstance(leaf, nn.LogicallyPartitioned):
         return self.sharding(self.logical_spec(
-            leaf.names, leaf.value.shape, _path_name(path)))
+            leaf.names, leaf.value.shape, param_paths.path_name(path)))
       return self.replicated
     return jax.tree_util.tree_map_with_path(leaf_sharding, boxed_tree,
                                             is_leaf=_is_box)

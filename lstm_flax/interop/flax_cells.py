@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from lstm_flax import kernel
+from lstm_flax import kernel, param_paths
 from lstm_flax.interop import common
 
 _GATES = 'ifgo'
@@ -116,7 +116,7 @@ def _map_subtrees(
       return node
     out = {}
     for key, value in node.items():
-      where = '/'.join(path + (str(key),))
+      where = param_paths.path_name(path + (str(key),))
       if isinstance(value, Mapping) and is_target(value):
         found.append(where)
         try:

@@ -29,7 +29,7 @@ import optax
 
 import input_pipeline
 from input_pipeline import classification as classification_data
-from lstm_flax import inference as inference_lib
+from lstm_flax import inference as inference_lib, param_paths
 from lstm_flax.models import SequenceClassifier
 from trainer import config_lib, errors, inference
 from trainer.tasks import base
@@ -181,7 +181,7 @@ class ClassificationTask(base.Task):
                  '(step %d): %s', len(copied), self.config.init_from,
                  pretrained.step, copied)
     return jax.tree_util.tree_map_with_path(
-        lambda p, v: np.asarray(source.get(_path_str(p), v), v.dtype), params)
+        lambda p, v: np.asarray(source.get(param_paths.path_name(p), v), v.dtype), params)
 
   def _embedding_by_word(self, embedding: np.ndarray) -> np.ndarray:
     """The language model's ``[V_lm, E]`` rows for this run's vocabulary:
@@ -255,10 +255,5 @@ def _vocabulary(tokenizer: Any, whose: str
   return list(vocabulary)
 
 
-def _path_str(path: Any) -> str:
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
-
-
 def _flat(tree: Any) -> list[tuple[str, np.ndarray]]:
-  return [(_path_str(p), np.asarray(v))
-          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  return [(path, np.asarray(v)) for path, v in param_paths.flatten(tree).items()]
