@@ -1,8 +1,11 @@
 """Logical axis names of every parameter in ``lstm_flax``, and their default mesh rules.
 
-Every parameter is created with logical axis names (Linen:
-``nn.with_logical_partitioning``; NNX: the ``out_sharding`` metadata), so a
-trainer maps them onto a device mesh with rules instead of matching
+Every parameter of the project's models (``lstm_flax.models``,
+``lstm_flax.seq2seq``) and of ``lstm_flax.nnx`` is created with logical axis
+names (Linen: ``nn.with_logical_partitioning``; NNX: the ``out_sharding``
+metadata); the bare Linen ``LSTM`` / ``LSTMCell`` name theirs with
+``logical_axes=True`` (plain parameters by default, as Flax's cells). A
+trainer maps the names onto a device mesh with rules instead of matching
 parameter names::
 
   boxed = jax.eval_shape(model.init, rng, *inputs)     # nn.LogicallyPartitioned leaves
