@@ -82,6 +82,10 @@ def test_parameters_have_axis_names_and_fields_are_checked():
   assert names['head']['kernel'] == (axes.MLP_IN, axes.CLASSES)
   assert names['lstm']['layer_0']['input_kernel'] == axes.INPUT_KERNEL
   assert 'lstm_reverse' not in names and 'input_norm' not in names
+  full = FeatureSequenceClassifier(num_features=3, num_classes=2, embedding_size=4,
+                                   hidden_size=5, num_layers=2, proj_size=3, layer_norm=True)
+  axes.check_all_named(jax.eval_shape(lambda: full.init(
+      jax.random.PRNGKey(0), *full.dummy_inputs(), deterministic=True)))
   with pytest.raises(ValueError, match='FeatureSequenceClassifier.num_features'):
     FeatureSequenceClassifier(num_features=0, num_classes=2, embedding_size=4, hidden_size=5)
   with pytest.raises(ValueError, match='FeatureSequenceClassifier.pooling'):

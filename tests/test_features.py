@@ -1,7 +1,6 @@
 """lstm_flax.features: WAV reading and the log-mel / MFCC front end against
 float64 direct computations (and TensorFlow's mel matrix when installed)."""
 
-import struct
 import wave
 
 import numpy as np
