@@ -8,6 +8,14 @@ Reads ../shared/data/fsdd/recordings (train = index 10-49, valid = 5-9),
 prints the build time (first run: every file read and featurised), the
 cached load time (run it twice), then per epoch the training loss,
 validation accuracy and wall time.
+
+Measured on the shared 2-core machine (loaded by other jobs), defaults
+(40 log-mel bands, 25 ms window, 10 ms hop, embedding 64, biLSTM 2 x 128,
+mean pooling, adam 3e-3 cosine-decayed, batch 32, 8 epochs):
+featurise + cache the 2,700 files 1.4-2.2 s, cached start 0.14-0.36 s
+(plus ~2 s importing jax); valid accuracy 0.9433 after epoch 1, 0.9867
+after 3, 0.9967 (299/300) from epoch 5, 147 s in all (~40 s of it
+compiling). ``--hop 160``: 0.9867 after 2 epochs, 0.9967 after 8, 104 s.
 """
 
 from __future__ import annotations
