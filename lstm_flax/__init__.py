@@ -69,6 +69,8 @@ _SUBMODULES = frozenset({
     'axes',
     'decoding',
     'export',
+    'feature_models',
+    'features',
     'inference',
     'initializers',
     'interop',

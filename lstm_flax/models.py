@@ -69,7 +69,8 @@ def _check_common(module: Any) -> None:
   """Fields that LanguageModel and SequenceClassifier share."""
   owner = type(module).__name__
   for name in ('vocab_size', 'embedding_size', 'hidden_size', 'num_layers'):
-    validation.positive(owner, name, getattr(module, name))
+    if hasattr(module, name):  # A feature classifier has no vocab_size.
+      validation.positive(owner, name, getattr(module, name))
   spec_lib.check_sizes(owner, module.hidden_size, module.num_layers, module.proj_size)
   for name in ('embedding_dropout_rate', 'input_dropout_rate', 'dropout_rate',
                'output_dropout_rate'):
@@ -401,32 +402,46 @@ class SequenceClassifier(_TokenLSTM):
     embedding = _embedding(self, self.vocab_size, self.embedding_size, self.init_scale)
     x = _lookup(self, embedding, tokens, self.embedding_dropout_rate, deterministic, dtype)
     x = nn.Dropout(self.input_dropout_rate)(x, deterministic=deterministic)
-    lstm = dict(hidden_size=self.hidden_size, num_layers=self.num_layers,
-                proj_size=self.proj_size, dropout_rate=self.dropout_rate,
-                forget_bias=self.forget_bias, dtype=self.dtype, unroll=self.unroll,
-                use_custom_vjp=self.use_custom_vjp, logical_axes=True,
-                **_lstm_inits(self.init_scale))
-    run = dict(lengths=lengths, deterministic=deterministic)
-    y, carry = LSTM(name='lstm', **lstm)(x, **run)  # [batch, time, P]
-    features, finals = [y], [carry.h[-1]]
-    if self.bidirectional:
-      y_rev, carry_rev = LSTM(name='lstm_reverse', **lstm)(reverse_padded(x, lengths), **run)
-      features.append(reverse_padded(y_rev, lengths))
-      finals.append(carry_rev.h[-1])
-    y = jnp.concatenate(features, -1).astype(jnp.float32)  # [batch, time, D*P]
-    valid = kernel.lengths_to_mask(lengths, tokens.shape[1]).T[..., None]  # [batch, time, 1]
-    nonempty = (lengths > 0)[:, None]  # [batch, 1]
-    if self.pooling == 'max':
-      pooled = jnp.max(jnp.where(valid, y, -jnp.inf), axis=1)
-      pooled = jnp.where(nonempty, pooled, 0.0)
-    elif self.pooling == 'mean':
-      pooled = jnp.sum(jnp.where(valid, y, 0.0), axis=1) / jnp.maximum(lengths, 1)[:, None]
-    else:  # 'last': the final carries hold each row's last valid state.
-      pooled = jnp.concatenate(finals, -1).astype(jnp.float32)  # [batch, D*P]
-    pooled = nn.Dropout(self.output_dropout_rate)(pooled, deterministic=deterministic)
-    logits = dense(
-        self.num_classes, (axes.MLP_IN, axes.CLASSES), dtype=dtype,
-        kernel_init=_init(self.init_scale, nn.initializers.lecun_normal()),
-        bias_init=_init(self.init_scale, nn.initializers.zeros_init()), name='head',
-    )(pooled.astype(dtype))
-    return logits.astype(jnp.float32)
+    return lstm_pool_head(self, x, lengths, deterministic=deterministic)
+
+
+def lstm_pool_head(module: nn.Module, x: Array, lengths: Array, *,
+                   deterministic: bool) -> Array:
+  """The classifiers' shared top: the (bi)LSTM stack(s), pooling over time
+  and the ``head`` layer. Called inside ``module``'s compact ``__call__``
+  (it declares ``lstm``, ``lstm_reverse`` and ``head`` there).
+
+  ``x [batch, time, E]`` (right-padded, in the compute dtype), ``lengths
+  [batch]`` -> logits ``[batch, num_classes]`` float32. ``module`` has
+  ``SequenceClassifier``'s LSTM, pooling and head fields.
+  """
+  dtype = validation.dtype(type(module).__name__, 'dtype', module.dtype)
+  lstm = dict(hidden_size=module.hidden_size, num_layers=module.num_layers,
+              proj_size=module.proj_size, dropout_rate=module.dropout_rate,
+              forget_bias=module.forget_bias, dtype=module.dtype, unroll=module.unroll,
+              use_custom_vjp=module.use_custom_vjp, logical_axes=True,
+              **_lstm_inits(module.init_scale))
+  run = dict(lengths=lengths, deterministic=deterministic)
+  y, carry = LSTM(name='lstm', **lstm)(x, **run)  # [batch, time, P]
+  features, finals = [y], [carry.h[-1]]
+  if module.bidirectional:
+    y_rev, carry_rev = LSTM(name='lstm_reverse', **lstm)(reverse_padded(x, lengths), **run)
+    features.append(reverse_padded(y_rev, lengths))
+    finals.append(carry_rev.h[-1])
+  y = jnp.concatenate(features, -1).astype(jnp.float32)  # [batch, time, D*P]
+  valid = kernel.lengths_to_mask(lengths, x.shape[1]).T[..., None]  # [batch, time, 1]
+  nonempty = (lengths > 0)[:, None]  # [batch, 1]
+  if module.pooling == 'max':
+    pooled = jnp.max(jnp.where(valid, y, -jnp.inf), axis=1)
+    pooled = jnp.where(nonempty, pooled, 0.0)
+  elif module.pooling == 'mean':
+    pooled = jnp.sum(jnp.where(valid, y, 0.0), axis=1) / jnp.maximum(lengths, 1)[:, None]
+  else:  # 'last': the final carries hold each row's last valid state.
+    pooled = jnp.concatenate(finals, -1).astype(jnp.float32)  # [batch, D*P]
+  pooled = nn.Dropout(module.output_dropout_rate)(pooled, deterministic=deterministic)
+  logits = dense(
+      module.num_classes, (axes.MLP_IN, axes.CLASSES), dtype=dtype,
+      kernel_init=_init(module.init_scale, nn.initializers.lecun_normal()),
+      bias_init=_init(module.init_scale, nn.initializers.zeros_init()), name='head',
+  )(pooled.astype(dtype))
+  return logits.astype(jnp.float32)
