@@ -79,9 +79,6 @@ DEFAULT_BOUNDARIES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
                       768, 1024)
 # Bumped when the cached arrays' meaning changes.
 CACHE_FORMAT = 1
-_TOKENIZER_KEYS = ('vocab_size', 'min_count', 'spm_model_type',
-                   'spm_model_path', 'spm_character_coverage',
-                   'spm_max_training_lines')
 # Label, one space or tab, text. The label may be empty (an error).
 _LABELLED_LINE = re.compile(r'([^ \t]*)[ \t](.*)', re.DOTALL)
 
@@ -688,7 +685,7 @@ def _use_given_tokenizer(tokenizer: tokenizers_lib.Tokenizer,
         'saved model weights only fit the saved vocabulary. Give the '
         'tokenizer the run was started with, or start a new run in a fresh '
         'workdir.')
-  tokenizer.save(directory, {'spec': {'kind': tokenizer.kind},
+  tokenizers_lib.save(tokenizer, directory, {'spec': {'kind': tokenizer.kind},
                              'origin': 'given'})
   logging.info('Saved the given %s tokenizer (%d ids) in %s', tokenizer.kind,
                tokenizer.vocab_size, directory)
@@ -802,8 +799,7 @@ def _run_tokenizer(cfg: Mapping[str, Any], workdir: str | os.PathLike[str],
     return saved[0]
   # As the LM pipeline: every process builds the same tokenizer (it is
   # deterministic) or loads the saved one; saves are atomic.
-  spec = {'kind': cfg['tokenizer'], **{k: cfg[k] for k in _TOKENIZER_KEYS}}
-  return tokenizers_lib.get_tokenizer(spec, workdir, train_texts,
+  return tokenizers_lib.get_tokenizer(tokenizers_lib.spec_of(cfg), workdir, train_texts,
                                       data_fingerprint)
 
 

@@ -33,9 +33,6 @@ from input_pipeline import tokenizers as tokenizers_lib
 from input_pipeline import translation
 
 Batch = dict[str, np.ndarray]
-_TOKENIZER_KEYS = ('vocab_size', 'min_count', 'spm_model_type',
-                   'spm_model_path', 'spm_character_coverage',
-                   'spm_max_training_lines')
 
 
 def default_lm_config() -> ml_collections.ConfigDict:
@@ -318,10 +315,8 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
   def fingerprint(split: str) -> str:
     return corpora.fingerprint_of(corpus.fingerprint(split), str(max_lines))
 
-  spec = {'kind': cfg['tokenizer'],
-          **{k: cfg[k] for k in _TOKENIZER_KEYS}}
   tokenizer = tokenizers_lib.get_tokenizer(
-      spec, workdir, _LazyShards(lambda: sources('train')),
+      tokenizers_lib.spec_of(cfg), workdir, _LazyShards(lambda: sources('train')),
       fingerprint('train'), process_index=shard.process_index,
       process_count=shard.process_count, stats_dir=cache_dir,
       wait_timeout_s=cfg['wait_timeout_s'], chunk_bytes=chunk_bytes)
@@ -590,10 +585,8 @@ def get_translation_datasets(
   cache_dir = _cache_dir(cfg, workdir)
   chunk_bytes = _chunk_bytes(cfg)
 
-  spec = {'kind': 'sentencepiece',
-          **{k: cfg[k] for k in _TOKENIZER_KEYS if k in cfg}}
   tokenizer = tokenizers_lib.get_tokenizer(
-      spec, workdir, _LazyShards(lambda: train_shards().joint_lines()),
+      tokenizers_lib.spec_of(cfg, 'sentencepiece'), workdir, _LazyShards(lambda: train_shards().joint_lines()),
       train_fingerprint, process_index=shard.process_index,
       process_count=shard.process_count, stats_dir=cache_dir,
       wait_timeout_s=cfg['wait_timeout_s'], chunk_bytes=chunk_bytes)

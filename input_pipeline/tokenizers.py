@@ -1,25 +1,20 @@
-"""Tokenizers: word, character and SentencePiece, saved with the run.
+"""Building a run's tokenizer: word counts, characters, SentencePiece training.
 
-All tokenizers share one interface (:class:`Tokenizer`): ``encode(text)``
-gives the ids of one line without end-of-line marker, ``encode_lines`` gives
-the flat int32 ids of many lines each followed by ``eos_id`` plus line
-offsets, and ``decode(ids)`` inverts them (``eos_id`` -> ``'\\n'``; ``pad_id``
-and ``bos_id`` dropped).
+The tokenizers themselves (ids, encode / decode, fingerprint, the saved file
+format) are :mod:`lstm_flax.tokenizer`'s; this module makes them from the
+training split and writes them (atomically) with the run:
 
-* :class:`WordTokenizer`: whitespace split (``str.split``), vocabulary from the
-  training split ordered by count (ties by word), optional size cap and
-  minimum count, ``<eos>`` = 0 and ``<unk>`` = 1. Lossless up to whitespace:
-  ``decode(encode(s)) == ' '.join(s.split())`` when every word is in the
-  vocabulary. For PTB / WikiText, ``<unk>`` and ``<eos>`` are counted as words,
-  giving the standard 10,000 / 33,278 vocabularies.
-* :class:`CharTokenizer`: one id per character; id 0 is ``<unk>`` (decoded as
-  U+FFFD), the rest the sorted characters of the training split plus ``\\n``,
-  which is the end-of-line marker. Lossless for in-vocabulary text, for
-  models evaluated in bits per character.
-* :class:`SentencePieceTokenizer`: a unigram or BPE model trained on the
-  training split with the sentencepiece library (identity normalisation, no
-  whitespace collapsing, so detokenisation gives back the text), ids
-  pad = 0, unk = 1, bos = 2, eos = 3; or loaded from a given model file.
+* word (:func:`word_from_counts`): whitespace words ordered by count (ties by
+  word), optional size cap and minimum count, ``<eos>`` = 0 and ``<unk>`` = 1.
+  For PTB / WikiText, ``<unk>`` and ``<eos>`` are counted as words, giving the
+  standard 10,000 / 33,278 vocabularies.
+* char (:func:`char_from_chars`): id 0 is ``<unk>``, the rest the sorted
+  characters of the training split plus ``\\n``, the end-of-line marker.
+* SentencePiece (:func:`train_sentencepiece`): a unigram or BPE model trained
+  on (a seeded sample of) the training split, identity normalisation and no
+  whitespace collapsing (detokenisation gives back the text), pad = 0,
+  unk = 1, bos = 2, eos = 3; or loaded from a model file
+  (:func:`load_sentencepiece`).
 
 :func:`get_tokenizer` builds or loads the tokenizer of a run and saves it in
 ``workdir/tokenizer/`` so a restarted run, evaluation and generation use the
@@ -28,9 +23,7 @@ same one; a different vocabulary for the same workdir is an error.
 
 from __future__ import annotations
 
-import abc
 import collections
-import hashlib
 import io
 import itertools
 import json
@@ -44,13 +37,12 @@ from typing import Any
 import numpy as np
 
 from input_pipeline import cache, errors
+from lstm_flax import tokenizer as tokenizer_format
+from lstm_flax.tokenizer import (CharTokenizer, EOS, KINDS, METADATA_FILE,
+                                 SentencePieceTokenizer, TOKENIZER_DIR,
+                                 Tokenizer, UNK, VocabularyTokenizer,
+                                 WordTokenizer)
 
-TOKENIZER_DIR = 'tokenizer'
-METADATA_FILE = 'tokenizer.json'
-SPM_MODEL_FILE = 'spm.model'
-EOS = '<eos>'
-UNK = '<unk>'
-KINDS = ('word', 'char', 'sentencepiece')
 # The spec keys that determine the vocabulary of each kind (get_tokenizer).
 SPEC_KEYS = {
     'word': ('vocab_size', 'min_count'),
@@ -59,381 +51,165 @@ SPEC_KEYS = {
                       'spm_character_coverage', 'spm_max_training_lines',
                       'seed'),
 }
+# The data config keys a tokenizer is built from: 'tokenizer' (the kind) and
+# the spec keys ('seed' is not a data config key: SentencePiece is trained
+# with seed 0).
+CONFIG_KEYS = ('tokenizer', *dict.fromkeys(
+    k for keys in SPEC_KEYS.values() for k in keys if k != 'seed'))
 
 
-class Tokenizer(abc.ABC):
-  """Maps text to int32 ids and back."""
-
-  kind: str
-  pad_id: int
-  unk_id: int
-  bos_id: int
-  eos_id: int
-
-  @property
-  @abc.abstractmethod
-  def vocab_size(self) -> int:
-    """Number of ids; every id is in ``[0, vocab_size)``."""
-
-  @abc.abstractmethod
-  def encode(self, text: str) -> list[int]:
-    """Ids of one line of text, without ``eos_id``."""
-
-  @abc.abstractmethod
-  def _decode_segment(self, ids: Sequence[int]) -> str:
-    """Text of ids that contain no eos / pad / bos."""
-
-  @abc.abstractmethod
-  def fingerprint(self) -> str:
-    """Hex digest of the vocabulary / model; equal iff the mapping is equal."""
-
-  @abc.abstractmethod
-  def _save_payload(self, directory: Path) -> dict[str, Any]:
-    """Writes model files into ``directory``; returns metadata to store."""
-
-  def encode_batch(self, lines: Sequence[str]) -> list[list[int]]:
-    return [self.encode(line) for line in lines]
-
-  def encode_lines(self, lines: Sequence[str],
-                   add_eos: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Encodes lines into one flat array.
-
-    Returns:
-      ids: int32 ``[num_tokens]``, line after line, each followed by
-        ``eos_id`` when ``add_eos``.
-      offsets: int64 ``[num_lines + 1]``; line i is
-        ``ids[offsets[i]:offsets[i + 1]]``.
-    """
-    encoded = self.encode_batch(lines)
-    lengths = np.fromiter((len(x) for x in encoded), np.int64, len(encoded))
-    lengths += int(add_eos)
-    offsets = np.zeros(len(encoded) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    eos = [self.eos_id] if add_eos else []
-    ids = np.fromiter(
-        itertools.chain.from_iterable(list(x) + eos for x in encoded),
-        np.int32, count=int(offsets[-1]))
-    return ids, offsets
-
-  def encode_chunk(self, lines: Sequence[str]) -> tuple[np.ndarray,
-                                                          np.ndarray]:
-    """Encodes a chunk of lines for the cache.
-
-    Returns:
-      ids: int32, each line's ids followed by ``eos_id``.
-      lengths: int32 ``[len(lines)]``, tokens of each line (with eos).
-    """
-    ids, offsets = self.encode_lines(lines)
-    return ids, np.diff(offsets).astype(np.int32)
-
-  def decode(self, ids: Iterable[int]) -> str:
-    """Text of ids: ``eos_id`` becomes ``'\\n'``, pad and bos are dropped."""
-    segments: list[str] = []
-    current: list[int] = []
-    skip = {self.pad_id, self.bos_id} - {self.eos_id, self.unk_id}
-    for i in ids:
-      i = int(i)
-      if i == self.eos_id:
-        segments.append(self._decode_segment(current) + '\n')
-        current = []
-      elif i not in skip:
-        current.append(i)
-    if current:
-      segments.append(self._decode_segment(current))
-    return ''.join(segments)
-
-  def save(self, directory: str | os.PathLike[str],
-           extra: Mapping[str, Any] | None = None) -> None:
-    """Saves the tokenizer (and ``extra`` metadata) into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    metadata = {'kind': self.kind, 'fingerprint': self.fingerprint(),
-                **self._save_payload(directory), **(extra or {})}
-    cache.atomic_write_bytes(directory / METADATA_FILE,
-                  json.dumps(metadata, indent=1, ensure_ascii=False).encode())
+def spec_of(cfg: Mapping[str, Any], kind: str | None = None) -> dict[str, Any]:
+  """The tokenizer spec of a data config (:func:`get_tokenizer`'s ``spec``):
+  ``kind`` (default ``cfg['tokenizer']``) and the config's spec keys."""
+  return {'kind': kind or cfg['tokenizer'],
+          **{k: cfg[k] for k in CONFIG_KEYS[1:] if k in cfg}}
 
 
-class VocabularyTokenizer(Tokenizer):
-  """A tokenizer with an explicit list of tokens (word, char)."""
-
-  def __init__(self, vocab: Sequence[str]):
-    self.vocab = list(vocab)
-    self.token_to_id = {token: i for i, token in enumerate(self.vocab)}
-    if len(self.token_to_id) != len(self.vocab):
-      raise errors.ConfigError('Vocabulary has duplicate tokens.')
-
-  @property
-  def vocab_size(self) -> int:
-    return len(self.vocab)
-
-  def fingerprint(self) -> str:
-    return hashlib.sha256(
-        json.dumps([self.kind, self.vocab]).encode()).hexdigest()
-
-  def _save_payload(self, directory: Path) -> dict[str, Any]:
-    return {'vocab': self.vocab}
+# -------------------------------------------------------------- building ----
 
 
-class WordTokenizer(VocabularyTokenizer):
-  """Whitespace words; ``<eos>`` = 0, ``<unk>`` = 1, then by count."""
+def word_from_counts(counts: Mapping[str, int], max_size: int = 0,
+                     min_count: int = 1) -> WordTokenizer:
+  """The word vocabulary of word counts.
 
-  kind = 'word'
-
-  def __init__(self, vocab: Sequence[str]):
-    if list(vocab[:2]) != [EOS, UNK]:
+  Args:
+    counts: word -> count in the training text.
+    max_size: keep at most this many tokens including ``<eos>`` and
+      ``<unk>`` (0: no cap).
+    min_count: drop words seen fewer times.
+  """
+  counts = collections.Counter(counts)
+  counts.pop(EOS, None)
+  counts.pop(UNK, None)
+  words = sorted((w for w, c in counts.items() if c >= min_count),
+                 key=lambda w: (-counts[w], w))
+  if max_size:
+    if max_size < 3:
       raise errors.ConfigError(
-          f'A word vocabulary starts with {EOS!r}, {UNK!r}; got '
-          f'{list(vocab[:2])}.')
-    super().__init__(vocab)
-    self.eos_id, self.unk_id = 0, 1
-    self.pad_id = self.bos_id = self.eos_id
-
-  @classmethod
-  def build(cls, lines: Iterable[str], max_size: int = 0,
-            min_count: int = 1) -> WordTokenizer:
-    """Builds the vocabulary from training lines.
-
-    Args:
-      lines: training text.
-      max_size: keep at most this many tokens including ``<eos>`` and
-        ``<unk>`` (0: no cap).
-      min_count: drop words seen fewer times.
-    """
-    counts = collections.Counter()
-    for line in lines:
-      counts.update(line.split())
-    return cls.from_counts(counts, max_size, min_count)
-
-  @classmethod
-  def from_counts(cls, counts: Mapping[str, int], max_size: int = 0,
-                  min_count: int = 1) -> WordTokenizer:
-    """The vocabulary of word counts (see :meth:`build`)."""
-    counts = collections.Counter(counts)
-    counts.pop(EOS, None)
-    counts.pop(UNK, None)
-    words = sorted((w for w, c in counts.items() if c >= min_count),
-                   key=lambda w: (-counts[w], w))
-    if max_size:
-      if max_size < 3:
-        raise errors.ConfigError(
-            f'vocab_size={max_size} is too small for a word vocabulary '
-            f'(needs {EOS}, {UNK} and at least one word).')
-      words = words[:max_size - 2]
-    return cls([EOS, UNK, *words])
-
-  def encode(self, text: str) -> list[int]:
-    get, unk = self.token_to_id.get, self.unk_id
-    return [get(w, unk) for w in text.split()]
-
-  def encode_chunk(self, lines: Sequence[str]) -> tuple[np.ndarray,
-                                                          np.ndarray]:
-    # Vectorised: one split of the whole chunk (a newline is whitespace, so
-    # this is the lines' words in order), word counts per line, and the eos
-    # positions from their cumulative sum.
-    words = '\n'.join(lines).split()
-    lengths = np.fromiter(map(len, map(str.split, lines)), np.int32,
-                          len(lines)) + 1
-    ids = np.full(int(lengths.sum()), self.eos_id, np.int32)
-    word_ids = np.fromiter(
-        map(self.token_to_id.get, words, itertools.repeat(self.unk_id)),
-        np.int32, len(words))
-    is_word = np.ones(len(ids), bool)
-    is_word[np.cumsum(lengths) - 1] = False
-    ids[is_word] = word_ids
-    return ids, lengths
-
-  def _decode_segment(self, ids: Sequence[int]) -> str:
-    return ' '.join(self.vocab[i] for i in ids)
+          f'vocab_size={max_size} is too small for a word vocabulary '
+          f'(needs {EOS}, {UNK} and at least one word).')
+    words = words[:max_size - 2]
+  return WordTokenizer([EOS, UNK, *words])
 
 
-class CharTokenizer(VocabularyTokenizer):
-  """Characters; 0 = ``<unk>`` (decoded as U+FFFD), ``\\n`` = end of line."""
-
-  kind = 'char'
-
-  def __init__(self, vocab: Sequence[str]):
-    if not vocab or vocab[0] != UNK or '\n' not in vocab:
-      raise errors.ConfigError(
-          f"A char vocabulary starts with {UNK!r} and contains '\\n'.")
-    super().__init__(vocab)
-    self.unk_id = 0
-    self.eos_id = self.token_to_id['\n']
-    self.pad_id = self.unk_id
-    self.bos_id = self.eos_id
-
-  @classmethod
-  def build(cls, lines: Iterable[str]) -> CharTokenizer:
-    chars = set('\n')
-    for line in lines:
-      chars.update(line)
-    return cls.from_chars(chars)
-
-  @classmethod
-  def from_chars(cls, chars: Iterable[str]) -> CharTokenizer:
-    return cls([UNK, *sorted(set(chars) | {'\n'})])
-
-  def encode(self, text: str) -> list[int]:
-    get, unk = self.token_to_id.get, self.unk_id
-    return [get(c, unk) for c in text]
-
-  def _decode_segment(self, ids: Sequence[int]) -> str:
-    return ''.join('\ufffd' if i == self.unk_id else self.vocab[i] for i in ids)
+def build_word(lines: Iterable[str], max_size: int = 0,
+               min_count: int = 1) -> WordTokenizer:
+  """The word vocabulary of training lines (see :func:`word_from_counts`)."""
+  counts: collections.Counter = collections.Counter()
+  for line in lines:
+    counts.update(line.split())
+  return word_from_counts(counts, max_size, min_count)
 
 
-class SentencePieceTokenizer(Tokenizer):
-  """A SentencePiece model; pad = 0, unk = 1, bos = 2, eos = 3 when trained."""
+def char_from_chars(chars: Iterable[str]) -> CharTokenizer:
+  """The character vocabulary of a set of characters (``\\n`` is added)."""
+  return CharTokenizer([UNK, *sorted(set(chars) | {'\n'})])
 
-  kind = 'sentencepiece'
 
-  # Threads of SentencePiece's batch encoding (-1: its default, all cores);
-  # set from the data config encode_threads.
-  num_threads: int = -1
+def build_char(lines: Iterable[str]) -> CharTokenizer:
+  """The character vocabulary of training lines."""
+  return char_from_chars(itertools.chain.from_iterable(lines))
 
-  def __init__(self, model_proto: bytes):
-    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-    self.model_proto = model_proto
-    self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
-    self.pad_id = self.processor.pad_id()
-    self.unk_id = self.processor.unk_id()
-    self.bos_id = self.processor.bos_id()
-    self.eos_id = self.processor.eos_id()
-    if min(self.bos_id, self.eos_id) < 0:
-      raise errors.ConfigError(
-          'The SentencePiece model has no BOS or EOS piece; train it with '
-          'bos_id and eos_id set (this pipeline trains with pad=0, unk=1, '
-          'bos=2, eos=3).')
-    if self.pad_id < 0:  # Models without a pad piece pad with unk (masked).
-      self.pad_id = self.unk_id
 
-  @classmethod
-  def train(cls, lines: Iterable[str], vocab_size: int,
-            model_type: str = 'unigram', character_coverage: float = 1.0,
-            max_training_lines: int = 1_000_000, seed: int = 0,
-            ) -> SentencePieceTokenizer:
-    """Trains a model on ``lines`` (empty lines skipped).
+def train_sentencepiece(lines: Iterable[str], vocab_size: int,
+                        model_type: str = 'unigram',
+                        character_coverage: float = 1.0,
+                        max_training_lines: int = 1_000_000, seed: int = 0,
+                        ) -> SentencePieceTokenizer:
+  """Trains a SentencePiece model on ``lines`` (empty lines skipped).
 
-    Args:
-      lines: training text.
-      vocab_size: pieces including pad / unk / bos / eos. A soft limit: on a
-        corpus too small for it, SentencePiece makes fewer pieces.
-      model_type: ``'unigram'`` or ``'bpe'``.
-      character_coverage: fraction of characters covered by the vocabulary.
-      max_training_lines: at most this many lines (sampled with ``seed``) are
-        used for training.
-      seed: seeds SentencePiece's sampling, for reproducible models.
-    """
-    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-    if model_type not in ('unigram', 'bpe'):
-      raise errors.ConfigError(
-          f"spm_model_type={model_type!r}; use 'unigram' or 'bpe'.")
-    sentences = [line for line in lines if line.strip()]
-    if not sentences:
-      raise errors.EmptyDataError(
-          'No training text to train a SentencePiece model on.')
-    if 0 < max_training_lines < len(sentences):
-      # Sampled here, not by SentencePiece: its sampling differs from one
-      # process to the next whatever the seed, so hosts (and restarts) would
-      # train different models.
-      chosen = np.random.default_rng(seed).choice(
-          len(sentences), max_training_lines, replace=False)
-      sentences = [sentences[i] for i in np.sort(chosen).tolist()]
-    spm.set_random_generator_seed(seed)
-    model = io.BytesIO()
-    try:
-      spm.SentencePieceTrainer.train(
-          sentence_iterator=iter(sentences), model_writer=model,
-          vocab_size=vocab_size, model_type=model_type,
-          character_coverage=character_coverage,
-          pad_id=0, unk_id=1, bos_id=2, eos_id=3,
-          normalization_rule_name='identity', remove_extra_whitespaces=False,
-          input_sentence_size=0, shuffle_input_sentence=False,
-          max_sentence_length=1 << 16, hard_vocab_limit=False, num_threads=1,
-          minloglevel=2)
-    except RuntimeError as e:
-      needed = re.search(r'smaller than required_chars\. \d+ vs (\d+)', str(e))
-      if needed is None:
-        raise
-      raise errors.ConfigError(
-          f'vocab_size={vocab_size} is too small for SentencePiece on this '
-          f'text: its characters (at spm_character_coverage='
-          f'{character_coverage}) and the 4 special pieces need '
-          f'{needed.group(1)}. Set the data config vocab_size to at least '
-          f'{needed.group(1)} (more leaves room for subwords), or lower '
-          'spm_character_coverage (e.g. 0.9995) to map rare characters to '
-          '<unk>.') from None
-    return cls(model.getvalue())
+  Args:
+    lines: training text.
+    vocab_size: pieces including pad / unk / bos / eos. A soft limit: on a
+      corpus too small for it, SentencePiece makes fewer pieces.
+    model_type: ``'unigram'`` or ``'bpe'``.
+    character_coverage: fraction of characters covered by the vocabulary.
+    max_training_lines: at most this many lines (sampled with ``seed``) are
+      used for training.
+    seed: seeds SentencePiece's sampling, for reproducible models.
+  """
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  if model_type not in ('unigram', 'bpe'):
+    raise errors.ConfigError(
+        f"spm_model_type={model_type!r}; use 'unigram' or 'bpe'.")
+  sentences = [line for line in lines if line.strip()]
+  if not sentences:
+    raise errors.EmptyDataError(
+        'No training text to train a SentencePiece model on.')
+  if 0 < max_training_lines < len(sentences):
+    # Sampled here, not by SentencePiece: its sampling differs from one
+    # process to the next whatever the seed, so hosts (and restarts) would
+    # train different models.
+    chosen = np.random.default_rng(seed).choice(
+        len(sentences), max_training_lines, replace=False)
+    sentences = [sentences[i] for i in np.sort(chosen).tolist()]
+  spm.set_random_generator_seed(seed)
+  model = io.BytesIO()
+  try:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=model,
+        vocab_size=vocab_size, model_type=model_type,
+        character_coverage=character_coverage,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        normalization_rule_name='identity', remove_extra_whitespaces=False,
+        input_sentence_size=0, shuffle_input_sentence=False,
+        max_sentence_length=1 << 16, hard_vocab_limit=False, num_threads=1,
+        minloglevel=2)
+  except RuntimeError as e:
+    needed = re.search(r'smaller than required_chars\. \d+ vs (\d+)', str(e))
+    if needed is None:
+      raise
+    raise errors.ConfigError(
+        f'vocab_size={vocab_size} is too small for SentencePiece on this '
+        f'text: its characters (at spm_character_coverage='
+        f'{character_coverage}) and the 4 special pieces need '
+        f'{needed.group(1)}. Set the data config vocab_size to at least '
+        f'{needed.group(1)} (more leaves room for subwords), or lower '
+        'spm_character_coverage (e.g. 0.9995) to map rare characters to '
+        '<unk>.') from None
+  return SentencePieceTokenizer(model.getvalue())
 
-  @classmethod
-  def load(cls, path: str | os.PathLike[str]) -> SentencePieceTokenizer:
-    path = Path(path).expanduser()
-    if not path.is_file():
-      raise errors.TokenizerNotFoundError(
-          f'SentencePiece model {path} (data config spm_model_path) does not '
-          'exist. Point spm_model_path at an existing .model file, or set it '
-          "to '' to train one on the training split.")
-    return cls(path.read_bytes())
 
-  @property
-  def vocab_size(self) -> int:
-    return self.processor.get_piece_size()
+def load_sentencepiece(path: str | os.PathLike[str]) -> SentencePieceTokenizer:
+  """The SentencePiece model file ``path`` (data config ``spm_model_path``)."""
+  path = Path(path).expanduser()
+  if not path.is_file():
+    raise errors.TokenizerNotFoundError(
+        f'SentencePiece model {path} (data config spm_model_path) does not '
+        'exist. Point spm_model_path at an existing .model file, or set it '
+        "to '' to train one on the training split.")
+  return SentencePieceTokenizer(path.read_bytes())
 
-  def encode(self, text: str) -> list[int]:
-    return self.processor.encode(text)
 
-  def encode_batch(self, lines: Sequence[str]) -> list[list[int]]:
-    return self.processor.encode(list(lines), num_threads=self.num_threads)
+# ------------------------------------------------------- saving, loading ----
 
-  def _decode_segment(self, ids: Sequence[int]) -> str:
-    return self.processor.decode(list(ids))
 
-  def fingerprint(self) -> str:
-    return hashlib.sha256(self.model_proto).hexdigest()
-
-  def _save_payload(self, directory: Path) -> dict[str, Any]:
-    # Named by content: rewriting tokenizer.json (atomically, last) is the
-    # only step that switches a workdir to another model, so a crash never
-    # leaves a metadata file that names a different or partial model.
-    # spm.model is a copy for tools (loading goes through the json).
-    name = f'spm-{self.fingerprint()[:16]}.model'
-    cache.atomic_write_bytes(directory / name, self.model_proto)
-    cache.atomic_write_bytes(directory / SPM_MODEL_FILE, self.model_proto)
-    return {'model_file': name}
+def save(tokenizer: Tokenizer, directory: str | os.PathLike[str],
+         extra: Mapping[str, Any] | None = None) -> None:
+  """Saves ``tokenizer`` (and ``extra`` metadata) into ``directory``, each
+  file atomically, ``tokenizer.json`` last (:func:`lstm_flax.tokenizer.files`)."""
+  for name, content in tokenizer_format.files(tokenizer, extra).items():
+    cache.atomic_write_bytes(Path(directory) / name, content)
 
 
 def load_saved(directory: str | os.PathLike[str]
                ) -> tuple[Tokenizer, dict[str, Any]] | None:
-  """Loads the tokenizer saved in ``directory``; ``None`` if there is none.
+  """The tokenizer saved in ``directory`` and its metadata as saved; ``None``
+  if there is none, or it is unreadable or does not match its model files
+  (logged: it is rebuilt).
 
-  Returns:
-    (tokenizer, its metadata dict as saved).
+  Raises:
+    errors.ConfigError: a saved tokenizer of an unknown kind.
   """
-  directory = Path(directory)
-  metadata_path = directory / METADATA_FILE
-  if not metadata_path.is_file():
+  if not (Path(directory) / METADATA_FILE).is_file():
     return None
   try:
-    metadata = json.loads(metadata_path.read_text('utf-8'))
-  except (OSError, ValueError):
+    return tokenizer_format.read(directory)
+  except tokenizer_format.UnknownKindError as e:
+    raise errors.ConfigError(str(e)) from None
+  except (OSError, ValueError) as e:
+    logging.warning('Ignored the saved tokenizer: %s', e)
     return None
-  kind = metadata['kind']
-  if kind == 'word':
-    tokenizer: Tokenizer = WordTokenizer(metadata['vocab'])
-  elif kind == 'char':
-    tokenizer = CharTokenizer(metadata['vocab'])
-  elif kind == 'sentencepiece':
-    try:
-      proto = (directory / metadata['model_file']).read_bytes()
-    except OSError:
-      return None
-    tokenizer = SentencePieceTokenizer(proto)
-  else:
-    raise errors.ConfigError(f'{metadata_path}: unknown tokenizer {kind!r}.')
-  if metadata.get('fingerprint', tokenizer.fingerprint()) != (
-      tokenizer.fingerprint()):
-    logging.warning('%s does not match its model file; ignored.',
-                    metadata_path)
-    return None
-  return tokenizer, metadata
 
 
 def _vocab_difference(saved: Tokenizer, new: Tokenizer) -> str:
@@ -495,7 +271,7 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
   # Only the settings that determine this kind's vocabulary.
   spec = {'kind': kind, **{k: spec[k] for k in SPEC_KEYS[kind] if k in spec}}
   directory = Path(workdir) / TOKENIZER_DIR
-  loaded = SentencePieceTokenizer.load(model_path) if (
+  loaded = load_sentencepiece(model_path) if (
       kind == 'sentencepiece' and model_path) else None
   saved = load_saved(directory)
   if saved is not None:
@@ -550,11 +326,11 @@ def get_tokenizer(spec: Mapping[str, Any], workdir: str | os.PathLike[str],
     # The saved vocabulary again: refresh its record of the data, unless
     # the workdir is read-only (evaluating a mounted checkpoint).
     try:
-      new.save(directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
+      save(new, directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
     except (errors.CacheWriteError, OSError) as e:
       logging.info('Kept the saved tokenizer record in %s (%s).', directory, e)
     return new
-  new.save(directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
+  save(new, directory, {'spec': spec, 'data_fingerprint': data_fingerprint})
   logging.info('Saved %s tokenizer (%d ids) in %s', kind, new.vocab_size,
                directory)
   return new
@@ -658,11 +434,11 @@ def _build(spec: Mapping[str, Any], loaded: SentencePieceTokenizer | None,
     counts: collections.Counter = collections.Counter()
     for shard in stats:
       counts.update(shard['counts'])
-    return WordTokenizer.from_counts(
+    return word_from_counts(
         counts, max_size=spec.get('vocab_size', 0),
         min_count=spec.get('min_count', 1))
   if kind == 'char':
-    return CharTokenizer.from_chars(
+    return char_from_chars(
         itertools.chain.from_iterable(s['chars'] for s in stats))
   if loaded is not None:
     return loaded
@@ -678,7 +454,7 @@ def _build(spec: Mapping[str, Any], loaded: SentencePieceTokenizer | None,
   logging.info('Training a %s SentencePiece model with %d pieces on %d '
                'lines...', spec.get('spm_model_type', 'unigram'),
                spec['vocab_size'], len(sample))
-  return SentencePieceTokenizer.train(
+  return train_sentencepiece(
       sample, spec['vocab_size'],
       model_type=spec.get('spm_model_type', 'unigram'),
       character_coverage=spec.get('spm_character_coverage', 1.0),
@@ -690,7 +466,7 @@ def sample_nonempty_lines(text: Any, nonempty_per_shard: Sequence[int],
                           chunk_bytes: int = 4 << 20) -> list[str]:
   """The SentencePiece training sample, streamed: at most ``max_lines`` of
   the non-empty lines, the same ones (seeded) that
-  :meth:`SentencePieceTokenizer.train` would pick from the whole list."""
+  :func:`train_sentencepiece` would pick from the whole list."""
   total = int(sum(nonempty_per_shard))
   if not total:
     raise errors.EmptyDataError(

@@ -260,7 +260,7 @@ def test_two_processes_rows_make_the_single_process_batch(data_dir: Path,
 
 def test_given_tokenizer_is_used_as_is_and_saved(data_dir: Path,
                                                  tmp_path: Path):
-  lm_tokenizer = tokenizers.WordTokenizer.build(
+  lm_tokenizer = tokenizers.build_word(
       ['w1 w2 w3 w4 w5 w1 w2 the of'])  # E.g. a language model's.
   data = _load(_config(data_dir, vocab_size=7), tmp_path,
                tokenizer=lm_tokenizer)
@@ -279,7 +279,7 @@ def test_given_tokenizer_is_used_as_is_and_saved(data_dir: Path,
   assert again.tokenizer.fingerprint() == lm_tokenizer.fingerprint()
   np.testing.assert_array_equal(again.splits['train'].ids,
                                 data.splits['train'].ids)
-  other = tokenizers.WordTokenizer.build(['w1 w2'])
+  other = tokenizers.build_word(['w1 w2'])
   with pytest.raises(errors.VocabularyMismatchError, match='given'):
     _load(_config(data_dir), tmp_path, tokenizer=other)
   with pytest.raises(errors.TokenizerNotFoundError, match='nowhere'):
@@ -297,7 +297,7 @@ def test_second_start_reads_and_encodes_nothing(data_dir: Path,
     raise AssertionError('text was read or encoded although it is cached')
 
   monkeypatch.setattr(tokenizers.Tokenizer, 'encode_lines', fail)
-  monkeypatch.setattr(tokenizers.WordTokenizer, 'build', fail)
+  monkeypatch.setattr(tokenizers, 'build_word', fail)
   monkeypatch.setattr(corpora, 'read_text_file', fail)
   second = _load(config, tmp_path)
   for split in ('train', 'valid', 'test'):

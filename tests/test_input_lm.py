@@ -265,8 +265,8 @@ def test_cache_makes_second_run_read_no_text(text_dir: Path, tmp_path: Path,
   monkeypatch.setattr(corpora, 'read_text_file', fail)
   monkeypatch.setattr(corpora.FileShards, 'chunks', fail)
   monkeypatch.setattr(corpora, 'scan_lines', fail)
-  monkeypatch.setattr(tokenizers.WordTokenizer, 'build', fail)
-  monkeypatch.setattr(tokenizers.WordTokenizer, 'from_counts', fail)
+  monkeypatch.setattr(tokenizers, 'build_word', fail)
+  monkeypatch.setattr(tokenizers, 'word_from_counts', fail)
   second = input_pipeline.get_lm_datasets(config, tmp_path, process_index=0,
                                           process_count=1)
   np.testing.assert_array_equal(first.splits['train'].ids,
