@@ -120,11 +120,11 @@ def test_a_module_of_another_kind_is_refused(tmp_path):
 
 
 def test_saved_tokenizers_load_with_the_ids_they_were_built_with(tmp_path):
-  from input_pipeline import tokenizers  # pylint: disable=g-import-not-at-top
+  from input_pipeline import tokenizers, vocabulary  # pylint: disable=g-import-not-at-top
   lines = ['the cat sat on the mat', 'a dog ran , the end', 'héllo wörld']
   text = 'the cat ran on a hat  héllo ☃'
-  built = {'word': tokenizers.build_word(lines), 'char': tokenizers.build_char(lines),
-           'sentencepiece': tokenizers.train_sentencepiece(lines * 20, vocab_size=40)}
+  built = {'word': vocabulary.build_word(lines), 'char': vocabulary.build_char(lines),
+           'sentencepiece': vocabulary.train_sentencepiece(lines * 20, vocab_size=40)}
   loaded = {}
   for kind, tokenizer in built.items():
     tokenizers.save(tokenizer, tmp_path / kind)
