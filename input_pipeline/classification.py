@@ -82,7 +82,8 @@ def default_classification_config() -> ml_collections.ConfigDict:
   c.batch_size = 32  # Global (all processes) rows per training batch.
   c.eval_batch_size = 128  # Global rows per evaluation batch.
   c.max_length = 256  # Longer examples are truncated (and counted).
-  c.bucket_boundaries = batching.DEFAULT_BOUNDARIES  # Batch widths (up to max_length).
+  # Batch widths (up to max_length).
+  c.bucket_boundaries = batching.DEFAULT_BOUNDARIES
   c.shuffle_seed = 0  # Seeds each epoch's shuffle (with the epoch number).
   c.cache_dir = ''  # '': workdir/data_cache.
   c.prefetch = 2  # Batches prepared ahead on a thread (0: none).
@@ -313,7 +314,7 @@ def get_classification_datasets(
     ``tfds_splits``.
   """
   cfg = sharded_encoding.resolve_config(config,
-                                       default_classification_config())
+                                        default_classification_config())
   cfg['bucket_boundaries'] = tuple(cfg['bucket_boundaries'])
   shard = hosts.resolve(process_index, process_count)
   shard.rows(cfg['batch_size'], 'batch_size')

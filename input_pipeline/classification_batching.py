@@ -112,7 +112,7 @@ class ClassificationBatcher:
   def batch(self, planned: np.ndarray) -> Batch:
     """Materialises this process's rows of one planned global batch."""
     return gather(self.ids, self.starts, self.lengths, self.labels,
-                   planned[self.rows], self.width(planned), self.pad_id)
+                  planned[self.rows], self.width(planned), self.pad_id)
 
   def iterate(self, start_step: int = 0,
               num_epochs: int | None = None) -> Iterator[Batch]:
@@ -132,8 +132,8 @@ class ClassificationBatcher:
 
 
 def gather(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-            labels: np.ndarray, rows: np.ndarray, width: int,
-            pad_id: int) -> Batch:
+           labels: np.ndarray, rows: np.ndarray, width: int,
+           pad_id: int) -> Batch:
   """The batch of examples ``rows`` (-1: padding), ``width`` tokens wide."""
   real = rows >= 0
   index = np.where(real, rows, 0)

@@ -72,8 +72,9 @@ class LabelledTextSource:
     return self.split_files.path(split)
 
   def fingerprint(self, split: str) -> str:
-    return text_lines.fingerprint_of('labelled_text', text_lines.file_fingerprint(
-        self.path(split)), self.encoding_errors)
+    return text_lines.fingerprint_of(
+        'labelled_text', text_lines.file_fingerprint(self.path(split)),
+        self.encoding_errors)
 
   def label_names(self) -> list[str] | None:
     return None  # From the train split's labels.
@@ -113,7 +114,7 @@ class LabelledTextSource:
           f'{path} has no examples (only empty lines). Put LABEL TEXT lines '
           'in it, or point the data config files at another file.')
     return RawSplit(texts, labels, np.asarray(numbers, np.int64), skipped,
-                     lambda number: f'{path}, line {number}')
+                    lambda number: f'{path}, line {number}')
 
 
 class TfdsLabelledSource:
@@ -180,8 +181,8 @@ class TfdsLabelledSource:
             f'{where(i)}: label {label} is not in [0, {len(self.names)}) '
             f'(labels {self.names}).')
       text = text_lines.decode_utf8(example[self.text_key],
-                                 f'{where(i)}, feature {self.text_key!r}',
-                                 self.encoding_errors)
+                                    f'{where(i)}, feature {self.text_key!r}',
+                                    self.encoding_errors)
       if not text.strip():
         skipped += 1
         continue
@@ -192,7 +193,7 @@ class TfdsLabelledSource:
       raise errors.EmptyDataError(
           f'TFDS {self.name!r} split {tfds_split!r} has no text.')
     return RawSplit(texts, np.asarray(labels, np.int32),
-                     np.asarray(positions, np.int64), skipped, where)
+                    np.asarray(positions, np.int64), skipped, where)
 
 
 def _clip(line: str, limit: int = 60) -> str:

@@ -86,7 +86,7 @@ def make_text_corpus(cfg: Mapping[str, Any]) -> text_corpora.TextCorpus:
     return text_corpora.EmbeddedCorpus()
   if source == 'text_files':
     return text_corpora.TextFilesCorpus(cfg['data_dir'], cfg['files'],
-                                   cfg['encoding_errors'])
+                                        cfg['encoding_errors'])
   if source == 'tfds':
     if not cfg['tfds_name']:
       raise errors.ConfigError(
@@ -235,7 +235,8 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
     return text_lines.fingerprint_of(corpus.fingerprint(split), str(max_lines))
 
   tokenizer = tokenizers_lib.get_tokenizer(
-      tokenizers_lib.spec_of(cfg), workdir, sharded_encoding.LazyShards(lambda: sources('train')),
+      tokenizers_lib.spec_of(cfg), workdir,
+      sharded_encoding.LazyShards(lambda: sources('train')),
       fingerprint('train'), process_index=shard.process_index,
       process_count=shard.process_count, stats_dir=cache_dir,
       wait_timeout_s=cfg['wait_timeout_s'], chunk_bytes=chunk_bytes)
@@ -247,10 +248,12 @@ def get_lm_datasets(config: Mapping[str, Any] | ml_collections.ConfigDict,
     # needs the source, so a cached split opens without touching its text.
     key = {'source': fingerprint(split), 'tokenizer': tokenizer.fingerprint(),
            'shard_mb': cfg['shard_mb']}
-    entry = sharded_encoding.find_entry(cache_dir, f'lm-{split}', key, _LM_FIELDS,
-                        lambda split=split: sources(split).num_shards)
-    metas = sharded_encoding.encode_shards(entry, shard, cfg, done, lambda k, split=split: (
-        _lm_chunks(tokenizer, sources(split), k, chunk_bytes)))
+    entry = sharded_encoding.find_entry(
+        cache_dir, f'lm-{split}', key, _LM_FIELDS,
+        lambda split=split: sources(split).num_shards)
+    metas = sharded_encoding.encode_shards(
+        entry, shard, cfg, done, lambda k, split=split: (
+            _lm_chunks(tokenizer, sources(split), k, chunk_bytes)))
     if not any(m.get('has_text') for m in metas):
       raise errors.EmptyDataError(
           f'Split {split!r} of {corpus!r} has no text in its first '

@@ -56,8 +56,8 @@ def read_parallel_files(data_dir: str | os.PathLike[str], prefix: str,
 
   Raises:
     errors.DataFileNotFoundError, errors.EmptyDataError, errors.NotUtf8Error
-    as :func:`text_lines.read_text_file`; errors.ConfigError when the two files have
-    different numbers of lines.
+    as :func:`text_lines.read_text_file`; errors.ConfigError when the two
+    files have different numbers of lines.
   """
   source_path, target_path = parallel_paths(data_dir, prefix, source_lang,
                                             target_lang)
@@ -75,8 +75,8 @@ def parallel_files_fingerprint(data_dir: str | os.PathLike[str], prefix: str,
                                encoding_errors: str = 'strict') -> str:
   return text_lines.fingerprint_of(
       'parallel_text', encoding_errors,
-      *map(text_lines.file_fingerprint, parallel_paths(data_dir, prefix, source_lang,
-                                            target_lang)))
+      *map(text_lines.file_fingerprint,
+           parallel_paths(data_dir, prefix, source_lang, target_lang)))
 
 
 def read_tfds_translation(name: str, split: str, source_key: str,
@@ -111,20 +111,23 @@ def tfds_translation_fingerprint(name: str, split: str, source_key: str,
                                  target_key: str,
                                  data_dir: str | None = None) -> str:
   builder = tfds_data.tfds_builder(name, data_dir)
-  return text_lines.fingerprint_of('tfds_translation', name, str(builder.version), split,
-                 source_key, target_key, str(builder.data_dir))
+  return text_lines.fingerprint_of(
+      'tfds_translation', name, str(builder.version), split, source_key,
+      target_key, str(builder.data_dir))
 
 
 class PairShards:
   """Sentence pairs (source, target) of a split, in contiguous shards.
 
   ``chunks(k, chunk_bytes)`` yields aligned ``(source_lines,
-  target_lines)`` of shard ``k``. ``joint_lines()`` is a :class:`text_lines.LineShards`
+  target_lines)`` of shard ``k``. ``joint_lines()`` is a
+  :class:`text_lines.LineShards`
   of the interleaved sides (source 0, target 0, source 1, ...) to train the
   joint tokenizer on.
   """
 
-  def __init__(self, source: text_lines.LineShards, target: text_lines.LineShards, what: str):
+  def __init__(self, source: text_lines.LineShards,
+               target: text_lines.LineShards, what: str):
     self.source, self.target = source, target
     self.num_shards = source.num_shards
     self.what = what
@@ -186,8 +189,8 @@ def parallel_file_shards(data_dir: str | os.PathLike[str], prefix: str,
   sides = []
   for path in paths:
     bounds = text_lines.scan_lines(path, wanted)[1]
-    sides.append(text_lines.FileShards(path, bounds[-1], num_shards, encoding_errors,
-                            line_bounds=bounds))
+    sides.append(text_lines.FileShards(path, bounds[-1], num_shards,
+                                       encoding_errors, line_bounds=bounds))
   return PairShards(*sides, what=f'{paths[0]} / {paths[1]}')
 
 
@@ -202,7 +205,8 @@ def tfds_translation_shards(name: str, split: str, source_key: str,
   info = builder.info.splits
   base = split.split('[')[0]
   if not limit and info and base in info and '[' not in split:
-    num_shards = text_lines.auto_num_shards(int(info[base].num_bytes or 0), shard_mb)
+    num_shards = text_lines.auto_num_shards(int(info[base].num_bytes or 0),
+                                            shard_mb)
   return TfdsPairShards(builder, name, split, source_key, target_key,
                         data_dir, num_shards, limit)
 

@@ -84,14 +84,14 @@ def chunk_bytes(cfg: Mapping[str, Any]) -> int:
 
 
 def set_threads(tokenizer: tokenizers_lib.Tokenizer,
-                 cfg: Mapping[str, Any]) -> None:
+                cfg: Mapping[str, Any]) -> None:
   if isinstance(tokenizer, tokenizers_lib.SentencePieceTokenizer):
     tokenizer.num_threads = int(cfg['encode_threads'])
 
 
 def find_entry(cache_dir: Path, name: str, key: Mapping[str, Any],
-                fields: Mapping[str, Any],
-                num_shards: Callable[[], int]) -> cache.ShardedEntry:
+               fields: Mapping[str, Any],
+               num_shards: Callable[[], int]) -> cache.ShardedEntry:
   """The cache entry of ``key``. Its shard count is recorded in a small
   index file (written atomically) so that a later run opens the entry
   without reading (or even sizing) the text."""
@@ -105,9 +105,9 @@ def find_entry(cache_dir: Path, name: str, key: Mapping[str, Any],
 
 
 def encode_shards(entry: cache.ShardedEntry, shard: hosts.HostShard,
-                   cfg: Mapping[str, Any], done: dict[str, int],
-                   chunks: Callable[[int], Iterator[dict[str, np.ndarray]]]
-                   ) -> list[dict[str, Any]]:
+                  cfg: Mapping[str, Any], done: dict[str, int],
+                  chunks: Callable[[int], Iterator[dict[str, np.ndarray]]]
+                  ) -> list[dict[str, Any]]:
   """Writes this process's missing shards of ``entry``, then waits for all
   (written by the other processes) and returns their metadata."""
   for k in cache.my_shards(entry.num_shards, shard.process_index,

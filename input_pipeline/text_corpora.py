@@ -106,8 +106,9 @@ class EmbeddedCorpus(TextCorpus):
 
   def fingerprint(self, split: str) -> str:
     self._check_split(split)
-    return text_lines.fingerprint_of('embedded', split, sys.version.split()[0],
-                   *_embedded_lines()[slice(*self._bounds()[split])])
+    return text_lines.fingerprint_of(
+        'embedded', split, sys.version.split()[0],
+        *_embedded_lines()[slice(*self._bounds()[split])])
 
 
 class TextFilesCorpus(TextCorpus):
@@ -117,7 +118,8 @@ class TextFilesCorpus(TextCorpus):
     data_dir: the directory.
     files: split name -> file name inside ``data_dir`` (``''`` or absent: the
       split has no file, e.g. a held-out test set).
-    encoding_errors: ``'strict'`` or ``'replace'``, see :func:`text_lines.decode_utf8`.
+    encoding_errors: ``'strict'`` or ``'replace'``, see
+      :func:`text_lines.decode_utf8`.
     source: the data config ``source`` these files serve, for messages.
   """
 
@@ -167,9 +169,11 @@ class TextFilesCorpus(TextCorpus):
     end = text_lines.check_not_empty(path)
     if max_lines:
       end = text_lines.scan_lines(path, [max_lines])[1][0]
-    return text_lines.FileShards(path, end, text_lines.auto_num_shards(end, shard_mb),
-                      self.encoding_errors)
+    return text_lines.FileShards(
+        path, end, text_lines.auto_num_shards(end, shard_mb),
+        self.encoding_errors)
 
   def fingerprint(self, split: str) -> str:
-    return text_lines.fingerprint_of('text_files', text_lines.file_fingerprint(self.path(split)),
-                          self.encoding_errors)
+    return text_lines.fingerprint_of(
+        'text_files', text_lines.file_fingerprint(self.path(split)),
+        self.encoding_errors)

@@ -98,7 +98,8 @@ class TfdsTextCorpus(text_corpora.TextCorpus):
     splits: split name (train / valid / test) -> TFDS split string.
     text_key: the text feature.
     data_dir: TFDS data dir (``None``: the TFDS default).
-    encoding_errors: ``'strict'`` or ``'replace'``, see :func:`text_lines.decode_utf8`.
+    encoding_errors: ``'strict'`` or ``'replace'``, see
+      :func:`text_lines.decode_utf8`.
   """
 
   def __init__(self, name: str, splits: Mapping[str, str], text_key: str,
@@ -126,8 +127,8 @@ class TfdsTextCorpus(text_corpora.TextCorpus):
     for index, example in enumerate(tfds.as_numpy(dataset)):
       where = (f'TFDS {self.name!r} split {self.split_map[split]!r}, example '
                f'{index}, feature {self.text_key!r}')
-      lines.extend(text_lines.split_text_lines(
-          text_lines.decode_utf8(example[self.text_key], where, self.encoding_errors)))
+      lines.extend(text_lines.split_text_lines(text_lines.decode_utf8(
+          example[self.text_key], where, self.encoding_errors)))
     if not lines:
       raise errors.EmptyDataError(
           f'TFDS {self.name!r} split {self.split_map[split]!r} has no text.')
@@ -143,14 +144,15 @@ class TfdsTextCorpus(text_corpora.TextCorpus):
     base = name.split('[')[0]
     num_shards = 1
     if info and base in info and '[' not in name:
-      num_shards = text_lines.auto_num_shards(int(info[base].num_bytes or 0), shard_mb)
+      num_shards = text_lines.auto_num_shards(
+          int(info[base].num_bytes or 0), shard_mb)
     return TfdsShards(self, split, num_shards, max_lines)
 
   def fingerprint(self, split: str) -> str:
     self._check_split(split)
-    return text_lines.fingerprint_of('tfds', self.name, str(self.builder.version),
-                   self.split_map[split], self.text_key,
-                   str(self.builder.data_dir))
+    return text_lines.fingerprint_of(
+        'tfds', self.name, str(self.builder.version), self.split_map[split],
+        self.text_key, str(self.builder.data_dir))
 
 
 class TfdsShards(text_lines.LineShards):
@@ -185,8 +187,8 @@ class TfdsShards(text_lines.LineShards):
                 if self.num_shards > 1 else '') +
                f', example {index}, feature {corpus.text_key!r}')
       data = example[corpus.text_key]
-      lines = text_lines.split_text_lines(text_lines.decode_utf8(data, where,
-                                           corpus.encoding_errors))
+      lines = text_lines.split_text_lines(
+          text_lines.decode_utf8(data, where, corpus.encoding_errors))
       if self.max_lines:
         lines = lines[:self.max_lines - count]
       chunk.extend(lines)

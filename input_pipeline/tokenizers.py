@@ -53,7 +53,8 @@ def spec_of(cfg: Mapping[str, Any], kind: str | None = None) -> dict[str, Any]:
 def save(tokenizer: Tokenizer, directory: str | os.PathLike[str],
          extra: Mapping[str, Any] | None = None) -> None:
   """Saves ``tokenizer`` (and ``extra`` metadata) into ``directory``, each
-  file atomically, ``tokenizer.json`` last (:func:`lstm_flax.tokenizer.files`)."""
+  file atomically, ``tokenizer.json`` last
+  (:func:`lstm_flax.tokenizer.files`)."""
   for name, content in tokenizer_format.files(tokenizer, extra).items():
     cache.atomic_write_bytes(Path(directory) / name, content)
 

@@ -222,7 +222,8 @@ def get_translation_datasets(
   chunk_bytes = sharded_encoding.chunk_bytes(cfg)
 
   tokenizer = tokenizers_lib.get_tokenizer(
-      tokenizers_lib.spec_of(cfg, 'sentencepiece'), workdir, sharded_encoding.LazyShards(lambda: train_shards().joint_lines()),
+      tokenizers_lib.spec_of(cfg, 'sentencepiece'), workdir,
+      sharded_encoding.LazyShards(lambda: train_shards().joint_lines()),
       train_fingerprint, process_index=shard.process_index,
       process_count=shard.process_count, stats_dir=cache_dir,
       wait_timeout_s=cfg['wait_timeout_s'], chunk_bytes=chunk_bytes)
@@ -235,10 +236,12 @@ def get_translation_datasets(
       ('eval', eval_shards, eval_fingerprint, cfg['max_eval_length'])):
     key = {'source': fingerprint, 'tokenizer': tokenizer.fingerprint(),
            'shard_mb': cfg['shard_mb']}
-    entry = sharded_encoding.find_entry(cache_dir, f'translation-{split}', key, _PAIR_FIELDS,
-                        lambda shards=shards: shards().num_shards)
-    sharded_encoding.encode_shards(entry, shard, cfg, done, lambda k, shards=shards: (
-        _pair_chunks(tokenizer, shards(), k, chunk_bytes)))
+    entry = sharded_encoding.find_entry(
+        cache_dir, f'translation-{split}', key, _PAIR_FIELDS,
+        lambda shards=shards: shards().num_shards)
+    sharded_encoding.encode_shards(
+        entry, shard, cfg, done, lambda k, shards=shards: (
+            _pair_chunks(tokenizer, shards(), k, chunk_bytes)))
     splits[split] = _filtered_pairs(entry, max_length, split)
     if splits[split].num_dropped:
       logging.info('Translation %s: %d pairs kept, %d dropped by max length',

@@ -173,8 +173,10 @@ def stats_of(kind: str, text: Any, shard: int, chunk_bytes: int
 
 
 def build(spec: Mapping[str, Any], loaded: SentencePieceTokenizer | None,
-           text: Any, stats: Iterator[dict[str, Any]] | None,
-           chunk_bytes: int) -> Tokenizer:
+          text: Any, stats: Iterator[dict[str, Any]] | None,
+          chunk_bytes: int) -> Tokenizer:
+  """The tokenizer of ``spec``: ``loaded`` (a given SentencePiece model), or
+  one built from the per-shard ``stats`` (:func:`stats_of`) of ``text``."""
   kind = spec['kind']
   if kind == 'word':
     counts: collections.Counter = collections.Counter()

@@ -1,4 +1,5 @@
-"""Tests of input_pipeline.text_corpora / text_lines / parallel_text: embedded corpus, text files, bad input."""
+"""Tests of input_pipeline.text_corpora, text_lines, parallel_text: embedded
+corpus, text files, bad input."""
 
 from pathlib import Path
 

@@ -67,7 +67,7 @@ def test_sentencepiece_round_trip_and_specials(unigram, embedded_train):
 
 def test_sentencepiece_bpe(embedded_train):
   bpe = vocabulary.train_sentencepiece(embedded_train[:1000], 200,
-                                         model_type='bpe')
+                                      model_type='bpe')
   text = 'The "assert" statement'
   assert bpe.decode(bpe.encode(text)) == text
   assert len(bpe.encode(text)) < len(text)
