@@ -343,11 +343,8 @@ class TextEncoding:
                add_eos=bool(values.get('add_eos', False)))
 
   def widths(self) -> np.ndarray:
-    """Sorted batch widths, int64: the boundaries below ``max_length``, then it."""
-    if self.max_length < 1:
-      raise ValueError(f'max_length={self.max_length} must be >= 1.')
-    return np.asarray(sorted({int(b) for b in self.bucket_boundaries if 0 < b < self.max_length}
-                             | {int(self.max_length)}), np.int64)
+    """Sorted batch widths (:func:`bucket_widths`)."""
+    return bucket_widths(self.max_length, self.bucket_boundaries)
 
   def width(self, longest: int) -> int:
     """The batch width that holds ``longest`` (<= ``max_length``) tokens."""
@@ -378,6 +375,15 @@ class TextEncoding:
     for r, ids in enumerate(rows):
       tokens[r, :lengths[r]] = ids[:self.max_length]
     return tokens, lengths
+
+
+def bucket_widths(max_length: int, boundaries: Sequence[int] = ()) -> np.ndarray:
+  """Sorted batch widths, int64 ``[k]``: the ``boundaries`` in
+  ``(0, max_length)``, then ``max_length``."""
+  if max_length < 1:
+    raise ValueError(f'max_length={max_length} must be >= 1.')
+  return np.asarray(sorted({int(b) for b in boundaries if 0 < b < max_length}
+                           | {int(max_length)}), np.int64)
 
 
 def log_truncation(lengths: np.ndarray, max_length: int, what: str) -> int:

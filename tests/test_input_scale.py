@@ -218,6 +218,23 @@ def test_disk_full_is_a_clear_error_and_leaves_no_shard(text_dir, tmp_path,
   assert data.num_tokens('train') == len(np.asarray(data.splits['train'].ids))
 
 
+def test_entry_of_ragged_float_rows_round_trips(tmp_path):
+  # E.g. speech features: [total_frames, 3] float32 and frames per example.
+  fields = {'features': np.dtype((np.float32, (3,))), 'frames': np.int32}
+  entry = cache.ShardedEntry(tmp_path, 'speech', {'source': 'x'}, 1, fields)
+  rows = np.arange(15, dtype=np.float32).reshape(5, 3)
+  entry.write(0, iter([{'features': rows[:2], 'frames': [2]},
+                       {'features': rows[2:], 'frames': [3]}]))
+  again = cache.ShardedEntry(tmp_path, 'speech', {'source': 'x'}, 1, fields)
+  assert again.complete(0)
+  np.testing.assert_array_equal(again.open('features')[0], rows)
+  np.testing.assert_array_equal(again.open('frames')[0], [2, 3])
+  # The plain int32 field keys the entry as before (existing caches stay).
+  assert again.key['fields']['frames'] == '<i4'
+  with pytest.raises(ValueError, match=r'rows of shape \(4,\)'):
+    entry.write(0, iter([{'features': np.zeros((1, 4), np.float32)}]))
+
+
 def test_waiting_for_a_missing_tokenizer_times_out(text_dir, tmp_path):
   with pytest.raises(errors.WaitTimeoutError, match='process 0'):
     input_pipeline.get_lm_datasets(_config(text_dir, wait_timeout_s=0.3),
