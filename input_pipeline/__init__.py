@@ -41,10 +41,10 @@ from input_pipeline.classification import ClassificationDatasets
 from input_pipeline.classification import default_classification_config
 from input_pipeline.classification import get_classification_datasets
 from input_pipeline.classification import load_label_names
-from input_pipeline.classification import load_tokenizer
 from input_pipeline.lm_data import default_lm_config
 from input_pipeline.lm_data import get_lm_datasets
 from input_pipeline.lm_data import LMDatasets
+from input_pipeline.tokenizers import load_tokenizer
 from input_pipeline.translation_data import default_translation_config
 from input_pipeline.translation_data import get_translation_datasets
 from input_pipeline.translation_data import TranslationDatasets

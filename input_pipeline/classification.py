@@ -216,23 +216,6 @@ class ClassificationDatasets:
 # ---------------------------------------------------- tokenizer, labels ------
 
 
-def load_tokenizer(workdir: str | os.PathLike[str]
-                   ) -> tokenizers_lib.Tokenizer:
-  """The tokenizer saved in ``workdir/tokenizer/`` (by an LM or classifier
-  run), e.g. to pass to :func:`get_classification_datasets` for transfer.
-
-  Raises:
-    errors.TokenizerNotFoundError: no tokenizer is saved there.
-  """
-  directory = Path(workdir) / tokenizers_lib.TOKENIZER_DIR
-  saved = tokenizers_lib.load_saved(directory)
-  if saved is None:
-    raise errors.TokenizerNotFoundError(
-        f'No tokenizer is saved in {directory} ({tokenizers_lib.METADATA_FILE} '
-        'missing). Point at the workdir of a run that has started training.')
-  return saved[0]
-
-
 def load_label_names(workdir: str | os.PathLike[str]) -> list[str]:
   """The label names saved with a classification run (class id -> name).
 
@@ -265,27 +248,6 @@ def _save_label_names(workdir: str | os.PathLike[str],
                        ensure_ascii=False).encode())
 
 
-def _use_given_tokenizer(tokenizer: tokenizers_lib.Tokenizer,
-                         workdir: str | os.PathLike[str]) -> None:
-  """Saves a given tokenizer as the run's (checks it against a saved one)."""
-  directory = Path(workdir) / tokenizers_lib.TOKENIZER_DIR
-  saved = tokenizers_lib.load_saved(directory)
-  if saved is not None:
-    if saved[0].fingerprint() == tokenizer.fingerprint():
-      return
-    raise errors.VocabularyMismatchError(
-        f'The tokenizer given for this run ({tokenizer.kind}, '
-        f'{tokenizer.vocab_size} ids) differs from the one saved with it in '
-        f'{directory} ({saved[0].kind}, {saved[0].vocab_size} ids); the '
-        'saved model weights only fit the saved vocabulary. Give the '
-        'tokenizer the run was started with, or start a new run in a fresh '
-        'workdir.')
-  tokenizers_lib.save(tokenizer, directory, {'spec': {'kind': tokenizer.kind},
-                             'origin': 'given'})
-  logging.info('Saved the given %s tokenizer (%d ids) in %s', tokenizer.kind,
-               tokenizer.vocab_size, directory)
-
-
 # ---------------------------------------------------------- entry point -----
 
 
@@ -301,7 +263,7 @@ def get_classification_datasets(
     config: the data config (keys of :func:`default_classification_config`).
     workdir: the run directory (tokenizer, labels and default cache).
     tokenizer: use this tokenizer as is (e.g. a language model's, from
-      :func:`load_tokenizer` on its workdir, for transfer learning; words it
+      :func:`input_pipeline.load_tokenizer` on its workdir, for transfer learning; words it
       does not know become its unk) instead of building one from the train
       split; it is saved in ``workdir/tokenizer/`` like a built one. Without
       it, the tokenizer saved in the workdir is reused (a given one too), else
@@ -380,7 +342,7 @@ def _run_tokenizer(cfg: Mapping[str, Any], workdir: str | os.PathLike[str],
                    data_fingerprint: str) -> tokenizers_lib.Tokenizer:
   """The given tokenizer (saved), the saved given one, or the built one."""
   if given is not None:
-    _use_given_tokenizer(given, workdir)
+    tokenizers_lib.use_given(given, workdir)
     return given
   saved = tokenizers_lib.load_saved(Path(workdir) /
                                     tokenizers_lib.TOKENIZER_DIR)

@@ -5,9 +5,10 @@ tokenizer of a run and saves it in ``workdir/tokenizer/`` in the
 :mod:`lstm_flax.tokenizer` format, so a restarted run, evaluation, generation
 and an exported model use the same one; a different vocabulary for the same
 workdir is an error. With several processes, process 0 builds it from
-per-shard statistics that all processes count. :data:`SPEC_KEYS` /
-:data:`CONFIG_KEYS` are the one list of the settings a tokenizer is built
-from.
+per-shard statistics that all processes count. :func:`use_given` makes a
+given tokenizer (transfer learning) the run's; :func:`load_tokenizer` reads
+a run's back. :data:`SPEC_KEYS` / :data:`CONFIG_KEYS` are the one list of
+the settings a tokenizer is built from.
 """
 
 from __future__ import annotations
@@ -77,6 +78,44 @@ def load_saved(directory: str | os.PathLike[str]
   except (OSError, ValueError) as e:
     logging.warning('Ignored the saved tokenizer: %s', e)
     return None
+
+
+def load_tokenizer(workdir: str | os.PathLike[str]) -> Tokenizer:
+  """The tokenizer saved in ``workdir/tokenizer/`` (by an LM or classifier
+  run), e.g. to pass to
+  :func:`input_pipeline.get_classification_datasets` for transfer.
+
+  Raises:
+    errors.TokenizerNotFoundError: no tokenizer is saved there.
+  """
+  directory = Path(workdir) / TOKENIZER_DIR
+  saved = load_saved(directory)
+  if saved is None:
+    raise errors.TokenizerNotFoundError(
+        f'No tokenizer is saved in {directory} ({METADATA_FILE} missing). '
+        'Point at the workdir of a run that has started training.')
+  return saved[0]
+
+
+def use_given(tokenizer: Tokenizer, workdir: str | os.PathLike[str]) -> None:
+  """Saves a given tokenizer (e.g. a language model's, for transfer) as the
+  run's, marked ``origin: given``, or checks it against the one saved."""
+  directory = Path(workdir) / TOKENIZER_DIR
+  saved = load_saved(directory)
+  if saved is not None:
+    if saved[0].fingerprint() == tokenizer.fingerprint():
+      return
+    raise errors.VocabularyMismatchError(
+        f'The tokenizer given for this run ({tokenizer.kind}, '
+        f'{tokenizer.vocab_size} ids) differs from the one saved with it in '
+        f'{directory} ({saved[0].kind}, {saved[0].vocab_size} ids); the '
+        'saved model weights only fit the saved vocabulary. Give the '
+        'tokenizer the run was started with, or start a new run in a fresh '
+        'workdir.')
+  save(tokenizer, directory,
+       {'spec': {'kind': tokenizer.kind}, 'origin': 'given'})
+  logging.info('Saved the given %s tokenizer (%d ids) in %s', tokenizer.kind,
+               tokenizer.vocab_size, directory)
 
 
 def _vocab_difference(saved: Tokenizer, new: Tokenizer) -> str:
