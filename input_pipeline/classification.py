@@ -293,19 +293,17 @@ def get_classification_datasets(
   options = {'lowercase': bool(cfg['lowercase']),
              'add_eos': bool(cfg['add_eos'])}
 
-  @functools.cache
-  def read(split: str) -> labelled_text.RawSplit:
-    raw = source.read(split)
-    if cfg['lowercase']:
-      raw.texts = [text.lower() for text in raw.texts]
-    return raw
+  encoding = TextEncoding.from_mapping(cfg)
+  read = functools.cache(source.read)
 
   def fingerprint(split: str) -> str:
     return text_lines.fingerprint_of(source.fingerprint(split),
                                      json.dumps(options, sort_keys=True))
 
-  tokenizer = _run_tokenizer(cfg, workdir, tokenizer,
-                             lambda: read('train').texts, fingerprint('train'))
+  tokenizer = _run_tokenizer(
+      cfg, workdir, tokenizer,
+      lambda: [encoding.text(text) for text in read('train').texts],
+      fingerprint('train'))
   cache_dir = sharded_encoding.cache_dir(cfg, workdir)
   key = {'tokenizer': tokenizer.fingerprint(), **options}
 
@@ -315,7 +313,7 @@ def get_classification_datasets(
         cache_dir, split, {**key, 'source': fingerprint(split),
                            'label_names': label_names}, shard,
         cfg['wait_timeout_s'],
-        lambda: _encode(tokenizer, read(split), label_names, options))
+        lambda: _encode(tokenizer, read(split), label_names, encoding))
 
   splits = {}
   splits['train'], label_names = cached('train', source.label_names())
@@ -357,7 +355,7 @@ def _run_tokenizer(cfg: Mapping[str, Any], workdir: str | os.PathLike[str],
 
 
 def _encode(tokenizer: tokenizers_lib.Tokenizer, raw: labelled_text.RawSplit,
-            label_names: list[str] | None, options: Mapping[str, bool]
+            label_names: list[str] | None, encoding: TextEncoding
             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   """Encodes a raw split: (arrays, metadata) for the cache."""
   if isinstance(raw.labels, np.ndarray):  # TFDS: already ids.
@@ -374,7 +372,7 @@ def _encode(tokenizer: tokenizers_lib.Tokenizer, raw: labelled_text.RawSplit,
             f'not occur in the train split, whose labels are {label_names}. '
             'Fix the label, or remove the line.')
       labels[k] = label_id[label]
-  ids, offsets = tokenizer.encode_lines(raw.texts, add_eos=options['add_eos'])
+  ids, offsets = encoding.encode_flat(tokenizer, raw.texts)
   empty = np.flatnonzero(np.diff(offsets) == 0)
   if len(empty):
     raise errors.EmptyDataError(

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from input_pipeline import errors, hosts
-from lstm_flax.tokenizer import TextEncoding
+from lstm_flax.tokenizer import padded_rows, TextEncoding
 
 Batch = dict[str, np.ndarray]
 
@@ -138,10 +138,7 @@ def gather(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
   real = rows >= 0
   index = np.where(real, rows, 0)
   row_lengths = np.where(real, lengths[index], 0)
-  positions = np.arange(width)
-  mask = positions < row_lengths[:, None]
-  tokens = np.full((len(rows), width), pad_id, np.int32)
-  tokens[mask] = ids[(starts[index][:, None] + positions)[mask]]
+  tokens = padded_rows(ids, starts[index], row_lengths, width, pad_id)
   return {'tokens': tokens, 'lengths': row_lengths.astype(np.int32),
           'labels': np.where(real, labels[index], 0).astype(np.int32),
           'example_index': rows.astype(np.int32)}

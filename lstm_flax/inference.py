@@ -28,6 +28,7 @@ import numpy as np
 
 from lstm_flax import decoding, sampling
 from lstm_flax.tokenizer import TextEncoding  # Re-exported: the classifier encoding.
+from lstm_flax.tokenizer import Tokenizer
 
 Array = jax.Array
 
@@ -287,10 +288,13 @@ def class_probabilities(model: Any) -> Any:
       model.apply({'params': params}, tokens, lengths, deterministic=True)))
 
 
-def classify(model: Any, params: Any, tokenizer: TokenizerLike, lines: Sequence[str],
+def classify(model: Any, params: Any, tokenizer: Tokenizer, lines: Sequence[str],
              label_names: Sequence[str], encoding: TextEncoding, *, batch_size: int = 64,
              probabilities_fn: Any = None) -> list[Optional[Prediction]]:
   """The prediction of each line (``None`` for blank lines), in order.
+
+  ``tokenizer``: a :class:`lstm_flax.tokenizer.Tokenizer` (the texts are
+  encoded with its ``encode_lines``, as the training data were).
 
   ``probabilities_fn``: a :func:`class_probabilities` of ``model`` to reuse
   (one compiled function per model, not per call).

@@ -355,26 +355,39 @@ class TextEncoding:
     """``line`` as it is tokenised (lower-cased if ``lowercase``)."""
     return line.lower() if self.lowercase else line
 
-  def encode(self, tokenizer: Any, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``tokens [len(lines), width]`` int32 (padded with ``pad_id`` to the
-    bucket width of the longest) and ``lengths [len(lines)]`` int32.
+  def encode_flat(self, tokenizer: Tokenizer, lines: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The lines' ids, not truncated: int32 ``ids`` and int64 ``offsets``
+    ``[len(lines) + 1]`` (:meth:`Tokenizer.encode_lines`; ``eos_id`` ends
+    each line if ``add_eos``). What the training data caches."""
+    return tokenizer.encode_lines([self.text(line) for line in lines],
+                                  add_eos=self.add_eos)
 
-    ``tokenizer``: anything with ``encode(text) -> ids``, ``pad_id`` and
-    ``eos_id``.
-    """
+  def encode(self, tokenizer: Tokenizer, lines: Sequence[str]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``tokens [len(lines), width]`` int32 (cut to ``max_length``, padded
+    with ``pad_id`` to the bucket width of the longest) and ``lengths
+    [len(lines)]`` int32: one batch, as the training batches are made."""
     if not lines:
       raise ValueError('No text to encode.')
-    rows = []
-    for line in lines:
-      ids = list(tokenizer.encode(self.text(line)))
-      rows.append(ids + [tokenizer.eos_id] if self.add_eos else ids)
-    full = np.asarray([len(r) for r in rows], np.int64)
+    ids, offsets = self.encode_flat(tokenizer, lines)
+    full = np.diff(offsets)
     log_truncation(full, self.max_length, 'input')
     lengths = np.minimum(full, self.max_length).astype(np.int32)
-    tokens = np.full((len(rows), self.width(lengths.max())), tokenizer.pad_id, np.int32)
-    for r, ids in enumerate(rows):
-      tokens[r, :lengths[r]] = ids[:self.max_length]
+    tokens = padded_rows(ids, offsets[:-1], lengths, self.width(lengths.max()),
+                         tokenizer.pad_id)
     return tokens, lengths
+
+
+def padded_rows(ids: Any, starts: np.ndarray, lengths: np.ndarray, width: int,
+                pad_id: int) -> np.ndarray:
+  """int32 ``[len(starts), width]``: row r is ``ids[starts[r]:][:lengths[r]]``
+  then ``pad_id`` (``lengths[r] <= width``)."""
+  positions = np.arange(width)
+  mask = positions < np.asarray(lengths)[:, None]
+  tokens = np.full((len(starts), width), pad_id, np.int32)
+  tokens[mask] = ids[(np.asarray(starts)[:, None] + positions)[mask]]
+  return tokens
 
 
 def bucket_widths(max_length: int, boundaries: Sequence[int] = ()) -> np.ndarray:
