@@ -281,9 +281,11 @@ def get_classification_datasets(
   shard = hosts.resolve(process_index, process_count)
   shard.rows(cfg['batch_size'], 'batch_size')
   shard.rows(cfg['eval_batch_size'], 'eval_batch_size')
-  if cfg['max_length'] < 1:
-    raise errors.ConfigError(
-        f"max_length={cfg['max_length']} must be >= 1 (data config).")
+  encoding = TextEncoding.from_mapping(cfg)
+  try:
+    encoding.widths()
+  except ValueError as e:
+    raise errors.ConfigError(f'Data config: {e}') from None
   source = labelled_text.make_source(cfg)
   if 'train' not in source.splits:
     raise errors.ConfigError(
@@ -293,7 +295,6 @@ def get_classification_datasets(
   options = {'lowercase': bool(cfg['lowercase']),
              'add_eos': bool(cfg['add_eos'])}
 
-  encoding = TextEncoding.from_mapping(cfg)
   read = functools.cache(source.read)
 
   def fingerprint(split: str) -> str:

@@ -2,7 +2,6 @@
 truncation, batches (buckets, eval coverage, resumption, hosts), a given
 tokenizer, the cache, TFDS (mocked) and encode_lines."""
 
-import json
 import logging
 from pathlib import Path
 
