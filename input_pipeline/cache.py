@@ -177,7 +177,8 @@ class NpyAppender:
 
 
 class ConcatArray:
-  """Read-only 1-D concatenation of arrays (memory maps), without copying.
+  """Read-only concatenation of arrays (memory maps) along their first axis
+  (1-D ids, or rows of a sub-array field), without copying.
 
   Slicing ``a[i:j]`` copies only the rows asked for; ``np.asarray(a)``
   materialises the whole array (small splits and tests only).
@@ -192,8 +193,9 @@ class ConcatArray:
     self.bounds = np.zeros(len(self.parts) + 1, np.int64)
     np.cumsum([len(p) for p in self.parts], out=self.bounds[1:])
     self._bounds = self.bounds.tolist()
-    self.shape = (int(self.bounds[-1]),)
-    self.ndim = 1
+    row = self.parts[0].shape[1:] if self.parts else ()
+    self.shape = (int(self.bounds[-1]), *row)  # Rows of a sub-array field.
+    self.ndim = len(self.shape)
 
   def __len__(self) -> int:
     return self.shape[0]
@@ -204,7 +206,7 @@ class ConcatArray:
       if step != 1:
         return np.asarray(self)[key]
       if stop <= start:
-        return np.zeros(0, self.dtype)
+        return np.zeros((0, *self.shape[1:]), self.dtype)
       bounds = self._bounds
       first = bisect.bisect_right(bounds, start) - 1
       if stop <= bounds[first + 1]:  # The common case: within one part.
@@ -224,7 +226,7 @@ class ConcatArray:
     map) when they lie in one, else a ConcatArray of views."""
     start, stop = max(start, 0), min(stop, len(self))
     if stop <= start:
-      return np.zeros(0, self.dtype)
+      return np.zeros((0, *self.shape[1:]), self.dtype)
     first = int(np.searchsorted(self.bounds, start, 'right')) - 1
     last = int(np.searchsorted(self.bounds, stop, 'left')) - 1
     views = [self._fast[k][max(start - self.bounds[k], 0):
@@ -234,7 +236,8 @@ class ConcatArray:
 
   def __array__(self, dtype=None, copy=None):
     del copy
-    out = np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)
+    out = (np.concatenate(self.parts) if self.parts else
+           np.zeros((0, *self.shape[1:]), self.dtype))
     return out if dtype is None else out.astype(dtype)
 
   def __iter__(self):

@@ -229,6 +229,9 @@ def test_entry_of_ragged_float_rows_round_trips(tmp_path):
   assert again.complete(0)
   np.testing.assert_array_equal(again.open('features')[0], rows)
   np.testing.assert_array_equal(again.open('frames')[0], [2, 3])
+  two = cache.ConcatArray([rows[:2], rows[2:]])  # Rows of two shards.
+  assert two.shape == (5, 3) and two.ndim == 2
+  np.testing.assert_array_equal(two[1:4], rows[1:4])
   # The plain int32 field keys the entry as before (existing caches stay).
   assert again.key['fields']['frames'] == '<i4'
   with pytest.raises(ValueError, match=r'rows of shape \(4,\)'):
