@@ -55,7 +55,7 @@ MODEL_FILE = 'model.json'
 PARAMS_FILE = 'params.safetensors'
 CONFIG_FILE = 'config.json'
 CARD_FILE = 'MODEL_CARD.md'
-TOKENIZER_DIR = 'tokenizer'
+TOKENIZER_DIR = tokenizer_lib.TOKENIZER_DIR  # As in a run's workdir.
 TORCH_FILE = 'torch_state_dict.safetensors'
 SERVING_FILE = 'generate.jax_exported'
 
