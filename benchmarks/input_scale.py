@@ -173,9 +173,7 @@ def worker(spec: dict) -> dict:
       sampler.set('encode')
 
   out: dict = {}
-  tokenizers.get_tokenizer = get_tokenizer
-  import input_pipeline.pipelines as pipelines  # pylint: disable=g-import-not-at-top
-  pipelines.tokenizers_lib.get_tokenizer = get_tokenizer
+  tokenizers.get_tokenizer = get_tokenizer  # What lm_data / translation_data call.
   sampler.set('base')
   base_mb = sampler.rss_mb()
   cpu0, start = _cpu_s(), time.perf_counter()

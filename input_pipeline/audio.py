@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from input_pipeline import cache, corpora, errors
+from input_pipeline import cache, errors, text_lines, tfds_data
 from input_pipeline.feature_batches import FeatureSplit
 from lstm_flax import features as features_lib
 
@@ -89,10 +89,10 @@ def tfds_recordings(name: str, tfds_split: str, index_range: tuple[int, int],
                     labels: Sequence[str] = FSDD_LABELS) -> list[Recording]:
   """The examples of TFDS ``name`` (``audio``, ``label``,
   ``audio/filename``) whose file-name index lies in ``index_range``."""
-  tfds = corpora._import_tfds()  # pylint: disable=protected-access
-  builder = corpora.tfds_builder(name, data_dir)
+  tfds = tfds_data.import_tfds()
+  builder = tfds_data.tfds_builder(name, data_dir)
   chosen = []
-  for example in tfds.as_numpy(corpora.tfds_read(builder, tfds_split, data_dir)):
+  for example in tfds.as_numpy(tfds_data.tfds_read(builder, tfds_split, data_dir)):
     file_name = example['audio/filename']
     file_name = file_name.decode() if isinstance(file_name, bytes) else str(file_name)
     label, index = parse_name(file_name, pattern, labels)
@@ -146,8 +146,8 @@ def load_split(recordings: Sequence[Recording], settings: features_lib.FeatureSe
 
 def directory_fingerprint(recordings: Sequence[Recording]) -> str:
   """Names, sizes and modification times of the recordings' files."""
-  return corpora.fingerprint_of('audio_files', *(
-      corpora.file_fingerprint(r.path) for r in recordings))
+  return text_lines.fingerprint_of('audio_files', *(
+      text_lines.file_fingerprint(r.path) for r in recordings))
 
 
 def load_directory(directory: str | os.PathLike[str],
@@ -178,8 +178,8 @@ def load_tfds(name: str, settings: features_lib.FeatureSettings,
   out = {}
   for split, index_range in splits.items():
     recordings = tfds_recordings(name, tfds_split, index_range, pattern, data_dir, labels)
-    builder = corpora.tfds_builder(name, data_dir)
-    fingerprint = corpora.fingerprint_of(
+    builder = tfds_data.tfds_builder(name, data_dir)
+    fingerprint = text_lines.fingerprint_of(
         'tfds_audio', name, str(builder.version), str(builder.data_dir), tfds_split,
         str(index_range), pattern, *(r.name for r in recordings))
     out[split] = load_split(recordings, settings, cache_dir, split, fingerprint)

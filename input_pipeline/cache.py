@@ -106,9 +106,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def npy_header(dtype: np.dtype, length: int) -> bytes:
-  """A version 1.0 ``.npy`` header of a 1-D array, exactly 128 bytes."""
-  header = repr({'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                 'fortran_order': False, 'shape': (int(length),)})
+  """A version 1.0 ``.npy`` header of ``length`` rows, exactly 128 bytes.
+
+  A sub-array ``dtype`` (e.g. ``np.dtype((np.float32, (80,)))``) gives rows
+  of its shape: a ``[length, 80]`` float32 array.
+  """
+  dtype = np.dtype(dtype)
+  header = repr({'descr': np.lib.format.dtype_to_descr(dtype.base),
+                 'fortran_order': False,
+                 'shape': (int(length), *dtype.shape)})
   size = _NPY_HEADER_BYTES - 10
   if len(header) + 1 > size:
     raise ValueError(f'npy header too long: {header}')
@@ -137,7 +143,11 @@ class NpyAppender:
       raise disk_error(path, e) from e
 
   def append(self, values: np.ndarray) -> None:
-    values = np.ascontiguousarray(values, self.dtype)
+    values = np.ascontiguousarray(values, self.dtype.base)
+    if values.shape[1:] != self.dtype.shape:
+      self.abort()
+      raise ValueError(f'{self.path}: rows of shape {values.shape[1:]}, '
+                       f'expected {self.dtype.shape}.')
     try:
       self.file.write(memoryview(values).cast('B'))
     except OSError as e:
@@ -167,7 +177,8 @@ class NpyAppender:
 
 
 class ConcatArray:
-  """Read-only 1-D concatenation of arrays (memory maps), without copying.
+  """Read-only concatenation of arrays (memory maps) along their first axis
+  (1-D ids, or rows of a sub-array field), without copying.
 
   Slicing ``a[i:j]`` copies only the rows asked for; ``np.asarray(a)``
   materialises the whole array (small splits and tests only).
@@ -182,8 +193,9 @@ class ConcatArray:
     self.bounds = np.zeros(len(self.parts) + 1, np.int64)
     np.cumsum([len(p) for p in self.parts], out=self.bounds[1:])
     self._bounds = self.bounds.tolist()
-    self.shape = (int(self.bounds[-1]),)
-    self.ndim = 1
+    row = self.parts[0].shape[1:] if self.parts else ()
+    self.shape = (int(self.bounds[-1]), *row)  # Rows of a sub-array field.
+    self.ndim = len(self.shape)
 
   def __len__(self) -> int:
     return self.shape[0]
@@ -194,7 +206,7 @@ class ConcatArray:
       if step != 1:
         return np.asarray(self)[key]
       if stop <= start:
-        return np.zeros(0, self.dtype)
+        return np.zeros((0, *self.shape[1:]), self.dtype)
       bounds = self._bounds
       first = bisect.bisect_right(bounds, start) - 1
       if stop <= bounds[first + 1]:  # The common case: within one part.
@@ -214,7 +226,7 @@ class ConcatArray:
     map) when they lie in one, else a ConcatArray of views."""
     start, stop = max(start, 0), min(stop, len(self))
     if stop <= start:
-      return np.zeros(0, self.dtype)
+      return np.zeros((0, *self.shape[1:]), self.dtype)
     first = int(np.searchsorted(self.bounds, start, 'right')) - 1
     last = int(np.searchsorted(self.bounds, stop, 'left')) - 1
     views = [self._fast[k][max(start - self.bounds[k], 0):
@@ -224,7 +236,8 @@ class ConcatArray:
 
   def __array__(self, dtype=None, copy=None):
     del copy
-    out = np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)
+    out = (np.concatenate(self.parts) if self.parts else
+           np.zeros((0, *self.shape[1:]), self.dtype))
     return out if dtype is None else out.astype(dtype)
 
   def __iter__(self):
@@ -284,14 +297,18 @@ class ShardedEntry:
     key: JSON-able values that determine the content (the number of shards
       is added).
     num_shards: shards of the split (a property of the data).
-    fields: array name -> dtype (every field is 1-D).
+    fields: array name -> dtype. A plain dtype is a 1-D field; a sub-array
+      dtype ``(dtype, row_shape)`` a field of rows, e.g. speech features
+      ``np.dtype((np.float32, (80,)))``: ``[total_frames, 80]`` float32, with
+      an int32 field of frames per example beside it (ragged
+      ``[n, time, features]`` as LM ids are ragged ``[n, time]``).
   """
 
   def __init__(self, cache_dir: str | os.PathLike[str], name: str,
                key: Mapping[str, Any], num_shards: int,
                fields: Mapping[str, Any]):
     self.key = {**key, 'num_shards': num_shards,
-                'fields': {k: np.dtype(v).str for k, v in fields.items()}}
+                'fields': {k: _dtype_key(v) for k, v in fields.items()}}
     self.digest = digest_of(self.key)
     self.directory = Path(cache_dir) / f'{name}-{self.digest}'
     self.name = name
@@ -340,7 +357,7 @@ class ShardedEntry:
   def write(self, shard: int,
             chunks: Iterator[Mapping[str, np.ndarray]],
             stats: Callable[[], Mapping[str, Any]] = dict) -> dict[str, Any]:
-    """Writes shard ``shard`` from ``chunks`` (dicts of field -> 1-D array).
+    """Writes shard ``shard`` from ``chunks`` (dicts of field -> rows).
 
     Memory is bounded by one chunk. ``stats()`` (called at the end) adds
     values to the shard's metadata.
@@ -391,6 +408,12 @@ class ShardedEntry:
     """The shards' arrays ``field``, memory-mapped read-only (O(1))."""
     return [np.load(self.array_path(k, field), mmap_mode='r')
             for k in range(self.num_shards)]
+
+
+def _dtype_key(dtype: Any) -> str | list[Any]:
+  """A field's dtype in an entry key (plain dtypes as before: same digests)."""
+  dtype = np.dtype(dtype)
+  return dtype.str if not dtype.shape else [dtype.base.str, list(dtype.shape)]
 
 
 def my_shards(num_shards: int, process_index: int,

@@ -2,64 +2,33 @@
 
 ``get_classification_datasets(config.data, workdir)`` takes a config with the
 keys of :func:`default_classification_config` and returns
-:class:`ClassificationDatasets`.
-
-Sources:
-
-* ``'labelled_text'``: one example per line, ``LABEL TEXT`` (the label, one
-  space or tab, the text), e.g. SST-2's ``stsa.binary.{train,dev}``. Empty
-  lines are skipped and counted; a line without text or with an empty label
-  is an error naming file and line. The label vocabulary is the sorted set of
-  the train split's labels (numerically sorted when all are integers); a label
-  of another split that train does not have is an error naming file, line and
-  label.
-* ``'tfds'``: a TFDS dataset with a text feature and a ``ClassLabel`` feature
-  (``'glue/sst2'``: ``sentence`` / ``label``; ``'imdb_reviews'``: ``text`` /
-  ``label``); the label names are the ``ClassLabel``'s. A label of -1 (the
-  unlabelled test split of GLUE) is an error. Blank texts are skipped and
-  counted.
+:class:`ClassificationDatasets`. Sources: :mod:`input_pipeline.labelled_text`;
+batches: :mod:`input_pipeline.classification_batching`.
 
 What a run builds is kept in the workdir: the tokenizer in
 ``workdir/tokenizer/`` (built from the train split's text, or the one given,
 e.g. a language model's for transfer learning), the label names in
 ``workdir/tokenizer/labels.json`` (:func:`load_label_names`), and the encoded
-splits in ``cache_dir`` (default ``workdir/data_cache``) as ``.npy`` files,
-so a second start reads no text and tokenises nothing.
+splits in ``cache_dir`` (default ``workdir/data_cache``) as
+:class:`input_pipeline.cache.ShardedEntry` entries (memory-mapped, written
+atomically by process 0, waited for by the others), so a second start reads
+no text and tokenises nothing.
 
-Each split is stored as one flat int32 array of token ids, int64 offsets and
-int32 labels. Examples longer than ``max_length`` tokens are truncated (kept:
-the first ``max_length`` tokens); how many is logged and returned by
-:meth:`ClassificationDatasets.num_truncated`.
-
-Batches (:class:`ClassificationBatcher`), numpy, ``b`` = this process's rows
-of the global batch (:class:`~input_pipeline.hosts.HostShard`), ``T`` the
-bucket boundary that holds the batch's longest (truncated) example:
-
-* ``tokens``: int32 ``[b, T]``, padded with the tokenizer's ``pad_id``.
-* ``lengths``: int32 ``[b]``, tokens of each row (0 on padding rows).
-* ``labels``: int32 ``[b]``, in ``[0, num_classes)`` (0 on padding rows).
-* ``example_index``: int32 ``[b]``, the example's index in its split
-  (-1 on padding rows).
-
-Training batches are planned per epoch from lengths alone, as the LM
-batchers' are (:mod:`input_pipeline.lm`): the plan is a function of
-(``shuffle_seed``, epoch), so every process plans the same global batches
-(their rows concatenated in process order are the single-process batch) and
-``train_batches(start_step=k)`` yields exactly what an uninterrupted run
-yields from step ``k``.
+Each split is stored as one flat int32 array of token ids, int64 offsets,
+int32 labels and int64 source positions. Examples longer than
+``max_length`` tokens are truncated (kept: the first ``max_length`` tokens);
+how many is logged and returned by :meth:`ClassificationDatasets.num_truncated`.
+Texts are encoded as at inference (:class:`lstm_flax.tokenizer.TextEncoding`:
+``lowercase``, ``add_eos``, ``max_length``, ``bucket_boundaries``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
-import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,23 +36,19 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from input_pipeline import cache, corpora, errors, hosts, prefetch
+from input_pipeline import cache, errors, hosts, labelled_text, prefetch
+from input_pipeline import classification_batching as batching
+from input_pipeline import sharded_encoding, text_lines
 from input_pipeline import tokenizers as tokenizers_lib
-from input_pipeline.pipelines import resolve_config
+from lstm_flax.tokenizer import log_truncation, TextEncoding
 
 Batch = dict[str, np.ndarray]
 
 LABELS_FILE = 'labels.json'
-SOURCES = ('labelled_text', 'tfds')
-DEFAULT_BOUNDARIES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
-                      768, 1024)
 # Bumped when the cached arrays' meaning changes.
-CACHE_FORMAT = 1
-_TOKENIZER_KEYS = ('vocab_size', 'min_count', 'spm_model_type',
-                   'spm_model_path', 'spm_character_coverage',
-                   'spm_max_training_lines')
-# Label, one space or tab, text. The label may be empty (an error).
-_LABELLED_LINE = re.compile(r'([^ \t]*)[ \t](.*)', re.DOTALL)
+CACHE_FORMAT = 2
+_FIELDS = {'ids': np.int32, 'offsets': np.int64, 'labels': np.int32,
+           'source_index': np.int64}
 
 
 def default_classification_config() -> ml_collections.ConfigDict:
@@ -117,184 +82,14 @@ def default_classification_config() -> ml_collections.ConfigDict:
   c.batch_size = 32  # Global (all processes) rows per training batch.
   c.eval_batch_size = 128  # Global rows per evaluation batch.
   c.max_length = 256  # Longer examples are truncated (and counted).
-  c.bucket_boundaries = DEFAULT_BOUNDARIES  # Batch widths (up to max_length).
+  # Batch widths (up to max_length).
+  c.bucket_boundaries = batching.DEFAULT_BOUNDARIES
   c.shuffle_seed = 0  # Seeds each epoch's shuffle (with the epoch number).
   c.cache_dir = ''  # '': workdir/data_cache.
   c.prefetch = 2  # Batches prepared ahead on a thread (0: none).
+  # Seconds a process waits for process 0 to cache the encoded splits.
+  c.wait_timeout_s = 3600.0
   return c
-
-
-# ----------------------------------------------------------- batching -------
-
-
-def bucket_boundaries(max_length: int,
-                      boundaries: Sequence[int] = ()) -> np.ndarray:
-  """Sorted batch widths: the ``boundaries`` below ``max_length``, then it."""
-  if max_length < 1:
-    raise errors.ConfigError(f'max_length={max_length} must be >= 1.')
-  chosen = sorted({int(b) for b in boundaries if 0 < b < max_length}
-                  | {int(max_length)})
-  return np.asarray(chosen, np.int64)
-
-
-class ClassificationBatcher:
-  """Length-bucketed batches of labelled examples.
-
-  Args:
-    ids: int32 flat tokens of the split.
-    offsets: int64 ``[n + 1]``; example i is ``ids[offsets[i]:offsets[i+1]]``.
-    labels: int32 ``[n]``.
-    shard: this process's place.
-    batch_size: global rows per batch.
-    max_length: examples are cut to their first ``max_length`` tokens.
-    boundaries: bucket boundaries (batch widths); ``max_length`` is added.
-    pad_id: the id of padding tokens.
-    training: plan shuffled, fixed-size epochs (:meth:`plan`); else one pass
-      sorted by length whose last batch is filled with padding rows.
-    seed: with the epoch, seeds the training shuffle.
-  """
-
-  def __init__(self, ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray,
-               shard: hosts.HostShard, *, batch_size: int, max_length: int,
-               boundaries: Sequence[int] = DEFAULT_BOUNDARIES, pad_id: int = 0,
-               training: bool = True, seed: int = 0):
-    self.rows = shard.rows(batch_size,
-                           'batch_size' if training else 'eval_batch_size')
-    self.ids = ids
-    self.starts = np.asarray(offsets[:-1], np.int64)
-    self.lengths = np.minimum(np.diff(offsets), max_length)
-    self.labels = np.asarray(labels, np.int32)
-    if not len(self.lengths):
-      raise errors.EmptyDataError('The split has no examples to batch.')
-    self.boundaries = bucket_boundaries(max_length, boundaries)
-    self.bucket_of = np.searchsorted(self.boundaries, self.lengths)
-    self.batch_size = batch_size
-    self.pad_id = pad_id
-    self.training = training
-    self.seed = seed
-    if training and len(self.lengths) < batch_size:
-      raise errors.ConfigError(
-          f'batch_size={batch_size} is larger than the {len(self.lengths)} '
-          'training examples; no batch can be made. Use a smaller '
-          'batch_size.')
-
-  def __len__(self) -> int:
-    """Batches per epoch (every training epoch has as many)."""
-    n, b = len(self.lengths), self.batch_size
-    return n // b if self.training else -(-n // b)
-
-  def plan(self, epoch: int = 0) -> np.ndarray:
-    """The global batches of an epoch: int64 ``[len(self), batch_size]``
-    example indices (-1: padding row).
-
-    Training: the examples are shuffled (seed, epoch), the last
-    ``n % batch_size`` of the shuffle are left out of this epoch (so which
-    ones varies and no length is favoured), the rest are grouped by bucket
-    (random order within a bucket) and cut into batches, and the batches are
-    shuffled. Evaluation: the examples sorted by length (ties by index), the
-    last batch filled with -1.
-    """
-    n, b = len(self.lengths), self.batch_size
-    if not self.training:
-      order = np.argsort(self.lengths, kind='stable')
-      padded = np.full(len(self) * b, -1, np.int64)
-      padded[:n] = order
-      return padded.reshape(-1, b)
-    rng = np.random.default_rng([self.seed, epoch])
-    order = rng.permutation(n)[:n - n % b]
-    order = order[np.argsort(self.bucket_of[order], kind='stable')]
-    batches = order.reshape(-1, b)
-    return batches[rng.permutation(len(batches))]
-
-  def width(self, planned: np.ndarray) -> int:
-    """The bucket boundary that holds the longest example of a batch."""
-    real = planned[planned >= 0]
-    longest = int(self.lengths[real].max()) if len(real) else 1
-    return int(self.boundaries[np.searchsorted(self.boundaries, longest)])
-
-  def batch(self, planned: np.ndarray) -> Batch:
-    """Materialises this process's rows of one planned global batch."""
-    return _gather(self.ids, self.starts, self.lengths, self.labels,
-                   planned[self.rows], self.width(planned), self.pad_id)
-
-  def iterate(self, start_step: int = 0,
-              num_epochs: int | None = None) -> Iterator[Batch]:
-    """Yields local batches from global step ``start_step`` on.
-
-    Training batchers repeat forever by default; evaluation ones make one
-    pass. Skipped epochs are neither planned nor materialised.
-    """
-    if num_epochs is None and not self.training:
-      num_epochs = 1
-    steps = len(self)
-    epoch, skip = divmod(start_step, steps)
-    while num_epochs is None or epoch < num_epochs:
-      for planned in self.plan(epoch)[skip:]:
-        yield self.batch(planned)
-      epoch, skip = epoch + 1, 0
-
-
-def _gather(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-            labels: np.ndarray, rows: np.ndarray, width: int,
-            pad_id: int) -> Batch:
-  """The batch of examples ``rows`` (-1: padding), ``width`` tokens wide."""
-  real = rows >= 0
-  index = np.where(real, rows, 0)
-  row_lengths = np.where(real, lengths[index], 0)
-  positions = np.arange(width)
-  mask = positions < row_lengths[:, None]
-  tokens = np.full((len(rows), width), pad_id, np.int32)
-  tokens[mask] = ids[(starts[index][:, None] + positions)[mask]]
-  return {'tokens': tokens, 'lengths': row_lengths.astype(np.int32),
-          'labels': np.where(real, labels[index], 0).astype(np.int32),
-          'example_index': rows.astype(np.int32)}
-
-
-def encode_texts(tokenizer: tokenizers_lib.Tokenizer, lines: Sequence[str],
-                 *, max_length: int,
-                 boundaries: Sequence[int] = DEFAULT_BOUNDARIES,
-                 lowercase: bool = False, add_eos: bool = False) -> Batch:
-  """Raw texts -> one padded batch (for inference, e.g. ``classify.py``).
-
-  The texts are encoded as the training data was (same ``lowercase`` /
-  ``add_eos``), truncated to ``max_length`` tokens (counted in the log) and
-  padded to the bucket boundary of the longest. ``labels`` are 0 and
-  ``example_index`` is the position in ``lines``.
-
-  Raises:
-    errors.EmptyDataError: no lines, or a blank line (nothing to classify).
-  """
-  lines = list(lines)
-  if not lines:
-    raise errors.EmptyDataError('No text to encode.')
-  for number, line in enumerate(lines, 1):
-    if not line.strip():
-      raise errors.EmptyDataError(
-          f'Input line {number} is blank: there is nothing to classify. '
-          'Remove blank lines from the input.')
-  texts = [line.lower() for line in lines] if lowercase else lines
-  ids, offsets = tokenizer.encode_lines(texts, add_eos=add_eos)
-  lengths = np.diff(offsets)
-  _log_truncation(lengths, max_length, 'input')
-  lengths = np.minimum(lengths, max_length)
-  chosen = bucket_boundaries(max_length, boundaries)
-  width = int(chosen[np.searchsorted(chosen, max(1, int(lengths.max())))])
-  return _gather(ids, offsets[:-1], lengths, np.zeros(len(lines), np.int32),
-                 np.arange(len(lines)), width, tokenizer.pad_id)
-
-
-def _log_truncation(lengths: np.ndarray, max_length: int, what: str) -> int:
-  truncated = int((lengths > max_length).sum())
-  if truncated:
-    logging.warning(
-        'Truncated %d of %d %s examples (%.2f%%) to max_length=%d tokens; '
-        'the longest has %d. Raise the data config max_length to keep more.',
-        truncated, len(lengths), what, 100 * truncated / len(lengths),
-        max_length, int(lengths.max()))
-  return truncated
-
-
-# ------------------------------------------------------------ datasets ------
 
 
 @dataclasses.dataclass
@@ -365,15 +160,15 @@ class ClassificationDatasets:
     """Examples of ``split`` longer than ``max_length`` (truncated)."""
     return self._split(split).num_truncated
 
-  def batcher(self, split: str,
-              training: bool | None = None) -> ClassificationBatcher:
+  def batcher(self, split: str, training: bool | None = None
+              ) -> batching.ClassificationBatcher:
     """The batcher of ``split``: training (shuffled epochs of ``batch_size``
     rows) for ``'train'``, else one pass of ``eval_batch_size`` rows
     (``training`` overrides, e.g. ``False`` to evaluate on train)."""
     data, cfg = self._split(split), self.config
     if training is None:
       training = split == 'train'
-    return ClassificationBatcher(
+    return batching.ClassificationBatcher(
         data.ids, data.offsets, data.labels, self.shard,
         batch_size=cfg['batch_size' if training else 'eval_batch_size'],
         max_length=cfg['max_length'], boundaries=cfg['bucket_boundaries'],
@@ -397,248 +192,28 @@ class ClassificationDatasets:
 
   def encode_lines(self, lines: Sequence[str]) -> Batch:
     """Raw texts -> one padded batch, encoded as the data was
-    (:func:`encode_texts`)."""
-    cfg = self.config
-    return encode_texts(self.tokenizer, lines, max_length=cfg['max_length'],
-                        boundaries=cfg['bucket_boundaries'],
-                        lowercase=cfg['lowercase'], add_eos=cfg['add_eos'])
+    (:class:`lstm_flax.tokenizer.TextEncoding`, as at inference): truncated
+    to ``max_length`` tokens, padded to the bucket width of the longest;
+    ``labels`` are 0 and ``example_index`` is the position in ``lines``.
 
-
-# ------------------------------------------------------------- sources ------
-
-
-@dataclasses.dataclass
-class _RawSplit:
-  """A split as read: texts, label ids or strings, where each comes from."""
-
-  texts: list[str]
-  labels: list[str] | np.ndarray
-  source_index: np.ndarray
-  num_skipped: int
-  where: Callable[[int], str]  # Position -> 'file, line N' for messages.
-
-
-class _LabelledTextSource:
-  """``LABEL TEXT`` files in ``data_dir``."""
-
-  def __init__(self, cfg: Mapping[str, Any]):
-    self.split_files = corpora.TextFilesCorpus(cfg['data_dir'], cfg['files'],
-                                         cfg['encoding_errors'],
-                                         source='labelled_text')
-    self.encoding_errors = cfg['encoding_errors']
-
-  @property
-  def splits(self) -> tuple[str, ...]:
-    return self.split_files.splits
-
-  def path(self, split: str) -> Path:
-    return self.split_files.path(split)
-
-  def fingerprint(self, split: str) -> str:
-    return corpora.fingerprint_of('labelled_text', corpora.file_fingerprint(
-        self.path(split)), self.encoding_errors)
-
-  def label_names(self) -> list[str] | None:
-    return None  # From the train split's labels.
-
-  def read(self, split: str) -> _RawSplit:
-    path = self.path(split)
-    labels, texts, numbers = [], [], []
-    skipped = 0
-    for number, line in enumerate(
-        corpora.read_text_file(path, self.encoding_errors), 1):
-      line = line.rstrip('\r')
+    Raises:
+      errors.EmptyDataError: no lines, or a blank line (nothing to classify).
+    """
+    if not lines:
+      raise errors.EmptyDataError('No text to encode.')
+    for number, line in enumerate(lines, 1):
       if not line.strip():
-        skipped += 1
-        continue
-      match = _LABELLED_LINE.fullmatch(line)
-      if match is None:
-        raise errors.MalformedLineError(
-            f'{path}, line {number}: {_clip(line)!r} has no space after the '
-            'label and no text; every line must be LABEL, a space, then the '
-            'text. Fix or remove the line.')
-      label, text = match.groups()
-      if not label:
-        raise errors.MalformedLineError(
-            f'{path}, line {number}: {_clip(line)!r} has an empty label (the '
-            'line starts with a space or tab); every line must be LABEL, a '
-            'space, then the text. Fix or remove the line.')
-      if not text.strip():
-        raise errors.MalformedLineError(
-            f'{path}, line {number}: label {label!r} has no text after it; '
-            'every line must be LABEL, a space, then the text. Fix or remove '
-            'the line.')
-      labels.append(label)
-      texts.append(text)
-      numbers.append(number)
-    if not texts:
-      raise errors.EmptyDataError(
-          f'{path} has no examples (only empty lines). Put LABEL TEXT lines '
-          'in it, or point the data config files at another file.')
-    return _RawSplit(texts, labels, np.asarray(numbers, np.int64), skipped,
-                     lambda number: f'{path}, line {number}')
-
-
-class _TfdsSource:
-  """A TFDS dataset with a text feature and a ``ClassLabel`` feature."""
-
-  def __init__(self, cfg: Mapping[str, Any]):
-    if not cfg['tfds_name']:
-      raise errors.ConfigError(
-          "source='tfds' needs tfds_name (e.g. 'glue/sst2', "
-          "'imdb_reviews').")
-    self.name = cfg['tfds_name']
-    self.data_dir = cfg['tfds_data_dir'] or cfg['data_dir'] or None
-    self.split_map = {k: v for k, v in cfg['tfds_splits'].items() if v}
-    self.text_key, self.label_key = cfg['text_key'], cfg['label_key']
-    self.encoding_errors = cfg['encoding_errors']
-    self.builder = corpora.tfds_builder(self.name, self.data_dir)
-    features = self.builder.info.features
-    available = list(features.keys())
-    for key, config_key in ((self.text_key, 'text_key'),
-                            (self.label_key, 'label_key')):
-      if key not in available:
-        raise errors.TfdsError(
-            f'TFDS dataset {self.name!r} has no feature {key!r} (data config '
-            f'{config_key}); its features are {available}.')
-    label = features[self.label_key]
-    names = getattr(label, 'names', None)
-    if not names:
-      raise errors.TfdsError(
-          f'TFDS dataset {self.name!r} feature {self.label_key!r} (data '
-          f'config label_key) is {label!r}, not a ClassLabel with names; '
-          'set label_key to a ClassLabel feature.')
-    self.names = [str(n) for n in names]
-
-  @property
-  def splits(self) -> tuple[str, ...]:
-    return tuple(self.split_map)
-
-  def fingerprint(self, split: str) -> str:
-    return corpora.fingerprint_of(
-        'tfds_classification', self.name, str(self.builder.version),
-        self.split_map[split], self.text_key, self.label_key,
-        str(self.builder.data_dir), self.encoding_errors)
-
-  def label_names(self) -> list[str] | None:
-    return self.names
-
-  def read(self, split: str) -> _RawSplit:
-    tfds = corpora._import_tfds()  # pylint: disable=protected-access
-    tfds_split = self.split_map[split]
-    dataset = corpora.tfds_read(self.builder, tfds_split, self.data_dir)
-    where = lambda i: (f'TFDS {self.name!r} split {tfds_split!r}, example '
-                       f'{i}')
-    texts, labels, positions = [], [], []
-    skipped = 0
-    for i, example in enumerate(tfds.as_numpy(dataset)):
-      label = int(example[self.label_key])
-      if label == -1:
-        raise errors.UnknownLabelError(
-            f'{where(i)}: label -1, i.e. split {tfds_split!r} is unlabelled '
-            f'(GLUE test splits have no public labels). Remove {split!r} from '
-            'the data config tfds_splits, or map it to a labelled split.')
-      if not 0 <= label < len(self.names):
-        raise errors.UnknownLabelError(
-            f'{where(i)}: label {label} is not in [0, {len(self.names)}) '
-            f'(labels {self.names}).')
-      text = corpora.decode_utf8(example[self.text_key],
-                                 f'{where(i)}, feature {self.text_key!r}',
-                                 self.encoding_errors)
-      if not text.strip():
-        skipped += 1
-        continue
-      texts.append(text)
-      labels.append(label)
-      positions.append(i)
-    if not texts:
-      raise errors.EmptyDataError(
-          f'TFDS {self.name!r} split {tfds_split!r} has no text.')
-    return _RawSplit(texts, np.asarray(labels, np.int32),
-                     np.asarray(positions, np.int64), skipped, where)
-
-
-def _clip(line: str, limit: int = 60) -> str:
-  return line if len(line) <= limit else line[:limit] + '...'
-
-
-def sorted_label_names(labels: Sequence[str]) -> list[str]:
-  """The sorted set of ``labels``, numerically if all are integers."""
-  names = set(labels)
-  try:
-    return sorted(names, key=lambda name: (int(name), name))
-  except ValueError:
-    return sorted(names)
-
-
-# --------------------------------------------------------------- cache ------
-
-
-def _cache_entry(cache_dir: Path, name: str, key: Mapping[str, Any]) -> Path:
-  digest = hashlib.sha256(json.dumps(
-      {'format': CACHE_FORMAT, **key}, sort_keys=True,
-      default=str).encode()).hexdigest()[:20]
-  return cache_dir / f'{name}-{digest}'
-
-
-def _load_or_build(cache_dir: Path, name: str, key: Mapping[str, Any],
-                   build: Callable[[], tuple[dict[str, np.ndarray],
-                                             dict[str, Any]]]
-                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-  """The cached (arrays, metadata) for ``key``, built and cached if new.
-
-  An entry is a directory of ``.npy`` files and ``meta.json``, written in a
-  temporary directory and renamed into place, so processes sharing the cache
-  never see a partial entry. ``ids`` is memory-mapped.
-  """
-  path = _cache_entry(cache_dir, name, key)
-  meta_path = path / 'meta.json'
-  if meta_path.is_file():
-    meta = json.loads(meta_path.read_text('utf-8'))
-    arrays = {k: np.load(path / f'{k}.npy', allow_pickle=False,
-                         mmap_mode='r' if k == 'ids' else None)
-              for k in meta['arrays']}
-    return arrays, meta['meta']
-  arrays, meta = build()
-  cache_dir.mkdir(parents=True, exist_ok=True)
-  temporary = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f'.{path.name}.',
-                                    suffix='.tmp'))
-  try:
-    temporary.chmod(0o755)  # mkdtemp's 0o700 would hide it from other users.
-    for k, array in arrays.items():
-      np.save(temporary / f'{k}.npy', array, allow_pickle=False)
-    (temporary / 'meta.json').write_text(json.dumps(
-        {'key': key, 'arrays': sorted(arrays), 'meta': meta}, indent=1,
-        default=str), 'utf-8')
-    try:
-      os.rename(temporary, path)
-    except OSError:
-      if not meta_path.is_file():  # Not a concurrent writer's entry.
-        raise
-  finally:
-    shutil.rmtree(temporary, ignore_errors=True)
-  logging.info('Cached %s in %s', name, path)
-  return arrays, meta
+        raise errors.EmptyDataError(
+            f'Input line {number} is blank: there is nothing to classify. '
+            'Remove blank lines from the input.')
+    tokens, lengths = TextEncoding.from_mapping(self.config).encode(
+        self.tokenizer, list(lines))
+    return {'tokens': tokens, 'lengths': lengths,
+            'labels': np.zeros(len(lines), np.int32),
+            'example_index': np.arange(len(lines), dtype=np.int32)}
 
 
 # ---------------------------------------------------- tokenizer, labels ------
-
-
-def load_tokenizer(workdir: str | os.PathLike[str]
-                   ) -> tokenizers_lib.Tokenizer:
-  """The tokenizer saved in ``workdir/tokenizer/`` (by an LM or classifier
-  run), e.g. to pass to :func:`get_classification_datasets` for transfer.
-
-  Raises:
-    errors.TokenizerNotFoundError: no tokenizer is saved there.
-  """
-  directory = Path(workdir) / tokenizers_lib.TOKENIZER_DIR
-  saved = tokenizers_lib.load_saved(directory)
-  if saved is None:
-    raise errors.TokenizerNotFoundError(
-        f'No tokenizer is saved in {directory} ({tokenizers_lib.METADATA_FILE} '
-        'missing). Point at the workdir of a run that has started training.')
-  return saved[0]
 
 
 def load_label_names(workdir: str | os.PathLike[str]) -> list[str]:
@@ -673,27 +248,6 @@ def _save_label_names(workdir: str | os.PathLike[str],
                        ensure_ascii=False).encode())
 
 
-def _use_given_tokenizer(tokenizer: tokenizers_lib.Tokenizer,
-                         workdir: str | os.PathLike[str]) -> None:
-  """Saves a given tokenizer as the run's (checks it against a saved one)."""
-  directory = Path(workdir) / tokenizers_lib.TOKENIZER_DIR
-  saved = tokenizers_lib.load_saved(directory)
-  if saved is not None:
-    if saved[0].fingerprint() == tokenizer.fingerprint():
-      return
-    raise errors.VocabularyMismatchError(
-        f'The tokenizer given for this run ({tokenizer.kind}, '
-        f'{tokenizer.vocab_size} ids) differs from the one saved with it in '
-        f'{directory} ({saved[0].kind}, {saved[0].vocab_size} ids); the '
-        'saved model weights only fit the saved vocabulary. Give the '
-        'tokenizer the run was started with, or start a new run in a fresh '
-        'workdir.')
-  tokenizer.save(directory, {'spec': {'kind': tokenizer.kind},
-                             'origin': 'given'})
-  logging.info('Saved the given %s tokenizer (%d ids) in %s', tokenizer.kind,
-               tokenizer.vocab_size, directory)
-
-
 # ---------------------------------------------------------- entry point -----
 
 
@@ -709,7 +263,7 @@ def get_classification_datasets(
     config: the data config (keys of :func:`default_classification_config`).
     workdir: the run directory (tokenizer, labels and default cache).
     tokenizer: use this tokenizer as is (e.g. a language model's, from
-      :func:`load_tokenizer` on its workdir, for transfer learning; words it
+      :func:`input_pipeline.load_tokenizer` on its workdir, for transfer learning; words it
       does not know become its unk) instead of building one from the train
       split; it is saved in ``workdir/tokenizer/`` like a built one. Without
       it, the tokenizer saved in the workdir is reused (a given one too), else
@@ -721,19 +275,18 @@ def get_classification_datasets(
     :class:`ClassificationDatasets` with every split of ``files`` /
     ``tfds_splits``.
   """
-  cfg = resolve_config(config, default_classification_config())
+  cfg = sharded_encoding.resolve_config(config,
+                                        default_classification_config())
   cfg['bucket_boundaries'] = tuple(cfg['bucket_boundaries'])
   shard = hosts.resolve(process_index, process_count)
   shard.rows(cfg['batch_size'], 'batch_size')
   shard.rows(cfg['eval_batch_size'], 'eval_batch_size')
-  bucket_boundaries(cfg['max_length'], cfg['bucket_boundaries'])
-  if cfg['source'] == 'labelled_text':
-    source: _LabelledTextSource | _TfdsSource = _LabelledTextSource(cfg)
-  elif cfg['source'] == 'tfds':
-    source = _TfdsSource(cfg)
-  else:
-    raise errors.ConfigError(
-        f"source={cfg['source']!r} is unknown; use one of {list(SOURCES)}.")
+  encoding = TextEncoding.from_mapping(cfg)
+  try:
+    encoding.widths()
+  except ValueError as e:
+    raise errors.ConfigError(f'Data config: {e}') from None
+  source = labelled_text.make_source(cfg)
   if 'train' not in source.splits:
     raise errors.ConfigError(
         f'The data config names no train split ({source.splits}); set '
@@ -742,41 +295,37 @@ def get_classification_datasets(
   options = {'lowercase': bool(cfg['lowercase']),
              'add_eos': bool(cfg['add_eos'])}
 
-  @functools.cache
-  def read(split: str) -> _RawSplit:
-    raw = source.read(split)
-    if cfg['lowercase']:
-      raw.texts = [text.lower() for text in raw.texts]
-    return raw
+  read = functools.cache(source.read)
 
   def fingerprint(split: str) -> str:
-    return corpora.fingerprint_of(source.fingerprint(split),
-                                  json.dumps(options, sort_keys=True))
+    return text_lines.fingerprint_of(source.fingerprint(split),
+                                     json.dumps(options, sort_keys=True))
 
-  tokenizer = _run_tokenizer(cfg, workdir, tokenizer,
-                             lambda: read('train').texts, fingerprint('train'))
-  cache_dir = Path(cfg['cache_dir'] or Path(workdir) / 'data_cache')
+  tokenizer = _run_tokenizer(
+      cfg, workdir, tokenizer,
+      lambda: [encoding.text(text) for text in read('train').texts],
+      fingerprint('train'))
+  cache_dir = sharded_encoding.cache_dir(cfg, workdir)
   key = {'tokenizer': tokenizer.fingerprint(), **options}
-  arrays, meta = _load_or_build(
-      cache_dir, 'classification-train',
-      {**key, 'source': fingerprint('train'),
-       'label_names': source.label_names()},
-      lambda: _encode(tokenizer, read('train'), source.label_names(), options))
-  label_names = list(meta['label_names'])
-  splits = {'train': _split(arrays, meta)}
+
+  def cached(split: str, label_names: list[str] | None
+             ) -> tuple[ClassificationSplit, list[str]]:
+    return _cached_split(
+        cache_dir, split, {**key, 'source': fingerprint(split),
+                           'label_names': label_names}, shard,
+        cfg['wait_timeout_s'],
+        lambda: _encode(tokenizer, read(split), label_names, encoding))
+
+  splits = {}
+  splits['train'], label_names = cached('train', source.label_names())
   for split in source.splits:
     if split != 'train':
-      arrays, meta = _load_or_build(
-          cache_dir, f'classification-{split}',
-          {**key, 'source': fingerprint(split), 'label_names': label_names},
-          lambda split=split: _encode(tokenizer, read(split), label_names,
-                                      options))
-      splits[split] = _split(arrays, meta)
+      splits[split], _ = cached(split, label_names)
   read.cache_clear()  # The raw text is no longer needed.
   _save_label_names(workdir, label_names)
   for split, data in splits.items():
-    data.num_truncated = _log_truncation(data.lengths, cfg['max_length'],
-                                         split)
+    data.num_truncated = log_truncation(data.lengths, cfg['max_length'],
+                                        split)
     logging.info('Classification split %s: %d examples, %d tokens%s', split,
                  data.num_examples, len(data.ids),
                  f', {data.num_skipped} empty skipped' if data.num_skipped
@@ -792,7 +341,7 @@ def _run_tokenizer(cfg: Mapping[str, Any], workdir: str | os.PathLike[str],
                    data_fingerprint: str) -> tokenizers_lib.Tokenizer:
   """The given tokenizer (saved), the saved given one, or the built one."""
   if given is not None:
-    _use_given_tokenizer(given, workdir)
+    tokenizers_lib.use_given(given, workdir)
     return given
   saved = tokenizers_lib.load_saved(Path(workdir) /
                                     tokenizers_lib.TOKENIZER_DIR)
@@ -802,20 +351,19 @@ def _run_tokenizer(cfg: Mapping[str, Any], workdir: str | os.PathLike[str],
     return saved[0]
   # As the LM pipeline: every process builds the same tokenizer (it is
   # deterministic) or loads the saved one; saves are atomic.
-  spec = {'kind': cfg['tokenizer'], **{k: cfg[k] for k in _TOKENIZER_KEYS}}
-  return tokenizers_lib.get_tokenizer(spec, workdir, train_texts,
-                                      data_fingerprint)
+  return tokenizers_lib.get_tokenizer(tokenizers_lib.spec_of(cfg), workdir,
+                                      train_texts, data_fingerprint)
 
 
-def _encode(tokenizer: tokenizers_lib.Tokenizer, raw: _RawSplit,
-            label_names: list[str] | None, options: Mapping[str, bool]
+def _encode(tokenizer: tokenizers_lib.Tokenizer, raw: labelled_text.RawSplit,
+            label_names: list[str] | None, encoding: TextEncoding
             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   """Encodes a raw split: (arrays, metadata) for the cache."""
   if isinstance(raw.labels, np.ndarray):  # TFDS: already ids.
     labels = raw.labels
   else:
     if label_names is None:  # The train split defines the labels.
-      label_names = sorted_label_names(raw.labels)
+      label_names = labelled_text.sorted_label_names(raw.labels)
     label_id = {name: i for i, name in enumerate(label_names)}
     labels = np.empty(len(raw.labels), np.int32)
     for k, label in enumerate(raw.labels):
@@ -825,7 +373,7 @@ def _encode(tokenizer: tokenizers_lib.Tokenizer, raw: _RawSplit,
             f'not occur in the train split, whose labels are {label_names}. '
             'Fix the label, or remove the line.')
       labels[k] = label_id[label]
-  ids, offsets = tokenizer.encode_lines(raw.texts, add_eos=options['add_eos'])
+  ids, offsets = encoding.encode_flat(tokenizer, raw.texts)
   empty = np.flatnonzero(np.diff(offsets) == 0)
   if len(empty):
     raise errors.EmptyDataError(
@@ -837,8 +385,28 @@ def _encode(tokenizer: tokenizers_lib.Tokenizer, raw: _RawSplit,
           {'label_names': label_names, 'num_skipped': raw.num_skipped})
 
 
-def _split(arrays: Mapping[str, np.ndarray],
-           meta: Mapping[str, Any]) -> ClassificationSplit:
-  return ClassificationSplit(arrays['ids'], arrays['offsets'],
-                             arrays['labels'], arrays['source_index'],
-                             int(meta['num_skipped']))
+def _cached_split(cache_dir: Path, split: str, key: Mapping[str, Any],
+                  shard: hosts.HostShard, timeout_s: float,
+                  build: Callable[[], tuple[dict[str, np.ndarray],
+                                            dict[str, Any]]]
+                  ) -> tuple[ClassificationSplit, list[str]]:
+  """The encoded ``split`` from its cache entry (one shard, memory-mapped),
+  which process 0 builds and writes if missing; the others wait for it.
+
+  Returns:
+    (the split, its label names).
+  """
+  entry = cache.ShardedEntry(cache_dir, f'classification-{split}',
+                             {'format': CACHE_FORMAT, **key}, 1, _FIELDS)
+  if shard.process_index == 0 and not entry.complete(0):
+    arrays, meta = build()
+    entry.write(0, iter([arrays]), lambda: meta)
+    logging.info('Cached classification split %s in %s', split,
+                 entry.directory)
+  meta = entry.wait(timeout_s)[0]
+  arrays = {field: cache.concat(entry.open(field)) for field in _FIELDS}
+  return (ClassificationSplit(arrays['ids'], arrays['offsets'],
+                              arrays['labels'], arrays['source_index'],
+                              int(meta['num_skipped'])),
+          list(meta['label_names']))
+

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from input_pipeline import hosts
-from input_pipeline.classification import (Batch, ClassificationBatcher,
-                                           DEFAULT_BOUNDARIES)
+from input_pipeline.classification_batching import (
+    Batch, ClassificationBatcher, DEFAULT_BOUNDARIES)
 
 
 class FeatureBatcher(ClassificationBatcher):

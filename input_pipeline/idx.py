@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from input_pipeline import corpora, errors
+from input_pipeline import errors, tfds_data
 from input_pipeline.feature_batches import FeatureSplit
 
 IMAGES_MAGIC = 2051
@@ -127,13 +127,13 @@ def load_tfds(name: str = 'mnist', splits: Mapping[str, str] | None = None, *,
   """Split -> FeatureSplit of a TFDS image dataset (``image [rows, cols,
   1]`` uint8, ``label``); ``splits`` maps our split names to TFDS split
   strings (default ``train[:55000]`` / ``train[55000:]``)."""
-  tfds = corpora._import_tfds()  # pylint: disable=protected-access
-  builder = corpora.tfds_builder(name, data_dir)
+  tfds = tfds_data.import_tfds()
+  builder = tfds_data.tfds_builder(name, data_dir)
   splits = splits or {'train': 'train[:55000]', 'valid': 'train[55000:]'}
   out = {}
   for split, tfds_split in splits.items():
     images, labels = [], []
-    for example in tfds.as_numpy(corpora.tfds_read(builder, tfds_split, data_dir)):
+    for example in tfds.as_numpy(tfds_data.tfds_read(builder, tfds_split, data_dir)):
       images.append(example['image'][..., 0])
       labels.append(int(example['label']))
     if not images:

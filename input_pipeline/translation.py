@@ -38,6 +38,7 @@ import numpy as np
 from input_pipeline import errors
 from input_pipeline.hosts import HostShard
 from input_pipeline.lm import Batch, planned_steps, round_up
+from lstm_flax.tokenizer import bucket_widths
 
 DEFAULT_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
@@ -91,10 +92,9 @@ def length_mask(source_lengths: np.ndarray, target_lengths: np.ndarray,
 
 def bucket_boundaries(max_length: int,
                       boundaries: Sequence[int] = ()) -> np.ndarray:
-  """Sorted bucket lengths up to and including ``max_length``."""
-  chosen = sorted({b for b in (boundaries or DEFAULT_BOUNDARIES)
-                   if b < max_length} | {max_length})
-  return np.asarray(chosen, np.int64)
+  """Sorted bucket lengths up to and including ``max_length``
+  (``boundaries`` or :data:`DEFAULT_BOUNDARIES`)."""
+  return bucket_widths(max_length, tuple(boundaries) or DEFAULT_BOUNDARIES)
 
 
 class TranslationBatcher:

@@ -5,8 +5,8 @@ the trainer's commands (``generate.py``, ``translate.py``, ``classify.py``,
 validation BLEU) and by an exported model (``lstm_flax.export``). Each
 function takes a module, its ``params`` and a tokenizer: any object with
 ``encode(text) -> list[int]``, ``decode(ids) -> str`` and the ids
-``pad_id``, ``unk_id``, ``bos_id``, ``eos_id`` (``lstm_flax.tokenizer`` or the
-trainer's ``input_pipeline.tokenizers``).
+``pad_id``, ``unk_id``, ``bos_id``, ``eos_id`` (``lstm_flax.tokenizer``, which
+the trainer's ``input_pipeline`` builds).
 
 * :func:`generate`: a ``LanguageModel`` continues a prompt
   (``lstm_flax.sampling.sample``).
@@ -19,7 +19,6 @@ trainer's ``input_pipeline.tokenizers``).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, Protocol
 
@@ -28,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstm_flax import decoding, sampling
+from lstm_flax.tokenizer import TextEncoding  # Re-exported: the classifier encoding.
+from lstm_flax.tokenizer import Tokenizer
 
 Array = jax.Array
 
@@ -273,63 +274,6 @@ def translate(model: Any, params: Any, tokenizer: TokenizerLike, lines: Sequence
 # -------------------------------------------------------- classification ----
 
 
-@dataclasses.dataclass(frozen=True)
-class TextEncoding:
-  """How a classifier's texts were encoded in training.
-
-  Attributes:
-    max_length: texts are cut to their first ``max_length`` tokens.
-    bucket_boundaries: batch widths (``max_length`` is added).
-    lowercase: lower-case the text first.
-    add_eos: append the end-of-line id.
-  """
-
-  max_length: int
-  bucket_boundaries: tuple[int, ...] = ()
-  lowercase: bool = False
-  add_eos: bool = False
-
-  @classmethod
-  def from_mapping(cls, values: Mapping[str, Any]) -> TextEncoding:
-    """The fields among ``values`` (e.g. a trainer's ``config.data``)."""
-    return cls(max_length=int(values['max_length']),
-               bucket_boundaries=tuple(int(b) for b in values.get('bucket_boundaries', ())),
-               lowercase=bool(values.get('lowercase', False)),
-               add_eos=bool(values.get('add_eos', False)))
-
-  def widths(self) -> np.ndarray:
-    """Sorted batch widths: the boundaries below ``max_length``, then it."""
-    if self.max_length < 1:
-      raise SettingError(f'max_length={self.max_length} must be >= 1.')
-    return np.asarray(sorted({b for b in self.bucket_boundaries if 0 < b < self.max_length}
-                             | {self.max_length}), np.int64)
-
-  def encode(self, tokenizer: TokenizerLike, lines: Sequence[str]
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """``tokens [len(lines), width]`` int32 (padded with ``pad_id`` to the
-    bucket width of the longest) and ``lengths [len(lines)]`` int32."""
-    if not lines:
-      raise SettingError('No text to encode.')
-    rows, truncated = [], 0
-    for line in lines:
-      ids = list(tokenizer.encode(line.lower() if self.lowercase else line))
-      if self.add_eos:
-        ids.append(tokenizer.eos_id)
-      truncated += len(ids) > self.max_length
-      rows.append(ids[:self.max_length])
-    if truncated:
-      logging.getLogger(__name__).warning(
-          'Truncated %d of %d texts to max_length=%d tokens.', truncated, len(lines),
-          self.max_length)
-    lengths = np.asarray([len(r) for r in rows], np.int32)
-    widths = self.widths()
-    width = int(widths[np.searchsorted(widths, max(1, int(lengths.max())))])
-    tokens = np.full((len(rows), width), tokenizer.pad_id, np.int32)
-    for r, ids in enumerate(rows):
-      tokens[r, :len(ids)] = ids
-    return tokens, lengths
-
-
 @dataclasses.dataclass
 class Prediction:
   """The class of one line."""
@@ -344,10 +288,13 @@ def class_probabilities(model: Any) -> Any:
       model.apply({'params': params}, tokens, lengths, deterministic=True)))
 
 
-def classify(model: Any, params: Any, tokenizer: TokenizerLike, lines: Sequence[str],
+def classify(model: Any, params: Any, tokenizer: Tokenizer, lines: Sequence[str],
              label_names: Sequence[str], encoding: TextEncoding, *, batch_size: int = 64,
              probabilities_fn: Any = None) -> list[Optional[Prediction]]:
   """The prediction of each line (``None`` for blank lines), in order.
+
+  ``tokenizer``: a :class:`lstm_flax.tokenizer.Tokenizer` (the texts are
+  encoded with its ``encode_lines``, as the training data were).
 
   ``probabilities_fn``: a :func:`class_probabilities` of ``model`` to reuse
   (one compiled function per model, not per call).
@@ -357,6 +304,10 @@ def classify(model: Any, params: Any, tokenizer: TokenizerLike, lines: Sequence[
   """
   if batch_size < 1:
     raise SettingError(f'batch_size must be >= 1; got {batch_size}.')
+  try:
+    encoding.widths()
+  except ValueError as e:
+    raise SettingError(str(e)) from None
   probabilities_fn = probabilities_fn or class_probabilities(model)
   todo = [i for i, line in enumerate(lines) if line.strip()]
   out: list[Optional[Prediction]] = [None] * len(lines)

@@ -1,6 +1,6 @@
 """lstm_flax.export, lstm_flax.tokenizer and lstm_flax.torch_lm without the
-trainer: save / load round trips of each kind, refusals, the tokenizer reader
-against input_pipeline's tokenizers, and PyTorch RNNModel weights (a fixture
+trainer: save / load round trips of each kind, refusals, saved tokenizers'
+ids, and PyTorch RNNModel weights (a fixture
 made by tests/make_torch_lm_fixture.py; a live check when torch is installed)."""
 
 import functools
@@ -155,32 +155,38 @@ def test_a_new_model_class_exports_and_reloads_by_its_import_path(tmp_path):
 # ------------------------------------------------------------ tokenizers ----
 
 
-def test_tokenizer_reader_gives_input_pipelines_ids(tmp_path):
-  from input_pipeline import tokenizers  # pylint: disable=g-import-not-at-top
+def test_saved_tokenizers_load_with_the_ids_they_were_built_with(tmp_path):
+  from input_pipeline import tokenizers, vocabulary  # pylint: disable=g-import-not-at-top
   lines = ['the cat sat on the mat', 'a dog ran , the end', 'héllo wörld']
   text = 'the cat ran on a hat  héllo ☃'
-  built = [tokenizers.WordTokenizer.build(lines), tokenizers.CharTokenizer.build(lines),
-           tokenizers.SentencePieceTokenizer.train(lines * 20, vocab_size=40)]
-  for theirs in built:
-    theirs.save(tmp_path / theirs.kind)
-    ours = tokenizer_lib.load(tmp_path / theirs.kind)
-    assert ours.kind == theirs.kind and ours.vocab_size == theirs.vocab_size
-    assert (ours.pad_id, ours.unk_id, ours.bos_id, ours.eos_id) == (
-        theirs.pad_id, theirs.unk_id, theirs.bos_id, theirs.eos_id)
-    ids = theirs.encode(text)
-    assert ours.encode(text) == ids and theirs.unk_id in ids
-    stream = [theirs.bos_id] + ids + [theirs.eos_id] + ids[:3] + [theirs.pad_id]
-    assert ours.decode(stream) == theirs.decode(stream)
-    assert ours.fingerprint() == theirs.fingerprint()
-    # The classifier's encoding matches the training data's.
-    encoding = inference.TextEncoding(max_length=5, bucket_boundaries=(2, 4), lowercase=True,
-                                      add_eos=True)
-    from input_pipeline import classification  # pylint: disable=g-import-not-at-top
-    expected = classification.encode_texts(theirs, lines, max_length=5, boundaries=(2, 4),
-                                           lowercase=True, add_eos=True)
-    tokens, lengths = encoding.encode(ours, lines)
-    np.testing.assert_array_equal(tokens, expected['tokens'])
-    np.testing.assert_array_equal(lengths, expected['lengths'])
+  built = {'word': vocabulary.build_word(lines), 'char': vocabulary.build_char(lines),
+           'sentencepiece': vocabulary.train_sentencepiece(lines * 20, vocab_size=40)}
+  loaded = {}
+  for kind, tokenizer in built.items():
+    tokenizers.save(tokenizer, tmp_path / kind)
+    loaded[kind] = tokenizer_lib.load(tmp_path / kind)
+    assert loaded[kind].kind == kind
+    assert loaded[kind].fingerprint() == tokenizer.fingerprint()
+  word, char, spm = loaded['word'], loaded['char'], loaded['sentencepiece']
+  # Counted order (ties by word) after <eos> = 0 = pad = bos, <unk> = 1.
+  assert word.vocab_size == 14 and word.encode(text) == [2, 5, 11, 10, 4, 1, 8, 1]
+  assert (word.pad_id, word.unk_id, word.bos_id, word.eos_id) == (0, 1, 0, 0)
+  assert word.decode([2, 5, 0, 4, 1]) == 'the cat\na <unk>'
+  # <unk> = 0 = pad, then the sorted characters; '\n' (= 1) ends a line.
+  assert char.vocab_size == 20 and char.encode('cat ☃') == [5, 4, 16, 2, 0]
+  assert (char.pad_id, char.unk_id, char.bos_id, char.eos_id) == (0, 0, 1, 1)
+  assert char.decode([5, 4, 16, 1, 0]) == 'cat\n\ufffd'
+  assert (spm.pad_id, spm.unk_id, spm.bos_id, spm.eos_id) == (0, 1, 2, 3)
+  ids = spm.encode('the cat sat')
+  assert spm.unk_id not in ids and spm.decode([2, *ids, 3, 0]) == 'the cat sat\n'
+  # The classifier's encoding: lower-cased, eos added, cut to 5, padded to a bucket.
+  encoding = inference.TextEncoding(max_length=5, bucket_boundaries=(2, 4), lowercase=True,
+                                    add_eos=True)
+  tokens, lengths = encoding.encode(word, ['THE cat', 'a dog ran , the end', 'hat'])
+  np.testing.assert_array_equal(tokens, [[2, 5, 0, 0, 0], [4, 6, 11, 3, 2], [1, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(lengths, [3, 5, 2])
+  tokens, lengths = encoding.encode(char, ['A'])
+  np.testing.assert_array_equal(tokens, [[4, 1]])
 
 
 def test_tokenizer_reader_refuses_an_edited_vocabulary(tmp_path):

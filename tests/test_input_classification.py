@@ -2,7 +2,6 @@
 truncation, batches (buckets, eval coverage, resumption, hosts), a given
 tokenizer, the cache, TFDS (mocked) and encode_lines."""
 
-import json
 import logging
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import numpy as np
 import pytest
 
 import input_pipeline
-from input_pipeline import classification, corpora, errors, tokenizers
+from input_pipeline import errors, labelled_text, text_lines
+from input_pipeline import tokenizers, vocabulary
 from batch_helpers import assert_same_batches, take
 
 WORDS = [f'w{i}' for i in range(60)]
@@ -129,7 +129,7 @@ def test_label_vocabulary_sorted_numerically_or_as_strings(tmp_path: Path):
   assert data.label_names == ['-1', '2', '10']
   assert data.splits['train'].labels.tolist() == [2, 1, 0, 1]
   assert data.splits['valid'].labels.tolist() == [0, 2]
-  assert classification.sorted_label_names(['b', 'a', '1']) == ['1', 'a', 'b']
+  assert labelled_text.sorted_label_names(['b', 'a', '1']) == ['1', 'a', 'b']
   assert input_pipeline.load_label_names(tmp_path / 'numeric') == [
       '-1', '2', '10']
   # Another label set for the same run: an error, not silently other classes.
@@ -260,7 +260,7 @@ def test_two_processes_rows_make_the_single_process_batch(data_dir: Path,
 
 def test_given_tokenizer_is_used_as_is_and_saved(data_dir: Path,
                                                  tmp_path: Path):
-  lm_tokenizer = tokenizers.WordTokenizer.build(
+  lm_tokenizer = vocabulary.build_word(
       ['w1 w2 w3 w4 w5 w1 w2 the of'])  # E.g. a language model's.
   data = _load(_config(data_dir, vocab_size=7), tmp_path,
                tokenizer=lm_tokenizer)
@@ -279,7 +279,7 @@ def test_given_tokenizer_is_used_as_is_and_saved(data_dir: Path,
   assert again.tokenizer.fingerprint() == lm_tokenizer.fingerprint()
   np.testing.assert_array_equal(again.splits['train'].ids,
                                 data.splits['train'].ids)
-  other = tokenizers.WordTokenizer.build(['w1 w2'])
+  other = vocabulary.build_word(['w1 w2'])
   with pytest.raises(errors.VocabularyMismatchError, match='given'):
     _load(_config(data_dir), tmp_path, tokenizer=other)
   with pytest.raises(errors.TokenizerNotFoundError, match='nowhere'):
@@ -291,14 +291,14 @@ def test_second_start_reads_and_encodes_nothing(data_dir: Path,
   config = _config(data_dir, lowercase=True, add_eos=True)
   first = _load(config, tmp_path)
   assert len(list((tmp_path / 'data_cache').glob(
-      'classification-*/ids.npy'))) == 3
+      'classification-*/*.ids.npy'))) == 3
 
   def fail(*args, **kwargs):
     raise AssertionError('text was read or encoded although it is cached')
 
   monkeypatch.setattr(tokenizers.Tokenizer, 'encode_lines', fail)
-  monkeypatch.setattr(tokenizers.WordTokenizer, 'build', fail)
-  monkeypatch.setattr(corpora, 'read_text_file', fail)
+  monkeypatch.setattr(vocabulary, 'build_word', fail)
+  monkeypatch.setattr(text_lines, 'read_text_file', fail)
   second = _load(config, tmp_path)
   for split in ('train', 'valid', 'test'):
     for key in ('ids', 'offsets', 'labels', 'source_index'):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import input_pipeline
-from input_pipeline import cache, corpora, errors, tokenizers
+from input_pipeline import cache, errors, text_corpora, text_lines, vocabulary
 from batch_helpers import assert_same_batches, take
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope='module')
 def text_dir(tmp_path_factory) -> Path:
   directory = tmp_path_factory.mktemp('text')
-  lines = corpora.EmbeddedCorpus().read_lines('train')
+  lines = text_corpora.EmbeddedCorpus().read_lines('train')
   train = lines[:3000]
   train[10] = ' '.join(['long'] * 5000)  # 25 KB: longer than a chunk.
   train[11] = ''
@@ -44,15 +44,15 @@ def test_scan_lines_and_file_shards_keep_every_line(tmp_path: Path):
     text = '\n'.join(lines) + ('\n' if trial % 2 else '')
     path = tmp_path / f'{trial}.txt'
     path.write_text(text)
-    expected = corpora.split_text_lines(text)
-    count, offsets = corpora.scan_lines(path, range(len(expected) + 1))
+    expected = text_lines.split_text_lines(text)
+    count, offsets = text_lines.scan_lines(path, range(len(expected) + 1))
     assert count == len(expected)
     data = path.read_bytes()
     for n, offset in enumerate(offsets[:-1]):
       assert data[offset:].decode().split('\n')[0] == expected[n]
     assert offsets[-1] == len(data)
     for num_shards in (1, 2, 3, 7):
-      shards = corpora.FileShards(path, len(data), num_shards)
+      shards = text_lines.FileShards(path, len(data), num_shards)
       got = [line for k in range(num_shards)
              for chunk in shards.chunks(k, 5) for line in chunk]
       assert got == expected, (trial, num_shards)
@@ -218,6 +218,26 @@ def test_disk_full_is_a_clear_error_and_leaves_no_shard(text_dir, tmp_path,
   assert data.num_tokens('train') == len(np.asarray(data.splits['train'].ids))
 
 
+def test_entry_of_ragged_float_rows_round_trips(tmp_path):
+  # E.g. speech features: [total_frames, 3] float32 and frames per example.
+  fields = {'features': np.dtype((np.float32, (3,))), 'frames': np.int32}
+  entry = cache.ShardedEntry(tmp_path, 'speech', {'source': 'x'}, 1, fields)
+  rows = np.arange(15, dtype=np.float32).reshape(5, 3)
+  entry.write(0, iter([{'features': rows[:2], 'frames': [2]},
+                       {'features': rows[2:], 'frames': [3]}]))
+  again = cache.ShardedEntry(tmp_path, 'speech', {'source': 'x'}, 1, fields)
+  assert again.complete(0)
+  np.testing.assert_array_equal(again.open('features')[0], rows)
+  np.testing.assert_array_equal(again.open('frames')[0], [2, 3])
+  two = cache.ConcatArray([rows[:2], rows[2:]])  # Rows of two shards.
+  assert two.shape == (5, 3) and two.ndim == 2
+  np.testing.assert_array_equal(two[1:4], rows[1:4])
+  # The plain int32 field keys the entry as before (existing caches stay).
+  assert again.key['fields']['frames'] == '<i4'
+  with pytest.raises(ValueError, match=r'rows of shape \(4,\)'):
+    entry.write(0, iter([{'features': np.zeros((1, 4), np.float32)}]))
+
+
 def test_waiting_for_a_missing_tokenizer_times_out(text_dir, tmp_path):
   with pytest.raises(errors.WaitTimeoutError, match='process 0'):
     input_pipeline.get_lm_datasets(_config(text_dir, wait_timeout_s=0.3),
@@ -228,10 +248,10 @@ def test_waiting_for_a_missing_tokenizer_times_out(text_dir, tmp_path):
 def test_streamed_sentencepiece_sample_is_the_in_memory_one(text_dir):
   lines = (text_dir / 'train.txt').read_text().split('\n')[:-1]
   path = text_dir / 'train.txt'
-  shards = corpora.FileShards(path, path.stat().st_size, 5)
-  nonempty = [tokenizers._stats_of('sentencepiece', shards, k, 1000)[
+  shards = text_lines.FileShards(path, path.stat().st_size, 5)
+  nonempty = [vocabulary.stats_of('sentencepiece', shards, k, 1000)[
       'nonempty_lines'] for k in range(5)]
-  sample = tokenizers.sample_nonempty_lines(shards, nonempty, 500, 3, 1000)
+  sample = vocabulary.sample_nonempty_lines(shards, nonempty, 500, 3, 1000)
   sentences = [line for line in lines if line.strip()]
   chosen = np.random.default_rng(3).choice(len(sentences), 500,
                                            replace=False)

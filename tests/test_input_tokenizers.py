@@ -7,20 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from input_pipeline import corpora, errors
+from input_pipeline import errors, text_corpora, vocabulary
 from input_pipeline import tokenizers as tok
 
 TRAIN = ['the cat sat on the mat <unk>', 'the dog sat', 'a cat']
 
 
 def test_word_vocabulary_order_cap_and_min_count():
-  tokenizer = tok.WordTokenizer.build(TRAIN)
+  tokenizer = vocabulary.build_word(TRAIN)
   assert tokenizer.vocab == ['<eos>', '<unk>', 'the', 'cat', 'sat', 'a',
                              'dog', 'mat', 'on']
   assert (tokenizer.eos_id, tokenizer.unk_id) == (0, 1)
-  assert tok.WordTokenizer.build(TRAIN, max_size=5).vocab == [
+  assert vocabulary.build_word(TRAIN, max_size=5).vocab == [
       '<eos>', '<unk>', 'the', 'cat', 'sat']
-  assert tok.WordTokenizer.build(TRAIN, min_count=2).vocab == [
+  assert vocabulary.build_word(TRAIN, min_count=2).vocab == [
       '<eos>', '<unk>', 'the', 'cat', 'sat']
   assert tokenizer.encode('the zebra  sat') == [2, 1, 4]
   ids, offsets = tokenizer.encode_lines(['the cat', '', 'dog'])
@@ -34,7 +34,7 @@ def test_word_vocabulary_order_cap_and_min_count():
 
 def test_char_tokenizer_is_lossless():
   lines = ['Héllo, wörld!', '  indented\ttab', '']
-  tokenizer = tok.CharTokenizer.build(lines)
+  tokenizer = vocabulary.build_char(lines)
   assert tokenizer.vocab[0] == '<unk>' and '\n' in tokenizer.vocab
   ids, _ = tokenizer.encode_lines(lines)
   assert tokenizer.decode(ids) == '\n'.join(lines) + '\n'
@@ -44,40 +44,40 @@ def test_char_tokenizer_is_lossless():
 
 @pytest.fixture(scope='module')
 def embedded_train() -> list[str]:
-  return corpora.EmbeddedCorpus().read_lines('train')[:3000]
+  return text_corpora.EmbeddedCorpus().read_lines('train')[:3000]
 
 
 @pytest.fixture(scope='module')
 def unigram(embedded_train) -> tok.SentencePieceTokenizer:
-  return tok.SentencePieceTokenizer.train(embedded_train, vocab_size=300)
+  return vocabulary.train_sentencepiece(embedded_train, vocab_size=300)
 
 
 def test_sentencepiece_round_trip_and_specials(unigram, embedded_train):
   assert unigram.vocab_size == 300
   assert (unigram.pad_id, unigram.unk_id, unigram.bos_id,
           unigram.eos_id) == (0, 1, 2, 3)
-  valid = corpora.EmbeddedCorpus().read_lines('valid')[:200]
+  valid = text_corpora.EmbeddedCorpus().read_lines('valid')[:200]
   ids, offsets = unigram.encode_lines(valid)
   assert ids.max() < 300 and (ids[offsets[1:] - 1] == unigram.eos_id).all()
   assert unigram.decode(ids) == '\n'.join(valid) + '\n'  # Lossless.
   # Same data and seed: the same model.
-  again = tok.SentencePieceTokenizer.train(embedded_train, vocab_size=300)
+  again = vocabulary.train_sentencepiece(embedded_train, vocab_size=300)
   assert again.fingerprint() == unigram.fingerprint()
 
 
 def test_sentencepiece_bpe(embedded_train):
-  bpe = tok.SentencePieceTokenizer.train(embedded_train[:1000], 200,
-                                         model_type='bpe')
+  bpe = vocabulary.train_sentencepiece(embedded_train[:1000], 200,
+                                      model_type='bpe')
   text = 'The "assert" statement'
   assert bpe.decode(bpe.encode(text)) == text
   assert len(bpe.encode(text)) < len(text)
   with pytest.raises(errors.ConfigError, match='wordpiece'):
-    tok.SentencePieceTokenizer.train(embedded_train, 200, model_type='wordpiece')
+    vocabulary.train_sentencepiece(embedded_train, 200, model_type='wordpiece')
   # Fewer pieces than characters: a ConfigError that says what to set.
   with pytest.raises(errors.ConfigError,
                      match=r'vocab_size=8 is too small .* need \d+\. Set the data '
                            r'config vocab_size to at least \d+'):
-    tok.SentencePieceTokenizer.train(embedded_train[:50], 8)
+    vocabulary.train_sentencepiece(embedded_train[:50], 8)
 
 
 def test_tokenizer_is_saved_and_reused(tmp_path: Path):
@@ -124,7 +124,7 @@ def test_sentencepiece_model_path(tmp_path: Path, unigram):
   assert loaded.fingerprint() == unigram.fingerprint()
   assert (tmp_path / 'run' / 'tokenizer' / 'spm.model').read_bytes() == (
       unigram.model_proto)
-  other = tok.SentencePieceTokenizer.train(TRAIN * 5, 20)
+  other = vocabulary.train_sentencepiece(TRAIN * 5, 20)
   model.write_bytes(other.model_proto)
   with pytest.raises(errors.VocabularyMismatchError, match=str(model)):
     tok.get_tokenizer(spec, tmp_path / 'run', lambda: TRAIN, 'fp')
@@ -141,10 +141,10 @@ def test_trained_sentencepiece_spec_change_is_an_error(tmp_path: Path):
 
 @pytest.mark.parametrize('kind', ['word', 'char', 'sentencepiece'])
 def test_save_load_round_trip(tmp_path: Path, kind: str, unigram):
-  built = {'word': lambda: tok.WordTokenizer.build(TRAIN),
-           'char': lambda: tok.CharTokenizer.build(TRAIN + ['\u00e9\t"']),
+  built = {'word': lambda: vocabulary.build_word(TRAIN),
+           'char': lambda: vocabulary.build_char(TRAIN + ['\u00e9\t"']),
            'sentencepiece': lambda: unigram}[kind]()
-  built.save(tmp_path, {'spec': {'kind': kind}})
+  tok.save(built, tmp_path, {'spec': {'kind': kind}})
   loaded, metadata = tok.load_saved(tmp_path)
   assert type(loaded) is type(built) and metadata['spec'] == {'kind': kind}
   assert loaded.fingerprint() == built.fingerprint() == metadata['fingerprint']
@@ -172,16 +172,16 @@ def test_same_sentencepiece_data_touched_or_moved_is_reused(tmp_path: Path):
 
 
 def test_sentencepiece_sampling_is_the_same_in_every_process(embedded_train):
-  code = ('import sys; from input_pipeline import corpora, tokenizers; '
-          "lines = corpora.EmbeddedCorpus().read_lines('train')[:3000]; "
-          'print(tokenizers.SentencePieceTokenizer.train('
+  code = ('import sys; from input_pipeline import text_corpora, vocabulary; '
+          "lines = text_corpora.EmbeddedCorpus().read_lines('train')[:3000]; "
+          'print(vocabulary.train_sentencepiece('
           'lines, 200, max_training_lines=500).fingerprint())')
   other_process = subprocess.run(
       [sys.executable, '-c', code], check=True, capture_output=True, text=True,
       cwd=Path(__file__).resolve().parents[1]).stdout.strip()
-  here = tok.SentencePieceTokenizer.train(embedded_train, 200,
-                                          max_training_lines=500)
+  here = vocabulary.train_sentencepiece(embedded_train, 200,
+                                        max_training_lines=500)
   assert here.fingerprint() == other_process
-  assert tok.SentencePieceTokenizer.train(
+  assert vocabulary.train_sentencepiece(
       embedded_train, 200, max_training_lines=500, seed=1).fingerprint() != (
           other_process)

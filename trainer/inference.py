@@ -80,9 +80,7 @@ DATA_LOCATION_KEYS = ('data_dir', 'files', 'tfds_data_dir',
                       'train_prefix', 'eval_prefix')
 # What the tokenizer is built from: a different value would score another
 # vocabulary than the model's, so it is refused.
-TOKENIZER_KEYS = ('tokenizer', 'vocab_size', 'min_count', 'spm_model_type',
-                  'spm_model_path', 'spm_character_coverage',
-                  'spm_max_training_lines', 'lowercase', 'source', 'tfds_name')
+TOKENIZER_KEYS = (*tokenizers_lib.CONFIG_KEYS, 'lowercase', 'source', 'tfds_name')
 
 
 def given_overrides(given: ml_collections.ConfigDict,
