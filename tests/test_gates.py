@@ -121,3 +121,32 @@ def test_translation_records_encoder_and_decoder_steps():
                            method=model.decode_step)
   np.testing.assert_allclose(rec['decoder']['c'][:, 0, -1], state.c[0], atol=1e-6)
   np.testing.assert_allclose(rec['decoder']['h'][:, 0, -1], state.h[0], atol=1e-6)
+
+
+def test_gate_stats_saturation_properties_and_ranking():
+  from lstm_flax import gate_stats
+  text = list('a "b (cd)" e')
+  props = gate_stats.text_properties(text)
+  np.testing.assert_array_equal(props['in_quotes'], [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0])
+  np.testing.assert_array_equal(props['in_brackets'], [0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0])
+  np.testing.assert_array_equal(props['word_position'], [1, 0, 0, 1, 0, 0, 1, 2, 0, 0, 0, 1])
+  np.testing.assert_array_equal(props['line_position'], np.arange(12))
+  time, hidden = len(text), 3
+  c = np.zeros((1, 1, time + 2, hidden))  # two padded steps at the end
+  c[0, 0, :time, 0] = props['in_brackets'] * 2.0 - 1.0  # unit 0 tracks brackets
+  c[0, 0, :time, 1] = np.sin(np.arange(time))
+  c[0, 0, time:] = 99.0  # padding must be ignored
+  f = np.full((1, 1, time + 2, hidden), 0.5)
+  f[0, 0, :6, 2] = 0.95
+  f[0, 0, 6:time, 2] = 0.05
+  mask = (np.arange(time + 2) < time)[None]
+  gates = {'c': c, 'f': f, 'i': f, 'o': f, 'g': c, 'h': c, 'mask': mask}
+  roles = gate_stats.rank_units(gates, text, top=2)
+  assert (roles[0].layer, roles[0].unit, roles[0].prop) == (0, 0, 'in_brackets')
+  assert roles[0].correlation == pytest.approx(1.0)
+  left, right = gate_stats.saturation(gates)['f']
+  np.testing.assert_allclose(left[0], [0, 0, 0.5])
+  np.testing.assert_allclose(right[0], [0, 0, 0.5])
+  assert gate_stats.mean_forget(gates)[0] == pytest.approx((0.5 * 2 + 0.5) / 3)
+  with pytest.raises(ValueError, match='tokens'):
+    gate_stats.rank_units(gates, text[:-1])
