@@ -150,3 +150,24 @@ def test_gate_stats_saturation_properties_and_ranking():
   assert gate_stats.mean_forget(gates)[0] == pytest.approx((0.5 * 2 + 0.5) / 3)
   with pytest.raises(ValueError, match='tokens'):
     gate_stats.rank_units(gates, text[:-1])
+
+
+def test_recording_off_leaves_the_program_unchanged():
+  """With the interceptor installed but 'gates' not mutable (as in training),
+  the traced step is the plain one: recording costs nothing when off."""
+  model = models.LanguageModel(vocab_size=7, embedding_size=3, hidden_size=4, num_layers=1)
+  tokens = jnp.zeros((2, 3), jnp.int32)
+  params = model.init(jax.random.key(0), tokens)['params']
+
+  def loss(params):
+    return model.apply({'params': params}, tokens, targets=tokens)[0]
+
+  def loss_with_recorder(params):
+    with nn.intercept_methods(gates.interceptor):
+      return loss(params)
+
+  plain = str(jax.make_jaxpr(jax.grad(loss))(params))
+  assert str(jax.make_jaxpr(jax.grad(loss_with_recorder))(params)) == plain
+  with nn.intercept_methods(gates.interceptor):
+    _, state = model.apply({'params': params}, tokens, mutable=[gates.COLLECTION])
+  assert 'lstm' in state[gates.COLLECTION]  # and on, it records
