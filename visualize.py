@@ -26,7 +26,7 @@ flags.DEFINE_string('checkpoint', 'latest', "With --workdir: 'latest', 'best' or
 flags.DEFINE_string('text', None, 'The text to run the model on.')
 flags.DEFINE_string('input', None, 'A UTF-8 file with the text, instead of --text.')
 flags.DEFINE_string('out', 'report.html', 'The HTML file to write.')
-flags.DEFINE_integer('max_tokens', 2000, 'Tokens of the text at most (the rest is cut).')
+flags.DEFINE_integer('max_tokens', 1000, 'Tokens of the text at most (the rest is cut).')
 flags.DEFINE_integer('max_output_tokens', 64, 'Translation: output tokens at most.')
 
 

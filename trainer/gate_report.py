@@ -23,6 +23,7 @@ import numpy as np
 from lstm_flax import gate_stats
 
 QUANTITIES = ('c', 'h', 'i', 'f', 'g', 'o')
+_SCALE = 1000  # values are stored as integer thousandths
 _COLOURS = {'i': '#1f77b4', 'f': '#d62728', 'o': '#2ca02c'}
 
 
@@ -87,10 +88,10 @@ def saturation_svg(left: Mapping[str, np.ndarray], right: Mapping[str, np.ndarra
 
 def _section_data(section: Section, top: int) -> dict[str, Any]:
   """The JSON the page script reads: values ``[layer][time][unit]`` per
-  quantity (valid steps only), layer names, ranking."""
+  quantity (valid steps only) in integer thousandths, layer names, ranking."""
   mask = np.asarray(section.gates['mask'])[0].astype(bool)
-  values = {q: np.round(np.asarray(section.gates[q])[:, 0][:, mask], 4).tolist()
-            for q in QUANTITIES}
+  values = {q: np.rint(np.asarray(section.gates[q], np.float64)[:, 0][:, mask] * _SCALE)
+            .astype(np.int64).tolist() for q in QUANTITIES}  # compact: thousandths
   roles = gate_stats.rank_units(section.gates, section.tokens, top=top)
   return {
       'title': section.title,
@@ -167,11 +168,14 @@ tr.role{cursor:pointer} tr.role:hover{background:#eef}
 '''
 
 _SCRIPT = r'''
+const SCALE = %SCALE%;
 window.onerror = function(msg, src, line) {
   document.getElementById('errors').textContent += 'script error: ' + msg + ' (line ' + line + ')\n';
 };
 (function() {
 const DATA = JSON.parse(document.getElementById('data').textContent);
+DATA.forEach(d => Object.keys(d.values).forEach(q =>
+  d.values[q] = d.values[q].map(layer => layer.map(row => row.map(v => v / SCALE)))));
 const GATE = {c: 0, h: 0, g: 0, i: 1, f: 1, o: 1};
 function colour(v, scale, gate) {
   if (gate) { const a = Math.max(0, Math.min(1, v));
@@ -263,7 +267,7 @@ largest |value| in the text); gates white (0) to green (1).</p>
 <div id="errors"></div><div id="status">loading</div>
 {body}
 <script type="application/json" id="data">{blob}</script>
-<script>{_SCRIPT}</script>
+<script>{_SCRIPT.replace('%SCALE%', str(_SCALE))}</script>
 </body></html>'''
 
 
