@@ -108,19 +108,22 @@ def test_models_record_every_lstm_and_refuse_dropout():
 
 
 def test_translation_records_encoder_and_decoder_steps():
+  """The encoder's and a decoder step's recordings against the states the
+  real modules return (record_translation's loop is run by test_visualize)."""
   model = seq2seq.Seq2Seq(source_vocab_size=9, target_vocab_size=8, embedding_size=4,
                           hidden_size=3, encoder_layers=1, decoder_layers=2)
-  source, target = jnp.arange(1, 6), jnp.array([3, 4, 1])
-  variables = model.init(jax.random.key(0), source[None], target[None])
-  rec = gates.record_translation(model, variables, source, target, bos_id=0)
+  source = jnp.arange(1, 6)[None]
+  variables = jax.jit(model.init)(jax.random.key(0), source, source[:, :2])
+  (encoded, state), rec = jax.jit(lambda v: gates.record(model, v, source,
+                                                         method=model.encode))(variables)
   assert rec['encoder']['c'].shape == (2, 1, 5, 3)  # bidirectional encoder
-  assert rec['decoder']['c'].shape == (2, 1, 3, 3)  # [layers, batch, T, H]
-  encoded, state = model.apply(variables, source[None], method=model.encode)
-  for token in (0, 3, 4):
-    _, state = model.apply(variables, encoded, state, jnp.array([token]),
-                           method=model.decode_step)
-  np.testing.assert_allclose(rec['decoder']['c'][:, 0, -1], state.c[0], atol=1e-6)
-  np.testing.assert_allclose(rec['decoder']['h'][:, 0, -1], state.h[0], atol=1e-6)
+  np.testing.assert_allclose(jnp.concatenate([rec['encoder']['h'][0], rec['encoder']['h'][1]],
+                                             -1), encoded.memory, atol=1e-6)
+  (_, new_state), rec = jax.jit(lambda v: gates.record(
+      model, v, encoded, state, jnp.array([3]), method=model.decode_step))(variables)
+  assert rec['decoder']['c'].shape == (2, 1, 1, 3)  # [layers, batch, 1 step, H]
+  np.testing.assert_allclose(rec['decoder']['c'][:, 0, 0], new_state.c[0], atol=1e-6)
+  np.testing.assert_allclose(rec['decoder']['h'][:, 0, 0], new_state.h[0], atol=1e-6)
 
 
 def test_gate_stats_saturation_properties_and_ranking():
