@@ -14,7 +14,7 @@ a clicked token, the LSTM equations with that step's values
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from absl import app
 from absl import flags
@@ -40,15 +40,25 @@ def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 
 def sections_for(kind: str, module: Any, variables: Any, tokenizer: Any, text: str, *,
-                 label_names: Sequence[str] | None = None, max_tokens: int = 2000,
+                 settings: Mapping[str, Any] | None = None, max_tokens: int = 1000,
                  max_output_tokens: int = 64) -> list[Any]:
-  """The report sections of ``module`` (an export ``kind``) run on ``text``."""
+  """The report sections of ``module`` (an export ``kind``) run on ``text``.
+
+  ``settings``: the run's inference settings (an export's
+  ``info['inference']``, ``Task.inference_settings``); a classifier's
+  ``label_names`` and text ``encoding`` (lower-casing, EOS) are used.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lstm_flax import gates, inference  # pylint: disable=g-import-not-at-top
   from trainer import gate_report  # pylint: disable=g-import-not-at-top
+  settings = settings or {}
   sep = '' if getattr(tokenizer, 'kind', '') == 'char' else ' '
   ids = list(tokenizer.encode(text))[:max_tokens]
+  if kind == 'classifier' and settings.get('encoding'):
+    encoding = inference.TextEncoding.from_mapping(settings['encoding'])
+    tokens, lengths = encoding.encode(tokenizer, [text])
+    ids = [int(i) for i in tokens[0, :min(int(lengths[0]), max_tokens)]]
   if not ids:
     raise ValueError(f'The text {text[:40]!r} has no tokens; give some text.')
   if kind == 'language_model':
@@ -58,7 +68,7 @@ def sections_for(kind: str, module: Any, variables: Any, tokenizer: Any, text: s
   if kind == 'classifier':
     logits, recs = gates.record_tokens(module, variables, np.array(ids))
     probs = np.asarray(jax.nn.softmax(logits))
-    names = list(label_names or [str(k) for k in range(len(probs))])
+    names = list(settings.get('label_names') or [str(k) for k in range(len(probs))])
     best = int(np.argmax(probs))
     note = f'prediction: {names[best]} (p = {probs[best]:.3f})'
     return [gate_report.section_from(f'Classifier: {name}', token_strings(tokenizer, ids), g,
@@ -85,22 +95,22 @@ def sections_for(kind: str, module: Any, variables: Any, tokenizer: Any, text: s
   raise ValueError(f'visualize.py cannot show a model of kind {kind!r}.')
 
 
-def _load() -> tuple[str, Any, Any, Any, list[str] | None, str]:
-  """(kind, module, variables, tokenizer, label names, where) from the flags."""
+def _load() -> tuple[str, Any, Any, Any, dict[str, Any], str]:
+  """(kind, module, variables, tokenizer, inference settings, where) from the flags."""
   from lstm_flax import export  # pylint: disable=g-import-not-at-top
   if FLAGS.export_dir:
     loaded = export.load(FLAGS.export_dir)
     if loaded.tokenizer is None:
       raise ValueError(f'{FLAGS.export_dir} has no tokenizer/; visualize.py needs it to read '
                        'the text.')
-    labels = loaded.label_names if loaded.kind == 'classifier' else None
-    return (loaded.kind, loaded.module, loaded.variables, loaded.tokenizer, labels,
-            str(FLAGS.export_dir))
+    return (loaded.kind, loaded.module, loaded.variables, loaded.tokenizer,
+            dict(loaded.info.get('inference', {})), str(FLAGS.export_dir))
   from trainer import inference  # pylint: disable=g-import-not-at-top
   restored = inference.restore(FLAGS.workdir, FLAGS.checkpoint)
   tokenizer = inference.checkpoint_tokenizer(FLAGS.workdir, restored.meta, restored.step)
   return (export.kind_of(restored.model), restored.model, {'params': restored.params()},
-          tokenizer, None, f'{FLAGS.workdir} step {restored.step}')
+          tokenizer, restored.task.inference_settings(FLAGS.workdir),
+          f'{FLAGS.workdir} step {restored.step}')
 
 
 def main(argv):
@@ -118,8 +128,8 @@ def main(argv):
         text = f.read()
     else:
       text = FLAGS.text
-    kind, module, variables, tokenizer, labels, where = _load()
-    sections = sections_for(kind, module, variables, tokenizer, text, label_names=labels,
+    kind, module, variables, tokenizer, settings, where = _load()
+    sections = sections_for(kind, module, variables, tokenizer, text, settings=settings,
                             max_tokens=FLAGS.max_tokens,
                             max_output_tokens=FLAGS.max_output_tokens)
     gate_report.write(FLAGS.out, sections, subtitle=f'{kind.replace("_", " ")} from {where}')

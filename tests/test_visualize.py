@@ -41,7 +41,8 @@ def sections():
   sections += visualize.sections_for(
       'classifier', classifier, classifier.init(key, ids, jnp.array([ids.shape[1]]),
                                                 deterministic=True),
-      tok, TEXT, label_names=['neg', 'pos'])
+      tok, TEXT, settings={'label_names': ['neg', 'pos'],
+                          'encoding': {'max_length': 64, 'lowercase': True}})
   sections += visualize.sections_for('translation', mt, mt.init(key, ids, ids[:, :3]), tok,
                                      TEXT, max_output_tokens=6)
   return sections
@@ -78,6 +79,7 @@ def test_sections_cover_every_model_kind(sections):
   assert sections[0].tokens == list(TEXT)
   assert sections[0].gates['c'].shape == (2, 1, len(TEXT), 6)
   assert sections[1].note.startswith('prediction: ')
+  assert sections[1].note.split()[1] in ('neg', 'pos')
   assert sections[3].directions == 2 and sections[3].tokens[-1] == '\n'
   assert 1 <= len(sections[4].tokens) <= 6
   html = gate_report.render(sections)
