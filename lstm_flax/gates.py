@@ -25,7 +25,14 @@ and the ``Seq2Seq`` decoder step (``DecoderStep``). Each call sows one
 ``{'i', 'f', 'g', 'o', 'c': [L*D, batch, time, H], 'h': [L*D, batch, time,
 P], 'mask': [batch, time] bool}``, layer-major with the reverse direction
 after the forward one (``LSTM``'s carry order). Values at padded steps are
-zero. Recording needs deterministic runs (no dropout).
+zero. Recording needs deterministic runs (no dropout). It computes in
+float32 (matrix products at HIGHEST precision) whatever the model's compute
+dtype: for a bfloat16 model the values are the equations on the same
+parameters, close to but not bit-equal to its bfloat16 products.
+
+Inside a lifted transform that does not carry the ``'gates'`` collection
+(the teacher-forced ``Seq2Seq.__call__``'s ``nn.scan`` over decoder steps)
+nothing is recorded; :func:`record_translation` steps the decoder itself.
 """
 
 from __future__ import annotations
