@@ -30,6 +30,13 @@ Imports only jax, flax and numpy (never TensorFlow), so any Flax code can use it
   * ``lstm_flax.param_paths``: parameter trees as ``'/'``-joined paths.
   * ``lstm_flax.inference``: generation, translation and classification of
     raw text; ``lstm_flax.tokenizer`` reads the saved tokenizer files.
+  * ``lstm_flax.feature_models``: ``FeatureSequenceClassifier`` over real-valued
+    frames ``[batch, time, features]`` (speech, image rows);
+    ``lstm_flax.features``: the audio front end (wav reading, log-mel / MFCC,
+    saved ``FeatureSettings``), the audio analogue of the tokenizer.
+  * ``lstm_flax.gates``: records i, f, g, o, c, h per step, layer and
+    direction of any of these models; ``lstm_flax.gate_stats``: saturation,
+    forget-gate means and units ranked by text properties.
   * ``lstm_flax.initializers``, ``lstm_flax.validation``: the default
     initialisers and the field checks with one-line errors.
 
@@ -71,6 +78,8 @@ _SUBMODULES = frozenset({
     'export',
     'feature_models',
     'features',
+    'gate_stats',
+    'gates',
     'inference',
     'initializers',
     'interop',
@@ -92,8 +101,8 @@ _SUBMODULES = frozenset({
 
 if _TYPE_CHECKING:  # Type checkers see the real modules (py.typed).
   from lstm_flax import (  # noqa: F401
-      attention, decoding, export, inference, interop, losses, models, nnx, param_paths,
-      sampling, seq2seq, tokenizer, torch_lm)
+      attention, decoding, export, feature_models, features, gate_stats, gates, inference,
+      interop, losses, models, nnx, param_paths, sampling, seq2seq, tokenizer, torch_lm)
 
 
 def __getattr__(name: str) -> _types.ModuleType:

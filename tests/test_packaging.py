@@ -28,7 +28,8 @@ TRAINING_ONLY = ('tensorflow', 'tensorflow_datasets', 'clu', 'sentencepiece',
                  'trainer', 'input_pipeline')
 # The submodules that load on first attribute access (the rest of
 # lstm_flax._SUBMODULES is imported by the eager exports).
-LAZY = ('attention', 'decoding', 'export', 'feature_models', 'features', 'inference',
+LAZY = ('attention', 'decoding', 'export', 'feature_models', 'features', 'gate_stats', 'gates',
+        'inference',
         'interop', 'losses',
         'models', 'nnx', 'sampling', 'seq2seq', 'tokenizer', 'torch_lm')
 # pip's messages when the package index (or the network) cannot be reached.
