@@ -48,7 +48,9 @@ import ml_collections  # noqa: E402
 import lstm_flax  # noqa: E402
 import optax  # noqa: E402
 
-from trainer import compiled, config_lib, host_memory, partitioning, tasks, testing  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
+import tiny_runs as testing  # noqa: E402
+from trainer import compiled, config_lib, host_memory, partitioning, tasks  # noqa: E402
 from trainer import steps as steps_lib  # noqa: E402
 from trainer.tasks import language_model  # noqa: E402
 

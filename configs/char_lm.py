@@ -3,7 +3,7 @@
   # TFDS (tiny_shakespeare prepared or downloadable):
   python train.py --config=configs/char_lm.py --workdir=/tmp/char
   # A local copy of input.txt, split as TFDS does (90 / 5 / 5 %):
-  python -m trainer.split_text --input=../shared/data/tiny_shakespeare/input.txt \
+  python tools/split_text.py --input=../shared/data/tiny_shakespeare/input.txt \
       --output_dir=/tmp/tiny_shakespeare
   python train.py --config=configs/char_lm.py:local --workdir=/tmp/char \
       --config.data.data_dir=/tmp/tiny_shakespeare
@@ -49,7 +49,7 @@ def get_config(source='tfds'):
     config.data.source = 'tfds'
     config.data.tfds_name = 'tiny_shakespeare'
   else:
-    # train.txt / valid.txt / test.txt from `python -m trainer.split_text`.
+    # train.txt / valid.txt / test.txt from `python tools/split_text.py`.
     config.data.source = 'text_files'
     config.data.data_dir = '/tmp/tiny_shakespeare'
   # One id per character (newline is the end-of-line token).

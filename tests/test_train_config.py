@@ -4,10 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import sys
+
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from trainer import config_lib, errors, optimizers, partitioning, testing
+from trainer import config_lib, errors, optimizers, partitioning
+
+import tiny_runs as testing
 
 
 def test_every_config_file_resolves():
@@ -189,7 +193,8 @@ def test_a_parameter_without_logical_names_is_an_error():
 
 
 def test_split_text_follows_the_tfds_tiny_shakespeare_split(shared_data):
-  from trainer import split_text  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, str(testing.REPO_ROOT / 'tools'))
+  import split_text  # pylint: disable=g-import-not-at-top
   text = (shared_data / 'tiny_shakespeare' / 'input.txt').read_text('utf-8')
   parts = split_text.split(text)
   assert {k: len(v) for k, v in parts.items()} == {

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trainer import classify, errors, generate, inference, metrics, testing
+from trainer import classify, errors, generate, inference, metrics
+
+import tiny_runs as testing
 from trainer import translate
 from lstm_flax import export as export_lib
 from trainer import export as trainer_export

@@ -13,7 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from trainer import checkpoints, evaluation, loop, testing
+from trainer import checkpoints, evaluation, loop
+
+import tiny_runs as testing
 
 STEPS = 6
 
@@ -43,7 +45,8 @@ def _check(proc):
 _EIGHT_DEVICES = r'''
 import json, sys
 import jax
-from trainer import errors, loop, testing
+from trainer import errors, loop
+import tiny_runs as testing
 assert jax.device_count() == 8
 cache, workdir, workdir_mp = sys.argv[1:4]
 out = {}
@@ -208,7 +211,8 @@ def test_cli_rejects_bad_config(tmp_path):
 _WITHOUT_TENSORFLOW = r'''
 import sys
 sys.modules['tensorflow'] = None  # `import tensorflow` fails, as on GPU images.
-from trainer import loop, metrics, testing
+from trainer import loop, metrics
+import tiny_runs as testing
 assert metrics.metric_writers is None
 cache, workdir = sys.argv[1:3]
 loop.train_and_evaluate(testing.tiny_config(cache, num_train_steps=%d),

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import input_pipeline
-from trainer import checkpoints, config_lib, errors, metrics, testing
+from trainer import checkpoints, config_lib, errors, metrics
+
+import tiny_runs as testing
 from trainer import evaluation, loop, translate
 
 NUM_STEPS = 40  # configs/multi30k.py:tiny

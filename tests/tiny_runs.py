@@ -1,4 +1,6 @@
-"""Helpers for the trainer's tests: the tiny config, runs, per-step losses."""
+"""Helpers for the trainer's tests and benchmarks: the tiny config, runs,
+per-step losses (``import tiny_runs`` with ``tests/`` on ``sys.path``, as
+pytest puts it)."""
 
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def python_env(num_cpu_devices: int = 1) -> dict[str, str]:
   env['JAX_PLATFORMS'] = 'cpu'
   env['TF_CPP_MIN_LOG_LEVEL'] = '3'
   env['PYTHONPATH'] = os.pathsep.join(
-      [str(REPO_ROOT), env.get('PYTHONPATH', '')])
+      [str(REPO_ROOT), str(REPO_ROOT / 'tests'), env.get('PYTHONPATH', '')])
   return env
 
 
