@@ -9,14 +9,14 @@
       --config.data.data_dir=/tmp/tiny_shakespeare
 """
 
-from trainer import config_lib
+from trainer import tasks
 
 
 def get_config(source='tfds'):
   """char-rnn-sized 2-layer LSTM over characters."""
   if source not in ('tfds', 'local'):
     raise ValueError(f"char_lm source {source!r}: use 'tfds' or 'local'.")
-  config = config_lib.default_config()
+  config = tasks.default_config()
 
   # Epochs over the ~1M training characters (~245 steps of 32 x 128 each).
   config.num_epochs = 20

@@ -1,18 +1,26 @@
 """Restoring a trained checkpoint for inference, without the training loop.
 
 :func:`restore` reads a checkpoint of a workdir ('latest', 'best' or a
-step), rebuilds its task from the config saved with it (with the few keys a
-caller may change: ``Task.INFERENCE_KEYS``), gets the compiled steps from
+step), builds its task once from the config saved with it (with the few keys
+a caller may change: ``Task.INFERENCE_KEYS``; the task class comes from the
+caller's ``lookup``, ``trainer.tasks.task_class``, so this module names no
+task), gets the compiled steps from
 :mod:`trainer.compiled` and places the state on the current devices (any
-device count). ``generate``, ``translate``, ``classify`` and the evaluate
-command use it; none of them imports the loop.
+device count). :func:`load` is the one path of the inference commands
+(generate / translate / classify, and the Python API behind them): it
+restores the checkpoint and returns the task's predictor
+(:meth:`~trainer.tasks.base.Task.predictor`), so a new task plugs into a
+command through its own module. The evaluate command and export use
+:func:`restore` too; none of them imports the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from absl import logging
@@ -20,9 +28,9 @@ import jax
 import ml_collections
 
 from input_pipeline import tokenizers as tokenizers_lib
+from lstm_flax import inference as inference_lib
 from trainer import checkpoints, compiled, config_lib, errors, partitioning
 from trainer import workdir_lock
-from trainer import tasks as tasks_registry
 from trainer.steps import TrainState
 from trainer.tasks import base
 
@@ -37,6 +45,13 @@ class Restored:
   meta: dict[str, Any]
   step: int
   datasets: Any | None  # Built when an evaluation split was asked for.
+  workdir: str
+
+  @functools.cached_property
+  def tokenizer(self) -> Any:
+    """The tokenizer the checkpoint was trained with (saved in the workdir;
+    :func:`checkpoint_tokenizer`)."""
+    return checkpoint_tokenizer(self.workdir, self.meta, self.step)
 
   @property
   def model(self) -> Any:
@@ -59,14 +74,12 @@ def _set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
   node[leaf] = value
 
 
-def inference_overrides(config: ml_collections.ConfigDict
-                        ) -> dict[str, Any]:
-  """The values of ``config`` (a user's evaluate / inference config) that
-  replace the checkpoint's saved ones: its task's ``INFERENCE_KEYS``."""
-  task_cls = tasks_registry.task_class(config.task)
+def inference_overrides(task: base.Task) -> dict[str, Any]:
+  """The values of ``task.config`` (a user's evaluate / inference config)
+  that replace the checkpoint's saved ones: the task's ``INFERENCE_KEYS``."""
   out = {}
-  for key in task_cls.INFERENCE_KEYS:
-    node = config
+  for key in task.INFERENCE_KEYS:
+    node = task.config
     for part in key.split('.'):
       node = node[part]
     out[key] = node.to_dict() if isinstance(
@@ -121,6 +134,7 @@ def given_overrides(given: ml_collections.ConfigDict,
 
 
 def restore(workdir: str, which: str | int = 'latest', *,
+            lookup: Callable[[str], type[base.Task]],
             task_name: str | None = None, eval_split: str | None = None,
             overrides: Mapping[str, Any] | None = None,
             model_parallelism: int = 1,
@@ -130,8 +144,10 @@ def restore(workdir: str, which: str | int = 'latest', *,
 
   Args:
     which: 'latest', 'best' or a step number.
-    task_name: the task the caller needs; a checkpoint of another task is a
-      CheckpointMismatchError saying what it is and which command uses it.
+    lookup: task name -> task class (``trainer.tasks.task_class``).
+    task_name: the task the caller needs; a checkpoint of a task served by
+      another command (``Task.COMMAND``) is a CheckpointMismatchError saying
+      what it is and which command uses it.
     eval_split: also load the datasets to score this split
       (``Task.for_evaluation``).
     overrides: dotted keys (``{'decode.beam_size': 5}``) replacing saved
@@ -160,15 +176,20 @@ def restore(workdir: str, which: str | int = 'latest', *,
       ckpt.check_intact(step)
     meta = ckpt.read_meta(step)
     saved_task = meta.get('task')
-    if task_name is not None and saved_task != task_name:
-      usage = tasks_registry.task_class(saved_task).USAGE if (
-          saved_task in tasks_registry.REGISTRY) else repr(saved_task)
-      wanted = tasks_registry.task_class(task_name).USAGE.split(' (')[0]
+    try:
+      saved_cls = lookup(saved_task)
+    except errors.ConfigError:
+      saved_cls = None
+    if task_name is not None and saved_task != task_name and (
+        saved_cls is None or saved_cls.COMMAND != lookup(task_name).COMMAND):
+      usage = repr(saved_task) if saved_cls is None else saved_cls.USAGE
+      wanted = lookup(task_name).USAGE.split(' (')[0]
       raise errors.CheckpointMismatchError(
           f'The checkpoint of step {step} in {ckpt.directory} is {usage}, '
           f'not {wanted} (task {saved_task!r}, this needs task '
           f'{task_name!r}).')
-    config = config_lib.resolve(meta['config'])
+    task_cls = saved_cls or lookup(saved_task)  # Raises: an unknown task.
+    config = config_lib.resolve(meta['config'], task_cls)
     config.model_parallelism = model_parallelism
     overrides = dict(overrides or {})
     if given_config is not None:
@@ -194,10 +215,11 @@ def restore(workdir: str, which: str | int = 'latest', *,
       config.data.cache_dir = tempfile.mkdtemp(prefix='lstm-flax-eval-cache-')
       logging.warning('The workdir %s is read-only: caching the data in %s.',
                       workdir, config.data.cache_dir)
-    task = tasks_registry.get_task(config)
+    task = task_cls(config)
     if eval_split:
       task.for_evaluation(eval_split)
     config_lib.validate(config)
+    config_lib.validate_task(task)
     partitioner = partitioning.Partitioner(model_parallelism,
                                            config.logical_axis_rules)
     task.check_batch_sizes(partitioner.check_batch_size)
@@ -207,7 +229,33 @@ def restore(workdir: str, which: str | int = 'latest', *,
     state, meta = ckpt.restore(step, steps.abstract_state)
   finally:
     ckpt.close()
-  return Restored(task, steps, state, meta, step, datasets)
+  return Restored(task, steps, state, meta, step, datasets, workdir)
+
+
+def load(workdir: str, checkpoint: str | int, *,
+         lookup: Callable[[str], type[base.Task]], task_name: str) -> Any:
+  """The predictor (``Task.predictor``: a generator, translator, classifier)
+  of ``workdir``'s checkpoint ('latest', 'best' or a step), for a command
+  that serves ``task_name`` and the tasks with its ``COMMAND``.
+
+  Raises:
+    CheckpointNotFoundError: no (such) checkpoint, or its tokenizer is
+      missing.
+    CheckpointMismatchError: the checkpoint is of a task another command
+      serves.
+  """
+  restored = restore(workdir, checkpoint, lookup=lookup, task_name=task_name)
+  return restored.task.predictor(restored)
+
+
+@contextlib.contextmanager
+def settings_as_config_errors() -> Iterator[None]:
+  """An invalid inference setting (``lstm_flax.inference.SettingError``,
+  already naming it) as a one-line ConfigError (no traceback)."""
+  try:
+    yield
+  except inference_lib.SettingError as e:
+    raise errors.ConfigError(str(e)) from None
 
 
 def checkpoint_tokenizer(workdir: str, meta: Mapping[str, Any],

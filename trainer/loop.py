@@ -1,7 +1,8 @@
 """The training loop: resume, train, evaluate, checkpoint, stop cleanly.
 
-:func:`train_and_evaluate` builds the run's task once, resumes from the
-workdir's latest checkpoint (refusing one whose parameter, optimiser-state
+:func:`train_and_evaluate` takes the run's task (built once by the command,
+``trainer.tasks.build``; ``task.config`` is the resolved config), resumes
+from the workdir's latest checkpoint (refusing one whose parameter, optimiser-state
 or carry shapes, tokenizer or task-specific signature differ, naming the
 config fields that changed), gets its jit-compiled steps from
 :mod:`trainer.compiled`, writes metrics with clu (sums over steps divided
@@ -34,7 +35,7 @@ import numpy as np
 from input_pipeline import errors as input_errors
 from trainer import checkpoints, compiled, config_lib, errors
 from trainer import metrics as metrics_lib
-from trainer import partitioning, tasks as tasks_registry, workdir_lock
+from trainer import partitioning, workdir_lock
 from trainer.steps import TrainState
 from trainer.tasks import base
 
@@ -238,15 +239,15 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
 # ------------------------------------------------------------------ loop ----
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict | dict,
-                       workdir: str) -> dict[str, float]:
-  """Trains (resuming from the workdir's latest checkpoint) and evaluates.
+def train_and_evaluate(task: base.Task, workdir: str) -> dict[str, float]:
+  """Trains ``task`` (``task.config``: the resolved config), resuming from
+  the workdir's latest checkpoint, and evaluates.
 
   Returns:
     The last validation metrics.
 
   Raises:
-    ConfigError / BatchSizeError: invalid config.
+    BatchSizeError: a batch size the devices do not divide.
     CheckpointMismatchError: the workdir's checkpoint is of another model.
     NonFiniteLossError: the loss became NaN / inf (the last good checkpoint
       stays the latest).
@@ -254,8 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict,
     WorkdirError: another run holds the workdir (``workdir_lock``), or it is
       a file or cannot be written.
   """
-  config = config_lib.resolve(config)
-  task = tasks_registry.get_task(config)
+  config = task.config
   partitioner = partitioning.Partitioner(config.model_parallelism,
                                          config.logical_axis_rules)
   task.check_batch_sizes(partitioner.check_batch_size)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -84,15 +83,6 @@ def sum_metrics(sums: Iterable[Mapping[str, Any]]) -> dict[str, float]:
   return total
 
 
-def loss_and_perplexity(prefix: str, sums: Mapping[str, float]
-                        ) -> dict[str, float]:
-  """``{prefix}_loss`` (per weight unit) and ``{prefix}_perplexity``."""
-  loss = sums['loss_sum'] / max(sums['weight'], 1.0)
-  # inf beyond float32 (TensorBoard stores float32 scalars).
-  return {f'{prefix}_loss': loss,
-          f'{prefix}_perplexity': math.exp(loss) if loss < 88.0 else math.inf}
-
-
 class Task(abc.ABC):
   """One training task; see the module docstring.
 
@@ -109,6 +99,9 @@ class Task(abc.ABC):
   INFERENCE_KEYS: ClassVar[tuple[str, ...]] = ()
   # What a checkpoint of this task is, and which command uses it.
   USAGE: ClassVar[str] = ''
+  # The inference command that serves this task ('generate.py',
+  # 'translate.py', 'classify.py'): it takes :meth:`predictor`'s object.
+  COMMAND: ClassVar[str] = ''
 
   # Config keys whose values are dicts with free keys (split name -> file).
   FREE_KEYED: ClassVar[tuple[str, ...]] = ('data.files', 'data.tfds_splits')
@@ -129,9 +122,9 @@ class Task(abc.ABC):
     checks its own fields."""
     self.build_model(**self.placeholder_model_inputs())
 
+  @abc.abstractmethod
   def placeholder_model_inputs(self) -> dict[str, int]:
     """Data-dependent model sizes to validate the model fields with."""
-    return {'vocab_size': 8}
 
   def check_batch_sizes(self, check: Callable[[int, str], None]) -> None:
     """Calls ``check(global_batch_size, key)`` for each batch-size key."""
@@ -240,6 +233,12 @@ class Task(abc.ABC):
     ``inference_settings``): none by default."""
     del workdir
     return {}
+
+  def predictor(self, restored: Any) -> Any:
+    """The object :attr:`COMMAND` uses (a generator, translator, classifier)
+    of a restored checkpoint (``trainer.inference.Restored``: model,
+    ``params()``, ``tokenizer``, step, workdir)."""
+    raise NotImplementedError(f'Task {self.name!r} has no inference command.')
 
   def for_evaluation(self, split: str) -> None:
     """Adjusts ``self.config`` so that :meth:`load_datasets` and

@@ -6,12 +6,17 @@ translates (``config.decode``: beam, greedy or sampling) and scores corpus
 BLEU and chrF (sacrebleu, 13a tokenisation) of the detokenised output
 against the raw references; the best checkpoint has the highest validation
 BLEU (the lowest perplexity with ``decode.eval_bleu=False``).
+
+Inference (``translate.py``): :class:`Translator` translates text lines in
+length-sorted batches (``lstm_flax.inference.translate``) and reports the
+lines it had to change (empty lines are not translated, overlong ones are
+truncated, characters the vocabulary lacks become ``<unk>``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -23,11 +28,11 @@ import optax
 import input_pipeline
 from lstm_flax import inference as inference_lib
 from lstm_flax.seq2seq import Seq2Seq
-from trainer import config_lib
+from trainer import config_lib, inference, metrics
 from trainer.tasks import base
 
 DECODE_METHODS = inference_lib.DECODE_METHODS
-
+InputReport = inference_lib.InputReport  # What was changed in the input.
 
 
 def label_smoothed_cross_entropy(logits: jax.Array, labels: jax.Array,
@@ -56,6 +61,7 @@ class TranslationTask(base.Task):
   INFERENCE_KEYS = ('decode', 'data.eval_tokens_per_batch')
   USAGE = ('a translation model (use translate.py, or train.py with '
            '--config.mode=evaluate and a translation config)')
+  COMMAND = 'translate.py'
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
@@ -107,6 +113,9 @@ class TranslationTask(base.Task):
     for key in ('tokens_per_batch', 'eval_tokens_per_batch', 'max_length',
                 'batch_size_multiple', 'vocab_size'):
       config_lib.positive(f'data.{key}', c.data[key])
+
+  def placeholder_model_inputs(self) -> dict[str, int]:
+    return {'vocab_size': 8}
 
   def check_batch_sizes(self, check) -> None:
     check(self.config.data.batch_size_multiple, 'data.batch_size_multiple')
@@ -199,7 +208,7 @@ class TranslationTask(base.Task):
 
   def summarize(self, prefix: str, sums: Mapping[str, float]
                 ) -> dict[str, float]:
-    return base.loss_and_perplexity(prefix, sums)
+    return metrics.loss_and_perplexity(prefix, sums)
 
   def evaluate(self, context, datasets, split):
     """Loss / perplexity of the evaluation pairs, and corpus BLEU / chrF of
@@ -232,6 +241,50 @@ class TranslationTask(base.Task):
           datasets.eval_references[:limit]))
     return out
 
+  def predictor(self, restored: inference.Restored) -> Translator:
+    return Translator(restored.model, restored.params(), restored.tokenizer,
+                      restored.step, self.config)
+
+
+@dataclasses.dataclass
+class Translator:
+  """A restored translation model, its parameters and tokenizer (what
+  ``translate.py`` uses)."""
+
+  model: Any  # lstm_flax.seq2seq.Seq2Seq
+  params: Any
+  tokenizer: Any  # input_pipeline.tokenizers.Tokenizer
+  step: int
+  config: ml_collections.ConfigDict  # The run's config (decode defaults).
+
+  def encode(self, lines: Sequence[str], max_input_tokens: int
+             ) -> tuple[list[list[int] | None], InputReport]:
+    """Ids (with EOS) of each line (``None`` for empty lines), truncated to
+    ``max_input_tokens``, and the report of changes
+    (:func:`lstm_flax.inference.encode_sources`)."""
+    with inference.settings_as_config_errors():
+      return inference_lib.encode_sources(self.tokenizer, lines,
+                                          max_input_tokens)
+
+  def translate(self, lines: Sequence[str], *, batch_size: int = 32,
+                method: str | None = None, beam_size: int | None = None,
+                alpha: float | None = None,
+                max_input_tokens: int | None = None,
+                seed: int = 0) -> tuple[list[str], InputReport]:
+    """Translations of ``lines`` (in order) and the report of changes
+    (:func:`lstm_flax.inference.translate`).
+
+    ``method``, ``beam_size``, ``alpha`` default to the run's
+    ``config.decode``; ``max_input_tokens`` to ``config.decode.max_length``.
+    """
+    with inference.settings_as_config_errors():
+      decode = decode_options(
+          self.config.decode, method=method, beam_size=beam_size, alpha=alpha)
+      return inference_lib.translate(
+          self.model, self.params, self.tokenizer, lines, decode=decode,
+          batch_size=batch_size, max_input_tokens=max_input_tokens,
+          seed=seed)
+
 
 def _gather_rows(x: Any) -> np.ndarray:
   """A global array (or this host's rows) -> all rows as numpy."""
@@ -263,3 +316,6 @@ def bleu_and_chrf(prefix: str, hypotheses: list[str],
               hypotheses, [references]).score),
           f'{prefix}_chrf': float(sacrebleu.corpus_chrf(
               hypotheses, [references]).score)}
+
+
+TASK = TranslationTask

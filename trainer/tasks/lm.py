@@ -10,6 +10,7 @@ The best checkpoint has the lowest validation perplexity.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -19,9 +20,33 @@ import jax.numpy as jnp
 import ml_collections
 
 import input_pipeline
+from lstm_flax import inference as inference_lib
 from lstm_flax.models import LanguageModel
-from trainer import config_lib, errors
+from trainer import config_lib, errors, inference, metrics
 from trainer.tasks import base
+
+
+@dataclasses.dataclass
+class Generator:
+  """A restored language model, its parameters and tokenizer (what
+  ``generate.py`` uses)."""
+
+  model: LanguageModel
+  params: Any
+  tokenizer: Any  # input_pipeline.tokenizers.Tokenizer
+  step: int
+
+  def generate(self, prompt: str = '', *, num_tokens: int = 100,
+               temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, seed: int = 0,
+               num_samples: int = 1) -> list[str]:
+    """``num_samples`` continuations of ``prompt``
+    (:func:`lstm_flax.inference.generate`, a jit-compiled ``lax.scan`` that
+    carries the LSTM state)."""
+    return inference_lib.generate(
+        self.model, self.params, self.tokenizer, prompt, num_tokens=num_tokens,
+        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+        num_samples=num_samples)
 
 
 class LanguageModelTask(base.Task):
@@ -31,6 +56,7 @@ class LanguageModelTask(base.Task):
   INFERENCE_KEYS = ('data.eval_batch_size',)
   USAGE = ('a language model (use generate.py, or train.py with '
            '--config.mode=evaluate and a language-model config)')
+  COMMAND = 'generate.py'
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
@@ -55,6 +81,9 @@ class LanguageModelTask(base.Task):
       raise errors.ConfigError(
           'data.packing=True puts several sentences in one row, but the LSTM '
           'carry is not reset between them; use data.packing=False.')
+
+  def placeholder_model_inputs(self) -> dict[str, int]:
+    return {'vocab_size': 8}
 
   def check_batch_sizes(self, check) -> None:
     check(self.config.data.batch_size, 'data.batch_size')
@@ -128,7 +157,7 @@ class LanguageModelTask(base.Task):
 
   def summarize(self, prefix: str, sums: Mapping[str, float]
                 ) -> dict[str, float]:
-    out = base.loss_and_perplexity(prefix, sums)
+    out = metrics.loss_and_perplexity(prefix, sums)
     if self.config.data.tokenizer == 'char':
       out[f'{prefix}_bits_per_char'] = out[f'{prefix}_loss'] / math.log(2.0)
     return out
@@ -145,3 +174,10 @@ class LanguageModelTask(base.Task):
           context.zero_carry(), context.to_device(self.device_batch(local)))
       sums.append(batch_sums)
     return self.summarize(split, base.sum_metrics(sums))
+
+  def predictor(self, restored: inference.Restored) -> Generator:
+    return Generator(restored.model, restored.params(), restored.tokenizer,
+                     restored.step)
+
+
+TASK = LanguageModelTask
