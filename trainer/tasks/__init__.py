@@ -32,10 +32,12 @@ def _module_name(name: str) -> str:
 
 
 def known_tasks() -> list[str]:
-  """The task names of this package (its modules that declare ``TASK``)."""
-  return [m.name for m in pkgutil.iter_modules(__path__)
-          if m.name != 'base' and
-          hasattr(importlib.import_module(_module_name(m.name)), 'TASK')]
+  """The task names of this package (its modules that declare ``TASK``),
+  the default first."""
+  names = [m.name for m in pkgutil.iter_modules(__path__)
+           if m.name != 'base' and
+           hasattr(importlib.import_module(_module_name(m.name)), 'TASK')]
+  return sorted(names, key=lambda n: (n != DEFAULT_TASK, n))
 
 
 def task_class(name: Any) -> type[Task]:
