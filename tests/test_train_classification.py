@@ -135,7 +135,7 @@ def test_transfer_from_a_language_model(tmp_path_factory, request, corpus,
   own = task.load_datasets(str(tmp_path / 'own'))
   lm_words = input_pipeline.load_tokenizer(lm_workdir).token_to_id
   assert own.tokenizer.vocab != input_pipeline.load_tokenizer(lm_workdir).vocab
-  model = task.build_model(**task.model_inputs(own))
+  model = task.build_model(**own.model_inputs())
   params = flax.linen.meta.unbox(task.init_variables(model, jax.random.key(0)))
   rows = task.transfer_params(jax.device_get(params))['embed']['embedding']
   lm_rows = np.asarray(lm['embed']['embedding'])

@@ -88,9 +88,9 @@ def test_carry_flows_between_batches_and_resets_each_epoch(cache):
   config = testing.tiny_config(cache)
   task = tasks.build(config)
   config = task.config
-  datasets = input_pipeline.get_lm_datasets(config.data, str(cache.parent / 'c'))
+  datasets = task.load_datasets(str(cache.parent / 'c'))
   partitioner = partitioning.Partitioner(1, config.logical_axis_rules)
-  steps = compiled.compile_steps(task, task.model_inputs(datasets), 11, 30,
+  steps = compiled.compile_steps(task, datasets.model_inputs(), 11, 30,
                                  partitioner)
   state = steps.init(jax.random.PRNGKey(0))
   batches = datasets.train_batches()
@@ -105,7 +105,7 @@ def test_carry_flows_between_batches_and_resets_each_epoch(cache):
   _, zeroed = steps.train(zero, batch, np.asarray(False))
   assert float(kept['loss_sum']) != float(reset['loss_sum'])
   assert float(reset['loss_sum']) == float(zeroed['loss_sum'])
-  tracker = loop.EpochTracker(*task.epoch_length(datasets))
+  tracker = loop.EpochTracker(*datasets.epoch_length())
   assert [s for s in range(30) if tracker.is_epoch_start(s)] == [0, 11, 22]
 
 

@@ -44,7 +44,7 @@ class Restored:
   state: TrainState
   meta: dict[str, Any]
   step: int
-  datasets: Any | None  # Built when an evaluation split was asked for.
+  datasets: base.Datasets | None  # Loaded when a split was asked for.
   workdir: str
 
   @functools.cached_property
@@ -148,8 +148,8 @@ def restore(workdir: str, which: str | int = 'latest', *,
     task_name: the task the caller needs; a checkpoint of a task served by
       another command (``Task.COMMAND``) is a CheckpointMismatchError saying
       what it is and which command uses it.
-    eval_split: also load the datasets to score this split
-      (``Task.for_evaluation``).
+    eval_split: also load the datasets that score this split
+      (``Task.load_datasets(workdir, eval_split)``).
     overrides: dotted keys (``{'decode.beam_size': 5}``) replacing saved
       values; only the task's ``INFERENCE_KEYS``.
     given_config: a user's config (the evaluate mode's): its data location
@@ -216,14 +216,13 @@ def restore(workdir: str, which: str | int = 'latest', *,
       logging.warning('The workdir %s is read-only: caching the data in %s.',
                       workdir, config.data.cache_dir)
     task = task_cls(config)
-    if eval_split:
-      task.for_evaluation(eval_split)
     config_lib.validate(config)
     config_lib.validate_task(task)
     partitioner = partitioning.Partitioner(model_parallelism,
                                            config.logical_axis_rules)
     task.check_batch_sizes(partitioner.check_batch_size)
-    datasets = task.load_datasets(workdir) if eval_split else None
+    datasets = (task.load_datasets(workdir, eval_split) if eval_split
+                else None)
     steps = compiled.compile_steps(task, meta['model_inputs'], 1, 1,
                                    partitioner)
     state, meta = ckpt.restore(step, steps.abstract_state)

@@ -182,7 +182,8 @@ def check_resumable(ckpt: checkpoints.Checkpointer, step: int,
 
 
 def _load_datasets(task: base.Task, workdir: str,
-                   ckpt: checkpoints.Checkpointer, latest: int | None) -> Any:
+                   ckpt: checkpoints.Checkpointer, latest: int | None
+                   ) -> base.Datasets:
   """The datasets; a tokenizer mismatch with an existing checkpoint is
   reported as a CheckpointMismatchError naming the data fields that differ."""
   try:
@@ -201,7 +202,7 @@ def _load_datasets(task: base.Task, workdir: str,
 
 def _meta(config: ml_collections.ConfigDict, task: base.Task,
           signature: dict[str, Any], model_inputs: dict[str, int], step: int,
-          tracker: EpochTracker, datasets: Any,
+          tracker: EpochTracker, datasets: base.Datasets,
           validation_pending: bool = False) -> dict[str, Any]:
   return {
       'step': step,
@@ -277,15 +278,15 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
   latest = ckpt.latest_intact_step(config.checkpoint_fallback,
                                    primary=jax.process_index() == 0)
   datasets = _load_datasets(task, workdir, ckpt, latest)
-  tracker = EpochTracker(*task.epoch_length(datasets))
+  tracker = EpochTracker(*datasets.epoch_length())
   num_steps = (config.num_train_steps if config.num_train_steps > 0 else
                tracker.steps_for_epochs(config.num_epochs))
   accum = config.optimizer.grad_accum_steps
-  model_inputs = task.model_inputs(datasets)
+  model_inputs = datasets.model_inputs()
   steps = compiled.compile_steps(
       task, model_inputs, max(1, tracker.steps_per_epoch // accum),
       max(1, num_steps // accum), partitioner)
-  signature = {**task.signature(datasets),
+  signature = {**datasets.signature(),
                'shapes': state_shapes(steps.abstract_state)}
   if latest is not None:
     check_resumable(ckpt, latest, signature, config)
@@ -404,12 +405,13 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
       for step in range(start, num_steps):
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
           local = next(train_iter)
-          reset = np.asarray(task.resets_carry(
-              datasets, tracker.is_epoch_start(step)))
+          reset = np.asarray(datasets.resets_carry(
+              tracker.is_epoch_start(step)))
           state, step_metrics = steps.train(
-              state, partitioner.global_batch(task.device_batch(local)), reset)
+              state, partitioner.global_batch(datasets.device_batch(local)),
+              reset)
         pending.append(step_metrics)
-        window['tokens'] += task.batch_tokens(local) * jax.process_count()
+        window['tokens'] += datasets.batch_tokens(local) * jax.process_count()
         done = step + 1
         report(done)
         last = done == num_steps

@@ -47,6 +47,29 @@ EMBEDDING = 'embed/embedding'  # [vocab, embedding] in both models.
 VOCABULARY_CHOICES = ('language_model', 'data')
 
 
+class ClassificationDatasets(base.Datasets):
+  """``input_pipeline.classification.ClassificationDatasets`` for the
+  trainer: every labelled split is loaded; no carry between batches."""
+
+  def model_inputs(self) -> dict[str, int]:
+    return {'vocab_size': int(self.source.vocab_size),
+            'num_classes': int(self.source.num_classes)}
+
+  def eval_batches(self, split: str):
+    return self.source.eval_batches(split)
+
+  def epoch_length(self):
+    batcher = self.source.batcher('train')
+    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
+
+  def device_batch(self, local):
+    return {k: local[k] for k in ('tokens', 'lengths', 'labels',
+                                  'example_index')}
+
+  def batch_tokens(self, local):
+    return float(local['lengths'].sum())
+
+
 class ClassificationTask(base.Task):
   """Labelled sentences -> classes (``task='classification'``)."""
 
@@ -124,8 +147,8 @@ class ClassificationTask(base.Task):
     return bool(self.config.init_from) and (
         self.config.init_from_vocabulary == 'data')
 
-  def load_datasets(self, workdir: str
-                    ) -> classification_data.ClassificationDatasets:
+  def load_datasets(self, workdir: str, eval_split: str | None = None
+                    ) -> ClassificationDatasets:
     tokenizer = None
     if self.config.init_from and not self._maps_vocabulary():
       tokenizer = self._pretrained.tokenizer
@@ -133,22 +156,7 @@ class ClassificationTask(base.Task):
         self.config.data, workdir, tokenizer=tokenizer)
     if self._maps_vocabulary():
       self._run_vocabulary = _vocabulary(datasets.tokenizer, 'this run')
-    return datasets
-
-  def model_inputs(self, datasets) -> dict[str, int]:
-    return {'vocab_size': int(datasets.vocab_size),
-            'num_classes': int(datasets.num_classes)}
-
-  def epoch_length(self, datasets):
-    batcher = datasets.batcher('train')
-    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
-
-  def device_batch(self, local):
-    return {k: local[k] for k in ('tokens', 'lengths', 'labels',
-                                  'example_index')}
-
-  def batch_tokens(self, local):
-    return float(local['lengths'].sum())
+    return ClassificationDatasets(datasets, self.config, eval_split)
 
   # --------------------------------------------------------------- model --
 

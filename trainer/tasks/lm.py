@@ -49,6 +49,34 @@ class Generator:
         num_samples=num_samples)
 
 
+class LMDatasets(base.Datasets):
+  """``input_pipeline.LMDatasets`` for the trainer: stream batches carry the
+  LSTM state from batch to batch within an epoch; sentence batches do not."""
+
+  @property
+  def streams(self) -> bool:
+    return self.source.config['batching'] == 'stream'
+
+  def eval_batches(self, split: str):
+    return self.source.eval_batches(split)
+
+  def epoch_length(self):
+    if self.streams and self.source.config['random_window']:
+      batcher = self.source.batcher('train')
+      return self.source.steps_per_epoch(), lambda e: len(batcher.windows(e))
+    return self.source.steps_per_epoch(), None
+
+  def resets_carry(self, is_epoch_start):
+    return is_epoch_start or not self.streams
+
+  def batch_tokens(self, local):
+    return float(local['mask'].sum())
+
+  def signature(self) -> dict[str, Any]:
+    return {**super().signature(),
+            'data.batch_size': self.config.data.batch_size}
+
+
 class LanguageModelTask(base.Task):
   """Word / character / SentencePiece language models (``task='lm'``)."""
 
@@ -91,28 +119,14 @@ class LanguageModelTask(base.Task):
 
   # ---------------------------------------------------------------- data --
 
-  def load_datasets(self, workdir: str) -> input_pipeline.LMDatasets:
-    return input_pipeline.get_lm_datasets(self.config.data, workdir)
-
-  def for_evaluation(self, split: str) -> None:
-    self.config.data.eval_splits = (split,)
-
-  def epoch_length(self, datasets):
-    cfg = datasets.config
-    if cfg['batching'] == 'stream' and cfg['random_window']:
-      batcher = datasets.batcher('train')
-      return datasets.steps_per_epoch(), lambda e: len(batcher.windows(e))
-    return datasets.steps_per_epoch(), None
-
-  def resets_carry(self, datasets, is_epoch_start):
-    return is_epoch_start or datasets.config['batching'] != 'stream'
-
-  def batch_tokens(self, local):
-    return float(local['mask'].sum())
-
-  def signature(self, datasets) -> dict[str, Any]:
-    return {**super().signature(datasets),
-            'data.batch_size': self.config.data.batch_size}
+  def load_datasets(self, workdir: str, eval_split: str | None = None
+                    ) -> LMDatasets:
+    """The splits of ``data.eval_splits``, or only ``eval_split``."""
+    data = self.config.data
+    if eval_split is not None:
+      data = {**data.to_dict(), 'eval_splits': (eval_split,)}
+    return LMDatasets(input_pipeline.get_lm_datasets(data, workdir),
+                      self.config, eval_split)
 
   # --------------------------------------------------------------- model --
 
@@ -166,12 +180,12 @@ class LanguageModelTask(base.Task):
     """Loss / perplexity of ``split``: every token once; with stream
     batching the carry flows from batch to batch as in training, with
     sentence batching every batch starts from zero."""
-    if datasets.config['batching'] == 'stream':
+    if datasets.streams:
       return super().evaluate(context, datasets, split)
     sums = []
     for local in datasets.eval_batches(split):
       _, batch_sums = context.eval_step(
-          context.zero_carry(), context.to_device(self.device_batch(local)))
+          context.zero_carry(), context.to_device(datasets.device_batch(local)))
       sums.append(batch_sums)
     return self.summarize(split, base.sum_metrics(sums))
 

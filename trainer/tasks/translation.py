@@ -52,6 +52,38 @@ def label_smoothed_cross_entropy(logits: jax.Array, labels: jax.Array,
   return optax.softmax_cross_entropy(
       logits.astype(jnp.float32), optax.smooth_labels(one_hot, smoothing))
 
+class TranslationDatasets(base.Datasets):
+  """``input_pipeline.TranslationDatasets`` for the trainer: one evaluation
+  split is loaded ('valid', or the evaluate command's ``eval_split``), its
+  raw references kept for BLEU / chrF."""
+
+  def eval_batches(self, split: str):
+    """One ordered pass over the loaded evaluation pairs (empty rows: index
+    -1)."""
+    loaded = self.eval_split or 'valid'
+    if split != loaded:
+      raise config_lib.ConfigError(
+          f'Split {split!r} was not loaded (this run loaded {loaded!r}); '
+          'evaluate it with --config.mode=evaluate '
+          f'--config.eval_split={split}.')
+    return self.source.eval_batches()
+
+  def epoch_length(self):
+    batcher = self.source.batcher('train')
+    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
+
+  def device_batch(self, local):
+    return {k: local[k] for k in TranslationTask.BATCH_KEYS}
+
+  def batch_tokens(self, local):
+    return float(local['target_mask'].sum())
+
+  def signature(self) -> dict[str, Any]:
+    return {**super().signature(), **{
+        f'data.{k}': self.config.data[k] for k in (
+            'tokens_per_batch', 'batch_size_multiple', 'max_length')}}
+
+
 class TranslationTask(base.Task):
   """Attention encoder-decoder on a joint vocabulary (``task='translation'``)."""
 
@@ -122,34 +154,19 @@ class TranslationTask(base.Task):
 
   # ---------------------------------------------------------------- data --
 
-  def load_datasets(self, workdir: str) -> input_pipeline.TranslationDatasets:
-    return input_pipeline.get_translation_datasets(self.config.data, workdir)
-
-  def for_evaluation(self, split: str) -> None:
-    """Scores BLEU / chrF too. 'valid' is the run's validation split; any
-    other name is a file prefix (parallel text, e.g. 'test_2016_flickr') or
-    a TFDS split."""
-    self.config.decode.eval_bleu = True
-    if split != 'valid':
-      data = self.config.data
+  def load_datasets(self, workdir: str, eval_split: str | None = None
+                    ) -> TranslationDatasets:
+    """With ``eval_split``: 'valid' is the run's validation split; any other
+    name is a file prefix (parallel text, e.g. 'test_2016_flickr') or a TFDS
+    split."""
+    data = self.config.data
+    if eval_split not in (None, 'valid'):
       key = ('eval_prefix' if data.source == 'parallel_text' else
              'tfds_eval_split')
-      data[key] = split
-
-  def epoch_length(self, datasets):
-    batcher = datasets.batcher('train')
-    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
-
-  def device_batch(self, local):
-    return {k: local[k] for k in self.BATCH_KEYS}
-
-  def batch_tokens(self, local):
-    return float(local['target_mask'].sum())
-
-  def signature(self, datasets) -> dict[str, Any]:
-    return {**super().signature(datasets), **{
-        f'data.{k}': self.config.data[k] for k in (
-            'tokens_per_batch', 'batch_size_multiple', 'max_length')}}
+      data = {**data.to_dict(), key: eval_split}
+    return TranslationDatasets(
+        input_pipeline.get_translation_datasets(data, workdir), self.config,
+        eval_split)
 
   def inference_settings(self, workdir: str) -> dict[str, Any]:
     """The run's decoding settings (``lstm_flax.inference.DecodeOptions``)."""
@@ -212,17 +229,19 @@ class TranslationTask(base.Task):
 
   def evaluate(self, context, datasets, split):
     """Loss / perplexity of the evaluation pairs, and corpus BLEU / chrF of
-    their translations (``config.decode``) against the raw references."""
+    their translations (``config.decode``) against the raw references
+    (always for the evaluate command's datasets)."""
     d = self.config.decode
-    limit = int(d.max_bleu_examples) or len(datasets.eval_references)
-    limit = min(limit, len(datasets.eval_references))
+    eval_bleu = d.eval_bleu or datasets.eval_split is not None
+    references = datasets.source.eval_references
+    limit = min(int(d.max_bleu_examples) or len(references), len(references))
     hypotheses: dict[int, str] = {}
     sums = []
-    for local in datasets.eval_batches():
-      batch = context.to_device(self.device_batch(local))
+    for local in datasets.eval_batches(split):
+      batch = context.to_device(datasets.device_batch(local))
       _, batch_sums = context.eval_step(None, batch)
       sums.append(batch_sums)
-      if not d.eval_bleu:
+      if not eval_bleu:
         continue
       index = _gather_rows(local['example_index'])
       if not np.any((index >= 0) & (index < limit)):
@@ -235,10 +254,10 @@ class TranslationTask(base.Task):
         if 0 <= i < limit:
           hypotheses[i] = inference_lib.detokenize(datasets.tokenizer, row)
     out = self.summarize(split, base.sum_metrics(sums))
-    if d.eval_bleu:
+    if eval_bleu:
       out.update(bleu_and_chrf(
           split, [hypotheses.get(i, '') for i in range(limit)],
-          datasets.eval_references[:limit]))
+          references[:limit]))
     return out
 
   def predictor(self, restored: inference.Restored) -> Translator:
