@@ -1,17 +1,16 @@
 """The training loop: resume, train, evaluate, checkpoint, stop cleanly.
 
-:func:`train_and_evaluate` takes the run's task (built once by the command,
-``trainer.tasks.build``; ``task.config`` is the resolved config), resumes
-from the workdir's latest checkpoint (refusing one whose parameter, optimiser-state
-or carry shapes, tokenizer or task-specific signature differ, naming the
-config fields that changed), gets its jit-compiled steps from
+:func:`train_and_evaluate` takes the task the command built (its config
+resolved), resumes from the workdir's latest checkpoint (refusing one whose
+parameter, optimiser-state or carry shapes, tokenizer or data signature
+differ, naming the config fields that changed), gets its steps from
 :mod:`trainer.compiled`, writes metrics with clu (sums over steps divided
 by their weight, as in Flax's lm1b example), evaluates and checkpoints every
 N steps and at the end, keeps the best checkpoints by the task's validation
 metric, saves on SIGTERM (or at Orbax's multi-host preemption sync point)
 and exits, and stops with the step number when the loss becomes NaN or
 infinite. It never names a task: everything task-specific comes from the
-:class:`~trainer.tasks.base.Task`.
+:class:`~trainer.tasks.base.Task` and its ``Datasets``.
 """
 
 from __future__ import annotations
@@ -405,11 +404,9 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
       for step in range(start, num_steps):
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
           local = next(train_iter)
-          reset = np.asarray(datasets.resets_carry(
-              tracker.is_epoch_start(step)))
-          state, step_metrics = steps.train(
-              state, partitioner.global_batch(datasets.device_batch(local)),
-              reset)
+          reset = np.asarray(datasets.resets_carry(tracker.is_epoch_start(step)))
+          batch = partitioner.global_batch(datasets.device_batch(local))
+          state, step_metrics = steps.train(state, batch, reset)
         pending.append(step_metrics)
         window['tokens'] += datasets.batch_tokens(local) * jax.process_count()
         done = step + 1

@@ -1,9 +1,10 @@
 """The task protocol: everything the generic trainer asks of a task.
 
 The trainer (``config_lib``, ``compiled``, ``loop``, ``checkpoints``,
-``inference``, ``evaluation``) knows no task by name. It builds one
-:class:`Task` per run from ``config.task`` (through the registry in
-:mod:`trainer.tasks`) and calls it for:
+``inference``, ``evaluation``) knows no task by name. Each command builds
+one :class:`Task` from ``config.task`` (``trainer.tasks.build``: module
+``trainer.tasks.<task>`` declares ``TASK``), hands it to that code, which
+calls it for:
 
 * **config**: :meth:`Task.default_config` (the task's sections: ``model``,
   ``data`` and anything else the task reads) and :meth:`Task.validate`;
@@ -151,7 +152,8 @@ class Task(abc.ABC):
 
   A task is built once per run from the resolved config and passed to
   whatever needs it. Subclasses set :attr:`name` and implement the abstract
-  methods; registering the class in :mod:`trainer.tasks` makes
+  methods; a module ``trainer/tasks/<name>.py`` (or any importable
+  module, named by its dotted path) that declares ``TASK = TheClass`` makes
   ``config.task = name`` select it.
   """
 

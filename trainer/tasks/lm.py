@@ -5,7 +5,8 @@ stopped) and is reset at every epoch (stream batching) or every batch
 (sentence batching). The loss is the fused output layer + cross-entropy
 (``LanguageModel(targets=...)``, ``lstm_flax.losses``), summed over unmasked
 tokens. Metrics: loss, perplexity, bits per character for character models.
-The best checkpoint has the lowest validation perplexity.
+The best checkpoint has the lowest validation perplexity. Inference
+(``generate.py``): :class:`Generator` samples continuations of a prompt.
 """
 
 from __future__ import annotations
