@@ -6,11 +6,10 @@ a caller may change: ``Task.INFERENCE_KEYS``; the task class comes from the
 caller's ``lookup``, ``trainer.tasks.task_class``, so this module names no
 task), gets the compiled steps from
 :mod:`trainer.compiled` and places the state on the current devices (any
-device count). :func:`load` is the one path of the inference commands
-(generate / translate / classify, and the Python API behind them): it
-restores the checkpoint and returns the task's predictor
-(:meth:`~trainer.tasks.base.Task.predictor`), so a new task plugs into a
-command through its own module. The evaluate command and export use
+device count). It is the one path of the inference commands (generate / translate /
+classify, through ``trainer.tasks.load``): the restored task's
+:meth:`~trainer.tasks.base.Task.predictor` supplies what differs, so a new
+task plugs into a command through its own module. The evaluate command and export use
 :func:`restore` too; none of them imports the loop.
 """
 
@@ -49,9 +48,24 @@ class Restored:
 
   @functools.cached_property
   def tokenizer(self) -> Any:
-    """The tokenizer the checkpoint was trained with (saved in the workdir;
-    :func:`checkpoint_tokenizer`)."""
-    return checkpoint_tokenizer(self.workdir, self.meta, self.step)
+    """The tokenizer the checkpoint was trained with (saved in the workdir).
+
+    Raises:
+      CheckpointNotFoundError: the tokenizer directory it names is missing.
+      CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
+    """
+    info = self.meta['tokenizer']
+    directory = os.path.join(self.workdir, info['directory'])
+    saved = tokenizers_lib.load_saved(directory)
+    if saved is None:
+      raise errors.CheckpointNotFoundError(
+          f'The checkpoint of step {self.step} refers to the tokenizer in '
+          f'{directory}, which is missing.')
+    if saved[0].fingerprint() != info['fingerprint']:
+      raise errors.CheckpointMismatchError(
+          f'The tokenizer in {directory} is not the one the checkpoint of '
+          f'step {self.step} was trained with.')
+    return saved[0]
 
   @property
   def model(self) -> Any:
@@ -231,22 +245,6 @@ def restore(workdir: str, which: str | int = 'latest', *,
   return Restored(task, steps, state, meta, step, datasets, workdir)
 
 
-def load(workdir: str, checkpoint: str | int, *,
-         lookup: Callable[[str], type[base.Task]], task_name: str) -> Any:
-  """The predictor (``Task.predictor``: a generator, translator, classifier)
-  of ``workdir``'s checkpoint ('latest', 'best' or a step), for a command
-  that serves ``task_name`` and the tasks with its ``COMMAND``.
-
-  Raises:
-    CheckpointNotFoundError: no (such) checkpoint, or its tokenizer is
-      missing.
-    CheckpointMismatchError: the checkpoint is of a task another command
-      serves.
-  """
-  restored = restore(workdir, checkpoint, lookup=lookup, task_name=task_name)
-  return restored.task.predictor(restored)
-
-
 @contextlib.contextmanager
 def settings_as_config_errors() -> Iterator[None]:
   """An invalid inference setting (``lstm_flax.inference.SettingError``,
@@ -256,26 +254,3 @@ def settings_as_config_errors() -> Iterator[None]:
   except inference_lib.SettingError as e:
     raise errors.ConfigError(str(e)) from None
 
-
-def checkpoint_tokenizer(workdir: str, meta: Mapping[str, Any],
-                         step: int) -> Any:
-  """The tokenizer a checkpoint was trained with (saved in the workdir).
-
-  Raises:
-    CheckpointNotFoundError: the tokenizer directory the checkpoint names is
-      missing.
-    CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
-  """
-  info = meta['tokenizer']
-  directory = os.path.join(workdir, info['directory'])
-  saved = tokenizers_lib.load_saved(directory)
-  if saved is None:
-    raise errors.CheckpointNotFoundError(
-        f'The checkpoint of step {step} refers to the tokenizer in '
-        f'{directory}, which is missing.')
-  tokenizer = saved[0]
-  if tokenizer.fingerprint() != info['fingerprint']:
-    raise errors.CheckpointMismatchError(
-        f'The tokenizer in {directory} is not the one the checkpoint of step '
-        f'{step} was trained with.')
-  return tokenizer

@@ -91,10 +91,17 @@ def build(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Task:
 
 def load(workdir: str, checkpoint: str | int = 'latest',
          task_name: str = DEFAULT_TASK) -> Any:
-  """The predictor of ``workdir``'s checkpoint ('latest', 'best' or a step)
-  for the command that serves ``task_name``
-  (:func:`trainer.inference.load`): a ``Generator`` ('lm'), ``Translator``
-  ('translation'), ``Classifier`` ('classification'), ..."""
+  """The predictor (``Task.predictor``) of ``workdir``'s checkpoint
+  ('latest', 'best' or a step) for the command that serves ``task_name``
+  and every task with its ``COMMAND``: a ``Generator`` ('lm'),
+  ``Translator`` ('translation'), ``Classifier`` ('classification'), ...
+
+  Raises:
+    CheckpointNotFoundError: no (such) checkpoint, or its tokenizer is
+      missing.
+    CheckpointMismatchError: a checkpoint of a task another command serves.
+  """
   from trainer import inference  # pylint: disable=g-import-not-at-top
-  return inference.load(workdir, checkpoint, lookup=task_class,
-                        task_name=task_name)
+  restored = inference.restore(workdir, checkpoint, lookup=task_class,
+                               task_name=task_name)
+  return restored.task.predictor(restored)

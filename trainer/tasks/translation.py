@@ -276,15 +276,6 @@ class Translator:
   step: int
   config: ml_collections.ConfigDict  # The run's config (decode defaults).
 
-  def encode(self, lines: Sequence[str], max_input_tokens: int
-             ) -> tuple[list[list[int] | None], InputReport]:
-    """Ids (with EOS) of each line (``None`` for empty lines), truncated to
-    ``max_input_tokens``, and the report of changes
-    (:func:`lstm_flax.inference.encode_sources`)."""
-    with inference.settings_as_config_errors():
-      return inference_lib.encode_sources(self.tokenizer, lines,
-                                          max_input_tokens)
-
   def translate(self, lines: Sequence[str], *, batch_size: int = 32,
                 method: str | None = None, beam_size: int | None = None,
                 alpha: float | None = None,
