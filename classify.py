@@ -42,8 +42,8 @@ def main(argv):
         raise OSError(f'cannot read {FLAGS.input}: {e.strerror or e}') from e
     else:
       lines = sys.stdin.read().splitlines()
-    from trainer import classify  # pylint: disable=g-import-not-at-top
-    classifier = classify.load(FLAGS.workdir, FLAGS.checkpoint)
+    from trainer import tasks  # pylint: disable=g-import-not-at-top
+    classifier = tasks.load(FLAGS.workdir, FLAGS.checkpoint, 'classification')
     predictions = classifier.classify(lines, batch_size=FLAGS.batch_size)
   text = ''.join(
       '\n' if p is None else p.label + '\t' + ' '.join(

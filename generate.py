@@ -23,10 +23,10 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from trainer import cli, generate, metrics  # pylint: disable=g-import-not-at-top
+  from trainer import cli, metrics, tasks  # pylint: disable=g-import-not-at-top
   metrics.quiet_checkpoint_logs()
   with cli.errors_as_messages('generate.py', extra=(ValueError,)):
-    generator = generate.load(FLAGS.workdir, FLAGS.checkpoint)
+    generator = tasks.load(FLAGS.workdir, FLAGS.checkpoint, 'lm')
     texts = generator.generate(
         FLAGS.prompt, num_tokens=FLAGS.num_tokens, temperature=FLAGS.temperature,
         top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed,

@@ -1,4 +1,5 @@
-"""Trains or evaluates an LSTM language model or translation model.
+"""Trains or evaluates a model of any task (language model, translation,
+sentence classification: ``config.task``).
 
   python train.py --config=configs/lm.py --workdir=/tmp/lm
   python train.py --config=configs/ptb.py:medium --workdir=/tmp/ptb \
@@ -19,7 +20,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from trainer import config_lib, distributed, host_memory, metrics
+from trainer import distributed, host_memory, metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, tokenizer.')
@@ -45,16 +46,16 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.retain_freed_memory and jax.default_backend() == 'cpu':
     host_memory.retain_freed_memory()
-  from trainer import cli, evaluation, loop  # pylint: disable=g-import-not-at-top
+  from trainer import cli, evaluation, loop, tasks  # pylint: disable=g-import-not-at-top
 
   with cli.errors_as_messages('train.py'):
-    config = config_lib.resolve(FLAGS.config)  # Validates; writes nothing.
+    task = tasks.build(FLAGS.config)  # Validates; writes nothing.
     workdir = FLAGS.workdir
     logging.info('JAX devices: %s', jax.devices())
-    if config.mode == 'evaluate':
-      evaluation.evaluate(config, workdir)
+    if task.config.mode == 'evaluate':
+      evaluation.evaluate(task, workdir, tasks.task_class)
     else:
-      result = loop.train_and_evaluate(config, workdir)
+      result = loop.train_and_evaluate(task, workdir)
       if result:
         print(json.dumps({k: round(v, 4) if math.isfinite(v) else None
                           for k, v in result.items()}), flush=True)

@@ -72,9 +72,9 @@ def main(argv):
       raise errors.ConfigError(
           f'--reference has {len(references)} lines but the input has '
           f'{len(lines)}; they must be parallel.')
-    from trainer import translate  # pylint: disable=g-import-not-at-top
+    from trainer import tasks  # pylint: disable=g-import-not-at-top
     from trainer.tasks import translation  # pylint: disable=g-import-not-at-top
-    translator = translate.load(FLAGS.workdir, FLAGS.checkpoint)
+    translator = tasks.load(FLAGS.workdir, FLAGS.checkpoint, 'translation')
     outputs, report = translator.translate(
         lines, batch_size=FLAGS.batch_size, method=FLAGS.method,
         beam_size=FLAGS.beam_size, alpha=FLAGS.alpha,

@@ -105,11 +105,10 @@ def _load() -> tuple[str, Any, Any, Any, dict[str, Any], str]:
                        'the text.')
     return (loaded.kind, loaded.module, loaded.variables, loaded.tokenizer,
             dict(loaded.info.get('inference', {})), str(FLAGS.export_dir))
-  from trainer import inference  # pylint: disable=g-import-not-at-top
-  restored = inference.restore(FLAGS.workdir, FLAGS.checkpoint)
-  tokenizer = inference.checkpoint_tokenizer(FLAGS.workdir, restored.meta, restored.step)
+  from trainer import inference, tasks  # pylint: disable=g-import-not-at-top
+  restored = inference.restore(FLAGS.workdir, FLAGS.checkpoint, lookup=tasks.task_class)
   return (export.kind_of(restored.model), restored.model, {'params': restored.params()},
-          tokenizer, restored.task.inference_settings(FLAGS.workdir),
+          restored.tokenizer, restored.task.inference_settings(FLAGS.workdir),
           f'{FLAGS.workdir} step {restored.step}')
 
 

@@ -25,7 +25,7 @@ mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 XLA_PYTHON_CLIENT_MEM_FRACTION=0.15
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$RUNS/gpu.txt"
 python3 -c 'import jax, flax; print(jax.__version__, flax.__version__, jax.devices())' | tee -a "$RUNS/gpu.txt"
-python3 -m trainer.split_text --input="$DATA/tiny_shakespeare/input.txt" \
+python3 tools/split_text.py --input="$DATA/tiny_shakespeare/input.txt" \
     --output_dir=/tmp/tiny_shakespeare
 # MPS lets the four small-kernel runs share the GPU concurrently instead of
 # time-slicing it; without a working MPS they run time-sliced.

@@ -35,8 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'tests'))
 
-from trainer import testing  # pylint: disable=g-import-not-at-top
+import tiny_runs as testing  # pylint: disable=g-import-not-at-top
 
 
 def _free_port() -> int:

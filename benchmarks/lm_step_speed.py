@@ -48,9 +48,11 @@ import ml_collections  # noqa: E402
 import lstm_flax  # noqa: E402
 import optax  # noqa: E402
 
-from trainer import compiled, config_lib, host_memory, partitioning, tasks, testing  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
+import tiny_runs as testing  # noqa: E402
+from trainer import compiled, host_memory, partitioning, tasks  # noqa: E402
 from trainer import steps as steps_lib  # noqa: E402
-from trainer.tasks import language_model  # noqa: E402
+from trainer.tasks import lm as language_model  # noqa: E402
 
 
 class _LogitsLMTask(language_model.LanguageModelTask):
@@ -100,10 +102,11 @@ def main() -> None:
   parser.add_argument('--malloc', action='store_true',
                       help="also time the fused step with glibc's malloc defaults")
   args = parser.parse_args()
-  config = config_lib.resolve(load_config(args.config))
+  task = tasks.build(load_config(args.config))
+  config = task.config
   partitioner = partitioning.Partitioner(config.model_parallelism,
                                          config.logical_axis_rules)
-  steps = compiled.compile_steps(tasks.get_task(config),
+  steps = compiled.compile_steps(task,
                                  {'vocab_size': args.vocab}, 1000, 10000,
                                  partitioner)
   batch_size, window = config.data.batch_size, config.data.seq_len

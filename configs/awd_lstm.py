@@ -14,7 +14,7 @@ validation perplexity 60.0 / 68.6 before its fine-tuning and cache stages.
 
 import os
 
-from trainer import config_lib
+from trainer import tasks
 
 _DATA = os.path.normpath(os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
@@ -37,7 +37,7 @@ def get_config(dataset: str = 'ptb'):
     raise ValueError(f'Unknown awd_lstm dataset {dataset!r}; use one of '
                      f'{list(_DATASETS)}.')
   data_dir, files, batch_size, dropouti, dropouth, epochs = _DATASETS[dataset]
-  config = config_lib.default_config()
+  config = tasks.default_config()
   # Epochs over the training tokens (PTB ~660 steps each, WikiText-2 ~370).
   config.num_epochs = epochs
   config.log_every_steps = 100

@@ -3,20 +3,20 @@
   # TFDS (tiny_shakespeare prepared or downloadable):
   python train.py --config=configs/char_lm.py --workdir=/tmp/char
   # A local copy of input.txt, split as TFDS does (90 / 5 / 5 %):
-  python -m trainer.split_text --input=../shared/data/tiny_shakespeare/input.txt \
+  python tools/split_text.py --input=../shared/data/tiny_shakespeare/input.txt \
       --output_dir=/tmp/tiny_shakespeare
   python train.py --config=configs/char_lm.py:local --workdir=/tmp/char \
       --config.data.data_dir=/tmp/tiny_shakespeare
 """
 
-from trainer import config_lib
+from trainer import tasks
 
 
 def get_config(source='tfds'):
   """char-rnn-sized 2-layer LSTM over characters."""
   if source not in ('tfds', 'local'):
     raise ValueError(f"char_lm source {source!r}: use 'tfds' or 'local'.")
-  config = config_lib.default_config()
+  config = tasks.default_config()
 
   # Epochs over the ~1M training characters (~245 steps of 32 x 128 each).
   config.num_epochs = 20
@@ -49,7 +49,7 @@ def get_config(source='tfds'):
     config.data.source = 'tfds'
     config.data.tfds_name = 'tiny_shakespeare'
   else:
-    # train.txt / valid.txt / test.txt from `python -m trainer.split_text`.
+    # train.txt / valid.txt / test.txt from `python tools/split_text.py`.
     config.data.source = 'text_files'
     config.data.data_dir = '/tmp/tiny_shakespeare'
   # One id per character (newline is the end-of-line token).

@@ -8,12 +8,12 @@ CPU cores it trains in 3.5-4.5 minutes to a validation perplexity of ~84
   python train.py --config=configs/lm.py --workdir=/tmp/lm
 """
 
-from trainer import config_lib
+from trainer import tasks
 
 
 def get_config():
   """The quickstart config."""
-  config = config_lib.default_config()
+  config = tasks.default_config()
 
   # Length: epochs over the ~67k training tokens.
   config.num_epochs = 16

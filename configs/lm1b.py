@@ -10,12 +10,12 @@ axis splits the 4H = 32768 gate dimension and the vocabulary over 4 chips;
 the 'data' axis takes the rest (global batch 1024 on e.g. a v4-128 pod).
 """
 
-from trainer import config_lib
+from trainer import tasks
 
 
 def get_config():
   """lm1b sized for a TPU pod."""
-  config = config_lib.default_config()
+  config = tasks.default_config()
 
   # Optimiser updates (~3 epochs of 30M sentences at batch 1024 = 90k/epoch).
   config.num_train_steps = 250_000

@@ -16,12 +16,12 @@ dataset. Scores on the test split afterwards:
       --config.mode=evaluate --config.eval_split=test --config.checkpoint=best
 """
 
-from trainer import config_lib
+from trainer import tasks
 
 
 def get_config():
   """The WMT17 De->En config."""
-  config = config_lib.default_config('translation')
+  config = tasks.default_config('translation')
 
   config.num_train_steps = 100_000
   config.log_every_steps = 100

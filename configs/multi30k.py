@@ -21,7 +21,7 @@ tests use it on a toy corpus).
 
 import pathlib
 
-from trainer import config_lib
+from trainer import tasks
 
 DATA_DIR = str(pathlib.Path(__file__).resolve().parents[2] / 'shared' /
                'data' / 'multi30k')
@@ -29,7 +29,7 @@ DATA_DIR = str(pathlib.Path(__file__).resolve().parents[2] / 'shared' /
 
 def get_config(variant: str = 'default'):
   """The Multi30k config; ``variant`` 'tiny' for smoke tests."""
-  config = config_lib.default_config('translation')
+  config = tasks.default_config('translation')
 
   # Length: epochs over the 29k training pairs.
   config.num_epochs = 12

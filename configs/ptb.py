@@ -10,7 +10,7 @@ large 82.2.
 
 import os
 
-from trainer import config_lib
+from trainer import tasks
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.normpath(os.path.join(_REPO, '..', 'shared', 'data', 'ptb'))
@@ -30,7 +30,7 @@ def get_config(preset='medium'):
     raise ValueError(f'Unknown ptb preset {preset!r}; use one of {list(_PRESETS)}.')
   (hidden, window, init_scale, dropout, decay_after, divisor, epochs,
    max_norm) = _PRESETS[preset]
-  config = config_lib.default_config()
+  config = tasks.default_config()
 
   # Epochs over the 929k training tokens.
   config.num_epochs = epochs

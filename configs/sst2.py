@@ -25,7 +25,7 @@ import pathlib
 
 from ml_collections import config_dict
 
-from trainer import config_lib
+from trainer import tasks
 
 DATA_DIR = str(pathlib.Path(__file__).resolve().parents[2] / 'shared' /
                'data' / 'sst2')
@@ -36,7 +36,7 @@ def get_config(variant: str = 'scratch'):
   if variant not in ('scratch', 'pretrained'):
     raise ValueError(f"Unknown sst2 variant {variant!r}; use 'scratch' or "
                      "'pretrained'.")
-  config = config_lib.default_config('classification')
+  config = tasks.default_config('classification')
 
   # Epochs over the 6,920 training sentences (216 batches each).
   config.num_epochs = 10

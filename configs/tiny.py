@@ -5,12 +5,12 @@ Used by the tests; also a quick check that an installation trains:
   python train.py --config=configs/tiny.py --workdir=/tmp/tiny
 """
 
-from trainer import config_lib
+from trainer import tasks
 
 
 def get_config():
   """The tiny config."""
-  config = config_lib.default_config()
+  config = tasks.default_config()
 
   # 30 steps (an epoch is ~12 steps, so the carry is reset twice).
   config.num_train_steps = 30

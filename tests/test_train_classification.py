@@ -13,8 +13,10 @@ import pytest
 
 import input_pipeline
 
-from trainer import (checkpoints, classify, config_lib, errors, evaluation,
-                     loop, metrics, tasks, testing, workdir_lock)
+from trainer import (checkpoints, config_lib, errors, evaluation,
+                     loop, metrics, tasks, workdir_lock)
+
+import tiny_runs as testing
 
 NUM_STEPS = 40
 
@@ -55,32 +57,32 @@ def test_evaluate_mode_scores_another_split(trained, corpus, tmp_path):
   config = testing.tiny_classification_config(corpus, mode='evaluate',
                                               eval_split='test',
                                               checkpoint='latest')
-  result = evaluation.evaluate(config, workdir)
+  result = evaluation.evaluate(tasks.build(config), workdir, tasks.task_class)
   assert set(result) == {'test_loss', 'test_accuracy'}
   assert result['test_accuracy'] >= 0.9
   with pytest.raises(errors.CheckpointMismatchError, match='sentence classifier'):
-    evaluation.evaluate(testing.tiny_config(mode='evaluate'), workdir)
+    evaluation.evaluate(tasks.build(testing.tiny_config(mode='evaluate')), workdir, tasks.task_class)
   # The data location keys given apply (the data moved); a model key that
   # differs is refused by name.
   moved = tmp_path / 'moved'
   shutil.copytree(corpus, moved)
   (moved / 'test.txt').write_text('1 a lovely film\n0 it was dull\n')
   config.data.data_dir = str(moved)
-  assert evaluation.evaluate(config, workdir)['test_accuracy'] in (0.0, 0.5, 1.0)
+  assert evaluation.evaluate(tasks.build(config), workdir, tasks.task_class)['test_accuracy'] in (0.0, 0.5, 1.0)
   config.data.data_dir = str(tmp_path / 'gone')
   with pytest.raises(input_pipeline.errors.DataFileNotFoundError,
                      match=str(tmp_path / 'gone')):
-    evaluation.evaluate(config, workdir)
+    evaluation.evaluate(tasks.build(config), workdir, tasks.task_class)
   with pytest.raises(errors.CheckpointMismatchError,
                      match='model.hidden_size: checkpoint has 16, config gives 32'):
-    evaluation.evaluate(testing.tiny_classification_config(
-        corpus, mode='evaluate', eval_split='test', model__hidden_size=32),
-        workdir)
+    evaluation.evaluate(tasks.build(testing.tiny_classification_config(
+        corpus, mode='evaluate', eval_split='test', model__hidden_size=32)),
+        workdir, tasks.task_class)
 
 
 def test_classifier_labels_new_sentences(trained):
   workdir, _ = trained
-  classifier = classify.load(workdir, 'latest')
+  classifier = tasks.load(workdir, 'latest', 'classification')
   predictions = classifier.classify(
       ['the film was great', '', 'a boring story', 'superb and lovely'])
   assert predictions[1] is None
@@ -115,25 +117,25 @@ def test_transfer_from_a_language_model(tmp_path_factory, request, corpus,
       model__num_layers=2, model__bidirectional=False,
       optimizer__learning_rate=1e-30)
   frozen_dir = str(tmp_path / 'frozen')
-  loop.train_and_evaluate(config, frozen_dir)
+  loop.train_and_evaluate(tasks.build(config), frozen_dir)
   # The language model's vocabulary.
   assert (input_pipeline.load_tokenizer(frozen_dir).fingerprint() ==
           input_pipeline.load_tokenizer(lm_workdir).fingerprint())
   from trainer import inference  # pylint: disable=g-import-not-at-top
-  lm = inference.restore(lm_workdir, 'latest').params()
-  cls = inference.restore(frozen_dir, 'latest').params()
+  lm = inference.restore(lm_workdir, 'latest', lookup=tasks.task_class).params()
+  cls = inference.restore(frozen_dir, 'latest', lookup=tasks.task_class).params()
   np.testing.assert_allclose(cls['embed']['embedding'],
                              lm['embed']['embedding'], rtol=1e-6)
   # init_from_vocabulary='data': the run's own vocabulary; a word the
   # language model knows gets its row, any other the mean row.
-  task = tasks.get_task(config_lib.resolve(testing.tiny_classification_config(
+  task = tasks.build(testing.tiny_classification_config(
       corpus, init_from=lm_workdir, init_from_checkpoint='latest',
       init_from_vocabulary='data', model__num_layers=2,
-      model__bidirectional=False)))
+      model__bidirectional=False))
   own = task.load_datasets(str(tmp_path / 'own'))
   lm_words = input_pipeline.load_tokenizer(lm_workdir).token_to_id
   assert own.tokenizer.vocab != input_pipeline.load_tokenizer(lm_workdir).vocab
-  model = task.build_model(**task.model_inputs(own))
+  model = task.build_model(**own.model_inputs())
   params = flax.linen.meta.unbox(task.init_variables(model, jax.random.key(0)))
   rows = task.transfer_params(jax.device_get(params))['embed']['embedding']
   lm_rows = np.asarray(lm['embed']['embedding'])
@@ -152,21 +154,21 @@ def test_transfer_from_a_language_model(tmp_path_factory, request, corpus,
   # A classifier of other sizes names the parameter that does not fit.
   with pytest.raises(errors.CheckpointMismatchError, match='embed'):
     loop.train_and_evaluate(
-        testing.tiny_classification_config(
+        tasks.build(testing.tiny_classification_config(
             corpus, init_from=lm_workdir, init_from_checkpoint='latest',
-            model__embedding_size=8), str(tmp_path / 'mismatch'))
+            model__embedding_size=8)), str(tmp_path / 'mismatch'))
 
 
 def test_classification_config_keys():
-  config = config_lib.resolve(testing.load_config('sst2'))
+  config = tasks.build(testing.load_config('sst2')).config
   assert config.model.pooling == 'max'
   with pytest.raises(errors.ConfigError, match='init_from must name'):
-    config_lib.resolve(testing.load_config('sst2', 'pretrained'))
+    tasks.build(testing.load_config('sst2', 'pretrained'))
   with pytest.raises(errors.ConfigError, match="init_from_vocabulary='words'"):
-    config_lib.resolve(testing.tiny_classification_config(
+    tasks.build(testing.tiny_classification_config(
         '/tmp', init_from_vocabulary='words'))
   with pytest.raises(errors.ConfigError, match="key of task='lm'"):
-    config_lib.resolve(testing.tiny_classification_config(
+    tasks.build(testing.tiny_classification_config(
         '/tmp', model__tie_weights=True))
 
 
@@ -187,11 +189,11 @@ def test_evaluate_and_classify_on_a_read_only_workdir(trained, corpus, tmp_path)
   try:
     assert not workdir_lock.writable(str(workdir))
     before = sorted(p.relative_to(workdir) for p in workdir.rglob('*'))
-    result = evaluation.evaluate(testing.tiny_classification_config(
-        corpus, mode='evaluate', eval_split='test', checkpoint='latest'),
-        str(workdir))
+    result = evaluation.evaluate(tasks.build(testing.tiny_classification_config(
+        corpus, mode='evaluate', eval_split='test', checkpoint='latest')),
+        str(workdir), tasks.task_class)
     assert result['test_accuracy'] >= 0.9
-    assert classify.load(str(workdir), 'latest').classify(['it was good'])[0]
+    assert tasks.load(str(workdir), 'latest', 'classification').classify(['it was good'])[0]
     assert sorted(p.relative_to(workdir) for p in workdir.rglob('*')) == before
   finally:
     _chattr('-i', workdir)

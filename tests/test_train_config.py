@@ -4,10 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import sys
+
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from trainer import config_lib, errors, optimizers, partitioning, testing
+from trainer import config_lib, errors, optimizers, partitioning, tasks
+
+import tiny_runs as testing
 
 
 def test_every_config_file_resolves():
@@ -16,7 +20,7 @@ def test_every_config_file_resolves():
                     ('wikitext2', 'small'), ('awd_lstm', 'ptb'),
                     ('awd_lstm', 'wikitext2'),
                     ('char_lm', None), ('lm1b', None)):
-    config = config_lib.resolve(testing.load_config(name, arg))
+    config = tasks.build(testing.load_config(name, arg)).config
     assert config.model.hidden_size > 0, name
 
 
@@ -44,11 +48,11 @@ def test_unknown_key_is_an_error_with_a_suggestion():
   bad = config.to_dict()
   bad['model']['hiden_size'] = 32
   with pytest.raises(errors.ConfigError, match="hiden_size.*model.hidden_size"):
-    config_lib.resolve(bad)
+    tasks.build(bad)
   bad = config.to_dict()
   bad['data']['seqlen'] = 3
   with pytest.raises(errors.ConfigError, match='data.seqlen'):
-    config_lib.resolve(bad)
+    tasks.build(bad)
 
 
 @pytest.mark.parametrize('key, value, message', [
@@ -65,7 +69,7 @@ def test_unknown_key_is_an_error_with_a_suggestion():
 ])
 def test_invalid_values(key, value, message):
   with pytest.raises(errors.ConfigError, match=message):
-    config_lib.resolve(testing.tiny_config(**{key: value}))
+    tasks.build(testing.tiny_config(**{key: value}))
 
 
 @pytest.mark.parametrize('make_config', [
@@ -77,16 +81,16 @@ def test_float16_compute_is_refused_and_bfloat16_accepted(make_config):
   """float16 has no loss scaling in the trainer: one error naming the key and
   value and pointing at bfloat16 (the library itself still takes float16)."""
   with pytest.raises(errors.ConfigError) as e:
-    config_lib.resolve(make_config(model__dtype='float16'))
+    tasks.build(make_config(model__dtype='float16'))
   assert str(e.value) == ("model.dtype='float16' is not supported for training "
                           "(no loss scaling); use 'bfloat16'.")
   for value in ('bfloat16', 'float32'):
-    config_lib.resolve(make_config(model__dtype=value))
+    tasks.build(make_config(model__dtype=value))
 
 
 def test_tie_weights_needs_matching_sizes():
   with pytest.raises(errors.ConfigError, match='tie_weights'):
-    config_lib.resolve(testing.tiny_config(model__tie_weights=True,
+    tasks.build(testing.tiny_config(model__tie_weights=True,
                                            model__hidden_size=32))
 
 
@@ -189,7 +193,8 @@ def test_a_parameter_without_logical_names_is_an_error():
 
 
 def test_split_text_follows_the_tfds_tiny_shakespeare_split(shared_data):
-  from trainer import split_text  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, str(testing.REPO_ROOT / 'tools'))
+  import split_text  # pylint: disable=g-import-not-at-top
   text = (shared_data / 'tiny_shakespeare' / 'input.txt').read_text('utf-8')
   parts = split_text.split(text)
   assert {k: len(v) for k, v in parts.items()} == {

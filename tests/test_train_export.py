@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trainer import classify, errors, generate, inference, metrics, testing
-from trainer import translate
+from trainer import errors, inference, metrics, tasks
+
+import tiny_runs as testing
 from lstm_flax import export as export_lib
 from trainer import export as trainer_export
 
@@ -104,7 +105,7 @@ def test_a_fresh_process_needs_only_the_export(fresh):
 
 
 def test_language_model_gives_the_trainers_log_probs_and_text(runs, fresh):
-  generator = generate.load(runs['lm'], 'best')
+  generator = tasks.load(runs['lm'], 'best', 'lm')
   assert fresh['generated'] == generator.generate(PROMPT, num_tokens=12, seed=3,
                                                   num_samples=2)
   assert fresh['served'] == fresh['generated']  # generate.jax_exported
@@ -116,13 +117,13 @@ def test_language_model_gives_the_trainers_log_probs_and_text(runs, fresh):
 
 
 def test_translation_gives_the_trainers_translations(runs, fresh):
-  expected, _ = translate.load(runs['translation'], 'best').translate(SOURCES)
+  expected, _ = tasks.load(runs['translation'], 'best', 'translation').translate(SOURCES)
   assert fresh['translations'] == expected
   assert fresh['translations'][1] == '' and fresh['translations'][0]
 
 
 def test_classifier_gives_the_trainers_predictions(runs, fresh):
-  expected = classify.load(runs['classifier'], 'latest').classify(SENTENCES)
+  expected = tasks.load(runs['classifier'], 'latest', 'classification').classify(SENTENCES)
   assert fresh['predictions'] == [p and [p.label, p.probabilities] for p in expected]
   assert fresh['predictions'][1] is None
 
@@ -133,7 +134,7 @@ def test_export_directory_and_model_card(runs, exported):
       'MODEL_CARD.md', 'config.json', 'generate.jax_exported', 'model.json',
       'params.safetensors', 'tokenizer', 'torch_state_dict.safetensors']
   info = json.loads((lm / 'model.json').read_text())
-  restored = inference.restore(runs['lm'], 'best', task_name='lm')
+  restored = inference.restore(runs['lm'], 'best', lookup=tasks.task_class, task_name='lm')
   assert info['source']['step'] == restored.step and info['kind'] == 'language_model'
   assert json.loads((lm / 'config.json').read_text()) == restored.meta['config']
   card = (lm / 'MODEL_CARD.md').read_text()

@@ -16,8 +16,10 @@ import pytest
 
 import input_pipeline
 from trainer import (checkpoints, compiled, config_lib, errors, evaluation,
-                     generate, inference, loop, metrics, optimizers,
-                     partitioning, tasks, testing)
+                     inference, loop, metrics, optimizers,
+                     partitioning, tasks)
+
+import tiny_runs as testing
 
 NUM_STEPS = 30  # configs/tiny.py
 
@@ -84,11 +86,11 @@ def test_trains_evaluates_and_checkpoints(trained):
 
 def test_carry_flows_between_batches_and_resets_each_epoch(cache):
   config = testing.tiny_config(cache)
-  config = config_lib.resolve(config)
-  task = tasks.get_task(config)
-  datasets = input_pipeline.get_lm_datasets(config.data, str(cache.parent / 'c'))
+  task = tasks.build(config)
+  config = task.config
+  datasets = task.load_datasets(str(cache.parent / 'c'))
   partitioner = partitioning.Partitioner(1, config.logical_axis_rules)
-  steps = compiled.compile_steps(task, task.model_inputs(datasets), 11, 30,
+  steps = compiled.compile_steps(task, datasets.model_inputs(), 11, 30,
                                  partitioner)
   state = steps.init(jax.random.PRNGKey(0))
   batches = datasets.train_batches()
@@ -103,7 +105,7 @@ def test_carry_flows_between_batches_and_resets_each_epoch(cache):
   _, zeroed = steps.train(zero, batch, np.asarray(False))
   assert float(kept['loss_sum']) != float(reset['loss_sum'])
   assert float(reset['loss_sum']) == float(zeroed['loss_sum'])
-  tracker = loop.EpochTracker(*task.epoch_length(datasets))
+  tracker = loop.EpochTracker(*datasets.epoch_length())
   assert [s for s in range(30) if tracker.is_epoch_start(s)] == [0, 11, 22]
 
 
@@ -122,10 +124,10 @@ def test_resume_after_a_crash_is_exact(trained, cache, tmp_path, monkeypatch):
 
   monkeypatch.setattr(input_pipeline.LMDatasets, 'train_batches', crashing)
   with pytest.raises(RuntimeError, match='simulated crash'):
-    loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+    loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir)
   monkeypatch.undo()
   assert max(testing.train_losses(workdir)) == 14
-  result = loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+  result = loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir)
   rows = metrics.read_metrics(workdir)
   reference = testing.train_losses(trained[0])
   assert testing.train_losses(workdir) == reference  # Bit-identical floats.
@@ -149,7 +151,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
       cache, optimizer__name='sgd', optimizer__learning_rate=1e37,
       optimizer__max_grad_norm=0.0, checkpoint_every_steps=1, max_loss=max_loss)
   with pytest.raises(errors.NonFiniteLossError, match=message):
-    loop.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(tasks.build(config), workdir)
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   assert ckpt.latest_step() == good_steps[-1]
   assert ckpt.all_steps() == good_steps  # No state past the bound is saved.
@@ -171,13 +173,13 @@ def test_failed_save_errors_and_keeps_earlier_checkpoints(
   monkeypatch.setattr(ocp.args, 'StandardSave', failing_save)
   with pytest.raises(errors.CheckpointSaveError,
                      match=r'step 10 .*failed.*latest complete: 8'):
-    loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+    loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir)
   monkeypatch.undo()
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   assert ckpt.all_steps() == [4, 8]
   ckpt.close()
   # The earlier checkpoints are intact: resuming reproduces the clean run.
-  loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+  loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir)
   assert testing.train_losses(workdir) == testing.train_losses(trained[0])
 
 
@@ -192,7 +194,7 @@ def test_mismatched_checkpoint_is_refused_and_not_overwritten(
   workdir = _copy(trained[0], tmp_path)
   before = _snapshot(workdir)
   with pytest.raises(errors.CheckpointMismatchError, match=field):
-    loop.train_and_evaluate(testing.tiny_config(cache, **override),
+    loop.train_and_evaluate(tasks.build(testing.tiny_config(cache, **override)),
                                  workdir)
   after = _snapshot(workdir)
   assert after == before
@@ -213,7 +215,7 @@ def test_half_written_checkpoint_is_never_resumed(trained, cache, tmp_path):
   assert ckpt.latest_step() == 30
   ckpt.close()
   loop.train_and_evaluate(
-      testing.tiny_config(cache, num_train_steps=32), workdir)
+      tasks.build(testing.tiny_config(cache, num_train_steps=32)), workdir)
   rows = [r['step'] for r in metrics.read_metrics(workdir) if 'train_loss' in r]
   assert rows[-2:] == [31, 32]
   assert not os.path.exists(partial)  # the resumed run removed it
@@ -227,20 +229,20 @@ def test_evaluate_mode_scores_any_checkpoint_on_any_split(trained, tmp_path,
   workdir, result = _copy(trained[0], tmp_path), trained[1]
   config = testing.tiny_config(mode='evaluate', eval_split='valid',
                                checkpoint='latest')
-  valid = evaluation.evaluate(config, workdir)
+  valid = evaluation.evaluate(tasks.build(config), workdir, tasks.task_class)
   assert valid['valid_perplexity'] == pytest.approx(
       result['valid_perplexity'], rel=1e-6)
   config = testing.tiny_config(mode='evaluate', eval_split='test',
                                checkpoint='24')
-  test = evaluation.evaluate(config, workdir)
+  test = evaluation.evaluate(tasks.build(config), workdir, tasks.task_class)
   assert 1.0 < test['test_perplexity'] < 300
   assert "Checkpoint step 24, split 'test': test_loss = " in capsys.readouterr().out
   with pytest.raises(errors.CheckpointNotFoundError, match='step 5'):
-    evaluation.evaluate(testing.tiny_config(checkpoint='5'), workdir)
+    evaluation.evaluate(tasks.build(testing.tiny_config(checkpoint='5')), workdir, tasks.task_class)
 
 
 def test_generation_is_deterministic_for_a_seed(trained):
-  generator = generate.load(trained[0], 'best')
+  generator = tasks.load(trained[0], 'best', 'lm')
   assert generator.step in (10, 20, 30)
   a = generator.generate('The for statement', num_tokens=12, seed=3)
   b = generator.generate('The for statement', num_tokens=12, seed=3)
@@ -265,9 +267,9 @@ def test_awd_lstm_features_train_and_average(cache, tmp_path):
       optimizer__learning_rate=5.0, optimizer__grad_accum_steps=2,
       optimizer__averaging_start_step=2, data__random_window=True,
       data__max_window_extra=4, data__pad_to_multiple=16)  # One shape.
-  result = loop.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(tasks.build(config), workdir)
   assert math.isfinite(result['valid_perplexity'])
-  restored = inference.restore(workdir, eval_split='valid')
+  restored = inference.restore(workdir, lookup=tasks.task_class, eval_split='valid')
   state = restored.state
   averaged = optimizers.eval_params(state.params, state.opt_state)
   # 4 updates, averaged from update 2 on: the eval parameters are the mean.
@@ -282,12 +284,12 @@ def test_sentence_batches_reset_the_carry(cache, tmp_path):
   config = testing.tiny_config(
       cache, num_train_steps=4, eval_every_steps=4, data__batching='sentences',
       data__max_length=16, data__pad_to_multiple=16)  # One shape.
-  result = loop.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(tasks.build(config), workdir)
   assert 1.0 < result['valid_perplexity'] < 1000
   with pytest.raises(errors.ConfigError, match='packing'):
     loop.train_and_evaluate(
-        testing.tiny_config(cache, data__batching='sentences',
-                            data__packing=True), str(tmp_path / 'packed'))
+        tasks.build(testing.tiny_config(cache, data__batching='sentences',
+                            data__packing=True)), str(tmp_path / 'packed'))
 
 
 def test_resume_check_names_only_fields_that_changed():
@@ -302,13 +304,13 @@ def test_resume_check_names_only_fields_that_changed():
                             'shapes': {'w': [2, 3]}}, 'config': {}}
 
   signature = {'eval_splits': ('valid',), 'seed': 0, 'shapes': {'w': (2, 3)}}
-  loop.check_resumable(SavedMeta(), 5, signature, config_lib.resolve(
-      testing.tiny_config()))
+  loop.check_resumable(SavedMeta(), 5, signature, tasks.build(
+      testing.tiny_config()).config)
   with pytest.raises(errors.CheckpointMismatchError,
                      match=r"Differing fields: seed: checkpoint has 0, config "
                            r"gives 1\. Restore") as refusal:
     loop.check_resumable(SavedMeta(), 5, {**signature, 'seed': 1},
-                         config_lib.resolve(testing.tiny_config()))
+                         tasks.build(testing.tiny_config()).config)
   assert 'eval_splits' not in str(refusal.value)
 
 
@@ -337,7 +339,7 @@ def test_one_run_per_workdir_and_a_dead_holder_never_blocks(tmp_path):
     with pytest.raises(errors.WorkdirError,
                        match=rf'in use by another run \(process {holder.pid} on '
                              r'host .*\); one run per workdir'):
-      loop.train_and_evaluate(testing.tiny_config(num_train_steps=1), workdir)
+      loop.train_and_evaluate(tasks.build(testing.tiny_config(num_train_steps=1)), workdir)
     assert sorted(os.listdir(workdir)) == before == ['.lock']
   finally:
     holder.send_signal(signal.SIGKILL)
@@ -348,7 +350,7 @@ def test_one_run_per_workdir_and_a_dead_holder_never_blocks(tmp_path):
   file_workdir = tmp_path / 'a_file'
   file_workdir.write_text('x')
   with pytest.raises(errors.WorkdirError, match='is a file, not a directory'):
-    loop.train_and_evaluate(testing.tiny_config(num_train_steps=1),
+    loop.train_and_evaluate(tasks.build(testing.tiny_config(num_train_steps=1)),
                             str(file_workdir))
   # A read-only workdir (chattr +i: even root cannot write) is one error.
   read_only = tmp_path / 'read_only'
@@ -358,7 +360,7 @@ def test_one_run_per_workdir_and_a_dead_holder_never_blocks(tmp_path):
     try:
       with pytest.raises(errors.WorkdirError,
                          match=f'The workdir {read_only} is not writable; training'):
-        loop.train_and_evaluate(testing.tiny_config(num_train_steps=1),
+        loop.train_and_evaluate(tasks.build(testing.tiny_config(num_train_steps=1)),
                                 str(read_only))
     finally:
       subprocess.run(['chattr', '-i', str(read_only)], check=False)
@@ -369,8 +371,8 @@ def test_compiled_steps_are_not_shared_across_batch_sizes():
   in data.batch_size must not share compiled steps."""
   shapes = []
   for batch_size in (4, 8):
-    task = tasks.get_task(config_lib.resolve(
-        testing.tiny_config(data__batch_size=batch_size)))
+    task = tasks.build(
+        testing.tiny_config(data__batch_size=batch_size))
     steps = compiled.compile_steps(task, task.placeholder_model_inputs(), 1, 1,
                                    partitioning.Partitioner(1))
     shapes.append(jax.tree.leaves(steps.abstract_state.carry)[0].shape)
@@ -395,7 +397,7 @@ def test_sigterm_during_a_validation_stops_it_and_saves_at_once(
       yield batch
 
   monkeypatch.setattr(input_pipeline.LMDatasets, 'eval_batches', signalling)
-  assert loop.train_and_evaluate(testing.tiny_config(cache), workdir) == {}
+  assert loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir) == {}
   monkeypatch.undo()
   assert served == [0, 1]  # Stopped before placing the batch after the signal.
   rows = metrics.read_metrics(workdir)
@@ -405,7 +407,7 @@ def test_sigterm_during_a_validation_stops_it_and_saves_at_once(
   assert ckpt.latest_step() == 10
   assert ckpt.read_meta(10)['validation_pending']
   ckpt.close()
-  result = loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+  result = loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir)
   assert result == trained[1]
   reference = {r['step']: r['valid_loss'] for r in metrics.read_metrics(trained[0])
                if 'valid_loss' in r}
@@ -455,16 +457,16 @@ def test_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_exactly(
   before = _snapshot(workdir)
   with pytest.raises(errors.CheckpointCorruptError,
                      match=rf'step {NUM_STEPS} .* is damaged: .*{problem}'):
-    loop.train_and_evaluate(testing.tiny_config(cache, checkpoint_fallback=False),
+    loop.train_and_evaluate(tasks.build(testing.tiny_config(cache, checkpoint_fallback=False)),
                             workdir)
   assert _snapshot(workdir) == before
   # Inference skips a damaged latest and refuses it when named.
-  assert inference.restore(workdir, 'latest').step == max(set(steps) - {NUM_STEPS})
+  assert inference.restore(workdir, 'latest', lookup=tasks.task_class).step == max(set(steps) - {NUM_STEPS})
   with pytest.raises(errors.CheckpointCorruptError, match=problem):
-    inference.restore(workdir, NUM_STEPS)
+    inference.restore(workdir, NUM_STEPS, lookup=tasks.task_class)
   # Training moves it aside and resumes from the newest intact checkpoint.
   with caplog.at_level('WARNING'):
-    result = loop.train_and_evaluate(testing.tiny_config(cache), workdir)
+    result = loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir)
   assert re.search(rf'checkpoint of step {NUM_STEPS} is damaged \(.*{problem}.*\); '
                    rf'moved it to .*corrupt-{NUM_STEPS}', caplog.text)
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', f'corrupt-{NUM_STEPS}'))

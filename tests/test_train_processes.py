@@ -13,7 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from trainer import checkpoints, evaluation, loop, testing
+from trainer import checkpoints, evaluation, loop, tasks
+
+import tiny_runs as testing
 
 STEPS = 6
 
@@ -43,24 +45,27 @@ def _check(proc):
 _EIGHT_DEVICES = r'''
 import json, sys
 import jax
-from trainer import errors, loop, testing
+from trainer import errors, loop, tasks
+import tiny_runs as testing
 assert jax.device_count() == 8
 cache, workdir, workdir_mp = sys.argv[1:4]
 out = {}
 try:
   loop.train_and_evaluate(
-      testing.tiny_config(cache, data__batch_size=12), workdir + '_bad')
+      tasks.build(testing.tiny_config(cache, data__batch_size=12)),
+      workdir + '_bad')
 except errors.BatchSizeError as e:
   out['batch_error'] = str(e)
 out['result'] = loop.train_and_evaluate(
-    testing.tiny_config(cache, num_train_steps=%d), workdir)
+    tasks.build(testing.tiny_config(cache, num_train_steps=%d)), workdir)
 out['losses'] = testing.train_losses(workdir)
 # 4 x 2 data x model parallel: the hidden units (all four gates of a unit
 # on one device) and the vocabulary split over 'model' (2 and 4 ways, with
 # the collectives counted, in test_sharding.py).
 for mp in (2,):
   loop.train_and_evaluate(
-      testing.tiny_config(cache, num_train_steps=%d, model_parallelism=mp),
+      tasks.build(testing.tiny_config(cache, num_train_steps=%d,
+                                      model_parallelism=mp)),
       workdir_mp + str(mp))
   out[f'losses_mp{mp}'] = testing.train_losses(workdir_mp + str(mp))
 print('RESULT' + json.dumps(out))
@@ -84,11 +89,11 @@ def test_eight_devices_match_one_and_restore_onto_one(cache, reference,
                                rtol=1e-5, atol=1e-5, err_msg=name)
   # Restore the 8-device checkpoint on this 1-device process: it evaluates
   # to the same perplexity and trains on like the 1-device run.
-  evaluated = evaluation.evaluate(testing.tiny_config(mode='evaluate'), workdir)
+  evaluated = evaluation.evaluate(tasks.build(testing.tiny_config(mode='evaluate')), workdir, tasks.task_class)
   assert evaluated['valid_perplexity'] == pytest.approx(
       out['result']['valid_perplexity'], rel=1e-5)
   loop.train_and_evaluate(
-      testing.tiny_config(cache, num_train_steps=STEPS + 4), workdir)
+      tasks.build(testing.tiny_config(cache, num_train_steps=STEPS + 4)), workdir)
   resumed = testing.train_losses(workdir)
   np.testing.assert_allclose([resumed[s] for s in range(STEPS + 1, STEPS + 5)],
                              [one[s] for s in range(STEPS + 1, STEPS + 5)],
@@ -178,7 +183,7 @@ def test_kill9_and_sigterm_then_resume_exactly(cache, reference, tmp_path):
 
   # Finish in this process (same device count, same compiled program).
   loop.train_and_evaluate(
-      testing.tiny_config(cache, checkpoint_every_steps=1), workdir)
+      tasks.build(testing.tiny_config(cache, checkpoint_every_steps=1)), workdir)
   assert testing.train_losses(workdir) == reference[1]  # Bit-identical.
 
 
@@ -208,11 +213,12 @@ def test_cli_rejects_bad_config(tmp_path):
 _WITHOUT_TENSORFLOW = r'''
 import sys
 sys.modules['tensorflow'] = None  # `import tensorflow` fails, as on GPU images.
-from trainer import loop, metrics, testing
+from trainer import loop, metrics, tasks
+import tiny_runs as testing
 assert metrics.metric_writers is None
 cache, workdir = sys.argv[1:3]
-loop.train_and_evaluate(testing.tiny_config(cache, num_train_steps=%d),
-                             workdir)
+loop.train_and_evaluate(
+    tasks.build(testing.tiny_config(cache, num_train_steps=%d)), workdir)
 '''
 
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import input_pipeline
-from trainer import checkpoints, config_lib, errors, metrics, testing
-from trainer import evaluation, loop, translate
+from trainer import checkpoints, config_lib, errors, metrics, tasks
+
+import tiny_runs as testing
+from trainer import evaluation, loop
 
 NUM_STEPS = 40  # configs/multi30k.py:tiny
 
@@ -25,7 +27,7 @@ def trained(tmp_path_factory, request):
 
 @pytest.fixture(scope='module')
 def translator(trained):
-  return translate.load(trained[1])
+  return tasks.load(trained[1], 'latest', 'translation')
 
 
 def _translate_command(workdir, *extra):
@@ -99,10 +101,10 @@ def test_resume_after_a_crash_is_exact(trained, tmp_path, monkeypatch):
   monkeypatch.setattr(input_pipeline.TranslationDatasets, 'train_batches',
                       crashing)
   with pytest.raises(RuntimeError, match='simulated crash'):
-    loop.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(tasks.build(config), workdir)
   monkeypatch.undo()
   assert max(testing.train_losses(workdir)) == 25
-  result = loop.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(tasks.build(config), workdir)
   expected = testing.train_losses(reference)
   resumed = testing.train_losses(workdir)
   assert {s: resumed[s] for s in range(21, NUM_STEPS + 1)} == {
@@ -117,25 +119,25 @@ def test_evaluate_mode_scores_another_split(trained, tmp_path):
   config = testing.tiny_translation_config(
       corpus, tmp_path / 'cache', mode='evaluate', eval_split='test',
       checkpoint='latest')
-  result = evaluation.evaluate(config, workdir)
+  result = evaluation.evaluate(tasks.build(config), workdir, tasks.task_class)
   assert set(result) == {'test_loss', 'test_perplexity', 'test_bleu',
                          'test_chrf'}
   assert 0.0 <= result['test_bleu'] <= 100.0
   rows = metrics.read_metrics(workdir)
   assert rows[-1]['step'] == NUM_STEPS and 'evaluate/test_bleu' in rows[-1]
   with pytest.raises(errors.CheckpointMismatchError, match='translation model'):
-    evaluation.evaluate(testing.tiny_config(mode='evaluate'), workdir)
+    evaluation.evaluate(tasks.build(testing.tiny_config(mode='evaluate')), workdir, tasks.task_class)
 
 
 def test_translation_config_keys():
   with pytest.raises(errors.ConfigError, match="key of task='lm'"):
-    config_lib.resolve(testing.tiny_translation_config(
+    tasks.build(testing.tiny_translation_config(
         '/nonexistent', model__num_layers=2))
   with pytest.raises(errors.ConfigError, match='decode.method'):
-    config_lib.resolve(testing.tiny_translation_config(
+    tasks.build(testing.tiny_translation_config(
         '/nonexistent', decode__method='top_k'))
   for name, arg in (('multi30k', None), ('multi30k', 'tiny'), ('mt', None)):
-    config = config_lib.resolve(testing.load_config(name, arg))
+    config = tasks.build(testing.load_config(name, arg)).config
     assert config.task == 'translation' and config.model.hidden_size > 0
 
 
@@ -231,7 +233,7 @@ def test_translate_without_a_checkpoint_is_a_clear_error(tmp_path):
   assert 'translate.py: error: No checkpoints in' in proc.stderr
   assert 'Traceback' not in proc.stderr
   with pytest.raises(errors.CheckpointNotFoundError, match='No checkpoints'):
-    translate.load(str(tmp_path / 'empty'))
+    tasks.load(str(tmp_path / 'empty'), 'latest', 'translation')
 
 
 def test_translate_refuses_a_language_model_checkpoint(tmp_path_factory,
@@ -240,7 +242,7 @@ def test_translate_refuses_a_language_model_checkpoint(tmp_path_factory,
   test above.)"""
   lm_workdir, _ = testing.shared_tiny_run(tmp_path_factory, request)
   with pytest.raises(errors.CheckpointMismatchError) as info:
-    translate.load(lm_workdir)
+    tasks.load(lm_workdir, 'latest', 'translation')
   message = str(info.value)
   assert 'is a language model' in message and 'generate.py' in message
   assert "this needs task 'translation'" in message

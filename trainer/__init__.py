@@ -1,16 +1,20 @@
-"""Training system for the LSTM language and translation models of ``lstm_flax``.
+"""Training system for the models of ``lstm_flax``: language models,
+translation and sentence classification (one module per task in
+``trainer.tasks``).
 
 Modules, one responsibility each:
 
-* ``config_lib``: the config schema (every key, its default) and validation.
+* ``config_lib``: the config schema (generic keys + a task's sections) and
+  validation.
+* ``tasks``: what differs between tasks (datasets, model, loss, carry,
+  metrics, inference); ``config.task`` names a module there.
 * ``optimizers``: optax optimisers and learning-rate schedules.
 * ``partitioning``: the device mesh and the shardings of state and batches.
+* ``compiled`` / ``steps``: the jit-compiled train / eval steps.
 * ``checkpoints``: Orbax checkpoints (async saves, resume, preemption).
-* ``tasks``: what differs between language modelling and translation
-  (datasets, model, loss, carry, evaluation with BLEU / chrF).
-* ``train_lib``: ``train_step`` / ``eval_step`` and the training loop.
-* ``generate``: text generation from a checkpoint.
-* ``translate``: translation of text lines from a checkpoint.
+* ``loop``: the training loop; ``evaluation``: the evaluate mode.
+* ``inference``: restoring a checkpoint for generate / translate / classify
+  / export.
 * ``host_memory``: glibc ``malloc`` settings that keep XLA:CPU's per-step
   buffers mapped (``train.py`` applies them on the CPU backend).
 """

@@ -333,23 +333,6 @@ class Checkpointer:
           f'{problem}. Choose another step (--checkpoint=latest takes the '
           f'newest intact one; steps: {sorted(self.all_steps())}).')
 
-  # ------------------------------------------------------------- compare --
-
-  def check_compatible(self, step: int, signature: Mapping[str, Any]) -> None:
-    """Raises CheckpointMismatchError if the checkpoint at ``step`` was
-    made with another model shape / vocabulary / batch / optimiser."""
-    saved = self.read_meta(step).get('signature', {})
-    differences = [
-        f'{key}: checkpoint has {saved.get(key)!r}, config gives {value!r}'
-        for key, value in signature.items() if saved.get(key) != value]
-    if differences:
-      raise errors.CheckpointMismatchError(
-          f'The workdir holds a checkpoint (step {step}, in {self.directory}) '
-          'of a different model than this config describes; refusing to '
-          'resume or overwrite it. Differing fields: ' + '; '.join(differences)
-          + '. Restore the config the run was started with, or use a fresh '
-          '--workdir.')
-
   # ---------------------------------------------------------- save / load --
 
   def save(self, step: int, state: PyTree, meta: Mapping[str, Any],

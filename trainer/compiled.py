@@ -107,7 +107,7 @@ def compile_steps(task: base.Task, model_inputs: dict[str, int],
                   updates_per_epoch: int, total_updates: int,
                   partitioner: partitioning.Partitioner) -> CompiledSteps:
   """Builds (or reuses, within a process) the jit-compiled steps of
-  ``task``'s model, with ``model_inputs`` (``Task.model_inputs``) the data
+  ``task``'s model, with ``model_inputs`` (``Datasets.model_inputs()``) the data
   sizes of the model.
 
   Raises:

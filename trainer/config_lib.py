@@ -1,10 +1,11 @@
 """The training config: the generic keys, each task's sections, validation.
 
-``default_config(task)`` is the schema: the generic keys below (what to run,
-how long, checkpoints, optimiser, devices) plus the sections of the task
-registered as ``task`` (:meth:`trainer.tasks.base.Task.default_config`:
-``model``, ``data`` and the task's own keys). Each config file in
-``configs/`` starts from it and changes the fields it needs.
+``default_config(task_cls)`` is the schema: the generic keys below (what to
+run, how long, checkpoints, optimiser, devices) plus the task's sections
+(:meth:`trainer.tasks.base.Task.default_config`: ``model``, ``data`` and the
+task's own keys). Each config file in ``configs/`` starts from
+``trainer.tasks.default_config(name)`` (which looks the task class up) and
+changes the fields it needs. This module knows no task by name.
 
 A task's ``model`` section is made by :func:`module_config` from the Flax
 module's own dataclass fields and defaults, and the module checks its own
@@ -12,10 +13,12 @@ values (the trainer builds it with ``Module(**config.model, vocab_size=V)``):
 each hyperparameter is defined, defaulted and validated once, in
 ``lstm_flax``.
 
-``resolve(config)`` checks a config (a file plus command-line overrides)
-against the schema and raises :class:`ConfigError` naming the key at fault:
-unknown keys (with the closest known key), non-positive sizes, rates outside
-``[0, 1)``, unknown choices.
+``resolve(config, task_cls)`` checks a config (a file plus command-line
+overrides) against the schema and raises :class:`ConfigError` naming the key
+at fault: unknown keys (with the closest known key), non-positive sizes,
+rates outside ``[0, 1)``, unknown choices; :func:`validate_task` has the
+task check its own sections. ``trainer.tasks.build`` does both, once per
+command.
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ import json
 import difflib
 import re
 import typing
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
 from lstm_flax import axes
-from trainer import errors, tasks as tasks_registry
+from trainer import errors
+
+if TYPE_CHECKING:
+  from trainer.tasks.base import Task
 
 ConfigError = errors.ConfigError
 
@@ -42,19 +48,19 @@ OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('constant', 'zaremba', 'cosine', 'inverse_sqrt')
 
 
-def default_config(task: str = tasks_registry.DEFAULT_TASK
+def default_config(task_cls: type[Task] | None = None
                    ) -> ml_collections.ConfigDict:
   """Every training config key with its default value.
 
   Args:
-    task: a registered task name (``trainer.tasks.REGISTRY``); its
-      sections are added.
+    task_cls: the task class (``trainer.tasks.task_class(name)``) whose
+      sections are added; ``None``: the generic keys only.
   """
-  task_cls = _task_class(task)
   config = ml_collections.ConfigDict()
 
-  # The task (trainer.tasks.REGISTRY): its model, data and loss.
-  config.task = task
+  # The task: a module of trainer/tasks/ (or a dotted module path) that
+  # declares TASK; it defines the model, data and loss.
+  config.task = task_cls.name if task_cls is not None else 'lm'
 
   # What to run: 'train' (resumes from the workdir's latest checkpoint) or
   # 'evaluate' (scores a checkpoint on `eval_split` and prints the metrics).
@@ -103,8 +109,9 @@ def default_config(task: str = tasks_registry.DEFAULT_TASK
   # vocabulary over 'model', so a device holds all four gates of its units.
   config.logical_axis_rules = axes.DEFAULT_RULES
 
-  for key, value in task_cls.default_config().items():
-    config[key] = value
+  if task_cls is not None:
+    for key, value in task_cls.default_config().items():
+      config[key] = value
   return config
 
 
@@ -208,14 +215,6 @@ def _optimizer_config(config: ml_collections.ConfigDict) -> None:
 
 
 
-def _task_class(task: Any) -> type[tasks_registry.Task]:
-  try:
-    return tasks_registry.task_class(task)
-  except (KeyError, TypeError):
-    raise ConfigError(f'task={task!r} is unknown; use one of '
-                      f'{list(tasks_registry.REGISTRY)}.') from None
-
-
 def _flatten(tree: Mapping[str, Any], free_keyed: tuple[str, ...],
              prefix: str = '') -> dict[str, Any]:
   out = {}
@@ -228,38 +227,44 @@ def _flatten(tree: Mapping[str, Any], free_keyed: tuple[str, ...],
   return out
 
 
-def _as_dict(config: Any) -> dict[str, Any]:
+def as_dict(config: Any) -> dict[str, Any]:
   if isinstance(config, ml_collections.ConfigDict):
     return config.to_dict()
   if isinstance(config, Mapping):
-    return {k: _as_dict(v) if isinstance(v, (Mapping, ml_collections.ConfigDict))
+    return {k: as_dict(v) if isinstance(v, (Mapping, ml_collections.ConfigDict))
             else v for k, v in config.items()}
   raise ConfigError(f'A config must be a ConfigDict or dict; got {type(config)}.')
 
 
-def resolve(config: Any) -> ml_collections.ConfigDict:
-  """The validated config: ``default_config(task)`` updated with ``config``.
+def resolve(config: Any, task_cls: type[Task], *,
+            others: Callable[[], Mapping[str, type[Task]]] = dict
+            ) -> ml_collections.ConfigDict:
+  """``default_config(task_cls)`` updated with ``config``, its generic keys
+  validated (the task's own: :func:`validate_task`).
+
+  Args:
+    others: name -> class of the other tasks, asked only to hint at the
+      task an unknown key belongs to.
 
   Raises:
     ConfigError: an unknown key or an invalid value.
   """
-  given_tree = _as_dict(config)
-  task_cls = _task_class(given_tree.get('task', tasks_registry.DEFAULT_TASK))
+  given_tree = as_dict(config)
   free = task_cls.FREE_KEYED
   given = _flatten(given_tree, free)
-  defaults = _flatten(default_config(task_cls.name).to_dict(), free)
+  defaults = _flatten(default_config(task_cls).to_dict(), free)
   for key in given:
     if key not in defaults and not any(key.startswith(d + '.') for d in free):
       close = difflib.get_close_matches(key, list(defaults), n=1)
       hint = f' Did you mean {close[0]!r}?' if close else ''
-      for other in tasks_registry.REGISTRY:
+      for other, other_cls in others().items():
         if other != task_cls.name and key in _flatten(
-            default_config(other).to_dict(), free):
+            default_config(other_cls).to_dict(), other_cls.FREE_KEYED):
           hint += (f' ({key!r} is a key of task={other!r}; this config has '
                    f'task={task_cls.name!r}.)')
           break
       raise ConfigError(f'Unknown config key {key!r}.{hint}')
-  resolved = default_config(task_cls.name)
+  resolved = default_config(task_cls)
   resolved.update(ml_collections.ConfigDict(given_tree))
   validate(resolved)
   return resolved
@@ -281,7 +286,7 @@ def choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError on the first invalid value, naming its key."""
+  """Raises ConfigError on the first invalid generic value, naming its key."""
   c = config
   choice('mode', c.mode, MODES)
   if not c.eval_split:
@@ -302,7 +307,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"pairs, e.g. (('lstm_hidden', 'model'),); got {rule!r}.")
   _validate_optimizer(c)
   _refuse_float16(c)
-  task = tasks_registry.get_task(c)
+
+
+def validate_task(task: Task) -> None:
+  """``task.validate()`` (its sections of ``task.config``), the module's
+  field errors reworded to name the config key."""
   try:
     task.validate()
   except ValueError as e:

@@ -1,6 +1,7 @@
 """The evaluate command: score a checkpoint on any split.
 
-``train.py --config.mode=evaluate`` calls :func:`evaluate`. The model and
+``train.py --config.mode=evaluate`` calls :func:`evaluate` with the task
+built from the given config (``trainer.tasks.build``). The model and
 data config are those saved with the checkpoint; from the given config,
 ``task``, ``checkpoint``, ``eval_split``, ``model_parallelism``, the task's
 ``INFERENCE_KEYS`` (evaluation batch size, decoding) and the data location
@@ -12,23 +13,27 @@ not used (``inference.given_overrides``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from absl import logging
-import ml_collections
 
-from trainer import config_lib, inference, metrics as metrics_lib
+from trainer import inference, metrics as metrics_lib
 from trainer import workdir_lock
+from trainer.tasks import base
 
 
-def evaluate(config: ml_collections.ConfigDict | dict,
-             workdir: str) -> dict[str, float]:
+def evaluate(task: base.Task, workdir: str,
+             lookup: Callable[[str], type[base.Task]]) -> dict[str, float]:
   """Scores the checkpoint ``config.checkpoint`` ('latest', 'best' or a step)
-  of ``workdir`` on ``config.eval_split``; prints and returns the metrics
-  (the task's: loss / perplexity, BLEU / chrF, accuracy, ...)."""
-  config = config_lib.resolve(config)
+  of ``workdir`` on ``config.eval_split`` (``config``: ``task.config``, the
+  user's resolved config; ``lookup``: ``trainer.tasks.task_class``); prints
+  and returns the metrics (the task's: loss / perplexity, BLEU / chrF,
+  accuracy, ...)."""
+  config = task.config
   split = config.eval_split
   restored = inference.restore(
-      workdir, config.checkpoint, task_name=config.task, eval_split=split,
-      overrides=inference.inference_overrides(config),
+      workdir, config.checkpoint, lookup=lookup, task_name=task.name,
+      eval_split=split, overrides=inference.inference_overrides(task),
       model_parallelism=config.model_parallelism, given_config=config)
   result = restored.task.evaluate(restored.eval_context(), restored.datasets,
                                   split)

@@ -21,7 +21,7 @@ from typing import Any
 
 from lstm_flax import export as export_lib
 from lstm_flax import torch_lm
-from trainer import errors, inference, metrics
+from trainer import errors, inference, metrics, tasks
 
 # The data config keys shown on the model card (those present).
 DATA_KEYS = ('source', 'data_dir', 'files', 'tfds_name', 'train_prefix',
@@ -122,9 +122,9 @@ def export(workdir: str | os.PathLike[str], out: str | os.PathLike[str],
     ConfigError: ``torch`` for a model that cannot go to PyTorch.
   """
   out_path = check_out(out)
-  restored = inference.restore(workdir, checkpoint)
+  restored = inference.restore(workdir, checkpoint, lookup=tasks.task_class)
   task, meta, step = restored.task, restored.meta, restored.step
-  tokenizer = inference.checkpoint_tokenizer(workdir, meta, step)
+  tokenizer = restored.tokenizer
   kind = export_lib.kind_of(restored.model)
   for flag, wanted in (('--torch', torch), ('--serving_tokens', serving)):
     if wanted and kind != 'language_model':

@@ -1,18 +1,25 @@
 """Restoring a trained checkpoint for inference, without the training loop.
 
 :func:`restore` reads a checkpoint of a workdir ('latest', 'best' or a
-step), rebuilds its task from the config saved with it (with the few keys a
-caller may change: ``Task.INFERENCE_KEYS``), gets the compiled steps from
+step), builds its task once from the config saved with it (with the few keys
+a caller may change: ``Task.INFERENCE_KEYS``; the task class comes from the
+caller's ``lookup``, ``trainer.tasks.task_class``, so this module names no
+task), gets the compiled steps from
 :mod:`trainer.compiled` and places the state on the current devices (any
-device count). ``generate``, ``translate``, ``classify`` and the evaluate
-command use it; none of them imports the loop.
+device count). It is the one path of the inference commands (generate / translate /
+classify, through ``trainer.tasks.load``): the restored task's
+:meth:`~trainer.tasks.base.Task.predictor` supplies what differs, so a new
+task plugs into a command through its own module. The evaluate command and export use
+:func:`restore` too; none of them imports the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from absl import logging
@@ -20,9 +27,9 @@ import jax
 import ml_collections
 
 from input_pipeline import tokenizers as tokenizers_lib
+from lstm_flax import inference as inference_lib
 from trainer import checkpoints, compiled, config_lib, errors, partitioning
 from trainer import workdir_lock
-from trainer import tasks as tasks_registry
 from trainer.steps import TrainState
 from trainer.tasks import base
 
@@ -36,7 +43,29 @@ class Restored:
   state: TrainState
   meta: dict[str, Any]
   step: int
-  datasets: Any | None  # Built when an evaluation split was asked for.
+  datasets: base.Datasets | None  # Loaded when a split was asked for.
+  workdir: str
+
+  @functools.cached_property
+  def tokenizer(self) -> Any:
+    """The tokenizer the checkpoint was trained with (saved in the workdir).
+
+    Raises:
+      CheckpointNotFoundError: the tokenizer directory it names is missing.
+      CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
+    """
+    info = self.meta['tokenizer']
+    directory = os.path.join(self.workdir, info['directory'])
+    saved = tokenizers_lib.load_saved(directory)
+    if saved is None:
+      raise errors.CheckpointNotFoundError(
+          f'The checkpoint of step {self.step} refers to the tokenizer in '
+          f'{directory}, which is missing.')
+    if saved[0].fingerprint() != info['fingerprint']:
+      raise errors.CheckpointMismatchError(
+          f'The tokenizer in {directory} is not the one the checkpoint of '
+          f'step {self.step} was trained with.')
+    return saved[0]
 
   @property
   def model(self) -> Any:
@@ -59,14 +88,12 @@ def _set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
   node[leaf] = value
 
 
-def inference_overrides(config: ml_collections.ConfigDict
-                        ) -> dict[str, Any]:
-  """The values of ``config`` (a user's evaluate / inference config) that
-  replace the checkpoint's saved ones: its task's ``INFERENCE_KEYS``."""
-  task_cls = tasks_registry.task_class(config.task)
+def inference_overrides(task: base.Task) -> dict[str, Any]:
+  """The values of ``task.config`` (a user's evaluate / inference config)
+  that replace the checkpoint's saved ones: the task's ``INFERENCE_KEYS``."""
   out = {}
-  for key in task_cls.INFERENCE_KEYS:
-    node = config
+  for key in task.INFERENCE_KEYS:
+    node = task.config
     for part in key.split('.'):
       node = node[part]
     out[key] = node.to_dict() if isinstance(
@@ -119,6 +146,7 @@ def given_overrides(given: ml_collections.ConfigDict,
 
 
 def restore(workdir: str, which: str | int = 'latest', *,
+            lookup: Callable[[str], type[base.Task]],
             task_name: str | None = None, eval_split: str | None = None,
             overrides: Mapping[str, Any] | None = None,
             model_parallelism: int = 1,
@@ -128,10 +156,12 @@ def restore(workdir: str, which: str | int = 'latest', *,
 
   Args:
     which: 'latest', 'best' or a step number.
-    task_name: the task the caller needs; a checkpoint of another task is a
-      CheckpointMismatchError saying what it is and which command uses it.
-    eval_split: also load the datasets to score this split
-      (``Task.for_evaluation``).
+    lookup: task name -> task class (``trainer.tasks.task_class``).
+    task_name: the task the caller needs; a checkpoint of a task served by
+      another command (``Task.COMMAND``) is a CheckpointMismatchError saying
+      what it is and which command uses it.
+    eval_split: also load the datasets that score this split
+      (``Task.load_datasets(workdir, eval_split)``).
     overrides: dotted keys (``{'decode.beam_size': 5}``) replacing saved
       values; only the task's ``INFERENCE_KEYS``.
     given_config: a user's config (the evaluate mode's): its data location
@@ -158,15 +188,20 @@ def restore(workdir: str, which: str | int = 'latest', *,
       ckpt.check_intact(step)
     meta = ckpt.read_meta(step)
     saved_task = meta.get('task')
-    if task_name is not None and saved_task != task_name:
-      usage = tasks_registry.task_class(saved_task).USAGE if (
-          saved_task in tasks_registry.REGISTRY) else repr(saved_task)
-      wanted = tasks_registry.task_class(task_name).USAGE.split(' (')[0]
+    try:
+      saved_cls = lookup(saved_task)
+    except errors.ConfigError:
+      saved_cls = None
+    if task_name is not None and saved_task != task_name and (
+        saved_cls is None or saved_cls.COMMAND != lookup(task_name).COMMAND):
+      usage = repr(saved_task) if saved_cls is None else saved_cls.USAGE
+      wanted = lookup(task_name).USAGE.split(' (')[0]
       raise errors.CheckpointMismatchError(
           f'The checkpoint of step {step} in {ckpt.directory} is {usage}, '
           f'not {wanted} (task {saved_task!r}, this needs task '
           f'{task_name!r}).')
-    config = config_lib.resolve(meta['config'])
+    task_cls = saved_cls or lookup(saved_task)  # Raises: an unknown task.
+    config = config_lib.resolve(meta['config'], task_cls)
     config.model_parallelism = model_parallelism
     overrides = dict(overrides or {})
     if given_config is not None:
@@ -192,41 +227,28 @@ def restore(workdir: str, which: str | int = 'latest', *,
       config.data.cache_dir = tempfile.mkdtemp(prefix='lstm-flax-eval-cache-')
       logging.warning('The workdir %s is read-only: caching the data in %s.',
                       workdir, config.data.cache_dir)
-    task = tasks_registry.get_task(config)
-    if eval_split:
-      task.for_evaluation(eval_split)
+    task = task_cls(config)
     config_lib.validate(config)
+    config_lib.validate_task(task)
     partitioner = partitioning.Partitioner(model_parallelism,
                                            config.logical_axis_rules)
     task.check_batch_sizes(partitioner.check_batch_size)
-    datasets = task.load_datasets(workdir) if eval_split else None
+    datasets = (task.load_datasets(workdir, eval_split) if eval_split
+                else None)
     steps = compiled.compile_steps(task, meta['model_inputs'], 1, 1,
                                    partitioner)
     state, meta = ckpt.restore(step, steps.abstract_state)
   finally:
     ckpt.close()
-  return Restored(task, steps, state, meta, step, datasets)
+  return Restored(task, steps, state, meta, step, datasets, workdir)
 
 
-def checkpoint_tokenizer(workdir: str, meta: Mapping[str, Any],
-                         step: int) -> Any:
-  """The tokenizer a checkpoint was trained with (saved in the workdir).
+@contextlib.contextmanager
+def settings_as_config_errors() -> Iterator[None]:
+  """An invalid inference setting (``lstm_flax.inference.SettingError``,
+  already naming it) as a one-line ConfigError (no traceback)."""
+  try:
+    yield
+  except inference_lib.SettingError as e:
+    raise errors.ConfigError(str(e)) from None
 
-  Raises:
-    CheckpointNotFoundError: the tokenizer directory the checkpoint names is
-      missing.
-    CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
-  """
-  info = meta['tokenizer']
-  directory = os.path.join(workdir, info['directory'])
-  saved = tokenizers_lib.load_saved(directory)
-  if saved is None:
-    raise errors.CheckpointNotFoundError(
-        f'The checkpoint of step {step} refers to the tokenizer in '
-        f'{directory}, which is missing.')
-  tokenizer = saved[0]
-  if tokenizer.fingerprint() != info['fingerprint']:
-    raise errors.CheckpointMismatchError(
-        f'The tokenizer in {directory} is not the one the checkpoint of step '
-        f'{step} was trained with.')
-  return tokenizer

@@ -1,16 +1,16 @@
 """The training loop: resume, train, evaluate, checkpoint, stop cleanly.
 
-:func:`train_and_evaluate` builds the run's task once, resumes from the
-workdir's latest checkpoint (refusing one whose parameter, optimiser-state
-or carry shapes, tokenizer or task-specific signature differ, naming the
-config fields that changed), gets its jit-compiled steps from
+:func:`train_and_evaluate` takes the task the command built (its config
+resolved), resumes from the workdir's latest checkpoint (refusing one whose
+parameter, optimiser-state or carry shapes, tokenizer or data signature
+differ, naming the config fields that changed), gets its steps from
 :mod:`trainer.compiled`, writes metrics with clu (sums over steps divided
 by their weight, as in Flax's lm1b example), evaluates and checkpoints every
 N steps and at the end, keeps the best checkpoints by the task's validation
 metric, saves on SIGTERM (or at Orbax's multi-host preemption sync point)
 and exits, and stops with the step number when the loss becomes NaN or
 infinite. It never names a task: everything task-specific comes from the
-:class:`~trainer.tasks.base.Task`.
+:class:`~trainer.tasks.base.Task` and its ``Datasets``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 from input_pipeline import errors as input_errors
 from trainer import checkpoints, compiled, config_lib, errors
 from trainer import metrics as metrics_lib
-from trainer import partitioning, tasks as tasks_registry, workdir_lock
+from trainer import partitioning, workdir_lock
 from trainer.steps import TrainState
 from trainer.tasks import base
 
@@ -181,7 +181,8 @@ def check_resumable(ckpt: checkpoints.Checkpointer, step: int,
 
 
 def _load_datasets(task: base.Task, workdir: str,
-                   ckpt: checkpoints.Checkpointer, latest: int | None) -> Any:
+                   ckpt: checkpoints.Checkpointer, latest: int | None
+                   ) -> base.Datasets:
   """The datasets; a tokenizer mismatch with an existing checkpoint is
   reported as a CheckpointMismatchError naming the data fields that differ."""
   try:
@@ -200,7 +201,7 @@ def _load_datasets(task: base.Task, workdir: str,
 
 def _meta(config: ml_collections.ConfigDict, task: base.Task,
           signature: dict[str, Any], model_inputs: dict[str, int], step: int,
-          tracker: EpochTracker, datasets: Any,
+          tracker: EpochTracker, datasets: base.Datasets,
           validation_pending: bool = False) -> dict[str, Any]:
   return {
       'step': step,
@@ -238,15 +239,15 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
 # ------------------------------------------------------------------ loop ----
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict | dict,
-                       workdir: str) -> dict[str, float]:
-  """Trains (resuming from the workdir's latest checkpoint) and evaluates.
+def train_and_evaluate(task: base.Task, workdir: str) -> dict[str, float]:
+  """Trains ``task`` (``task.config``: the resolved config), resuming from
+  the workdir's latest checkpoint, and evaluates.
 
   Returns:
     The last validation metrics.
 
   Raises:
-    ConfigError / BatchSizeError: invalid config.
+    BatchSizeError: a batch size the devices do not divide.
     CheckpointMismatchError: the workdir's checkpoint is of another model.
     NonFiniteLossError: the loss became NaN / inf (the last good checkpoint
       stays the latest).
@@ -254,8 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict,
     WorkdirError: another run holds the workdir (``workdir_lock``), or it is
       a file or cannot be written.
   """
-  config = config_lib.resolve(config)
-  task = tasks_registry.get_task(config)
+  config = task.config
   partitioner = partitioning.Partitioner(config.model_parallelism,
                                          config.logical_axis_rules)
   task.check_batch_sizes(partitioner.check_batch_size)
@@ -277,15 +277,15 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
   latest = ckpt.latest_intact_step(config.checkpoint_fallback,
                                    primary=jax.process_index() == 0)
   datasets = _load_datasets(task, workdir, ckpt, latest)
-  tracker = EpochTracker(*task.epoch_length(datasets))
+  tracker = EpochTracker(*datasets.epoch_length())
   num_steps = (config.num_train_steps if config.num_train_steps > 0 else
                tracker.steps_for_epochs(config.num_epochs))
   accum = config.optimizer.grad_accum_steps
-  model_inputs = task.model_inputs(datasets)
+  model_inputs = datasets.model_inputs()
   steps = compiled.compile_steps(
       task, model_inputs, max(1, tracker.steps_per_epoch // accum),
       max(1, num_steps // accum), partitioner)
-  signature = {**task.signature(datasets),
+  signature = {**datasets.signature(),
                'shapes': state_shapes(steps.abstract_state)}
   if latest is not None:
     check_resumable(ckpt, latest, signature, config)
@@ -404,12 +404,11 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
       for step in range(start, num_steps):
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
           local = next(train_iter)
-          reset = np.asarray(task.resets_carry(
-              datasets, tracker.is_epoch_start(step)))
-          state, step_metrics = steps.train(
-              state, partitioner.global_batch(task.device_batch(local)), reset)
+          reset = np.asarray(datasets.resets_carry(tracker.is_epoch_start(step)))
+          batch = partitioner.global_batch(datasets.device_batch(local))
+          state, step_metrics = steps.train(state, batch, reset)
         pending.append(step_metrics)
-        window['tokens'] += task.batch_tokens(local) * jax.process_count()
+        window['tokens'] += datasets.batch_tokens(local) * jax.process_count()
         done = step + 1
         report(done)
         last = done == num_steps

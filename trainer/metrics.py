@@ -160,6 +160,16 @@ class _TfFreeProgress:
         self._last = (self._last[0], self._last[1] + time.monotonic() - start)
 
 
+def loss_and_perplexity(prefix: str, sums: Mapping[str, float]
+                        ) -> dict[str, float]:
+  """``{prefix}_loss`` (per weight unit) and ``{prefix}_perplexity`` of
+  summed token losses (language models, translation)."""
+  loss = sums['loss_sum'] / max(sums['weight'], 1.0)
+  # inf beyond float32 (TensorBoard stores float32 scalars).
+  return {f'{prefix}_loss': loss,
+          f'{prefix}_perplexity': math.exp(loss) if loss < 88.0 else math.inf}
+
+
 def progress_reporter(num_train_steps: int, writer: Any,
                       every_secs: float) -> Any:
   """clu's ``ReportProgress`` (or its TF-free stand-in): call it with the

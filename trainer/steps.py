@@ -46,7 +46,7 @@ def train_step(state: TrainState, batch: Batch, reset: jax.Array, *,
   Args:
     state: the train state; ``state.carry`` is the task's carry at the end
       of the previous batch.
-    batch: the task's device batch (``Task.device_batch``), sharded over
+    batch: the task's device batch (``Datasets.device_batch``), sharded over
       the data-parallel devices.
     reset: bool ``[]``: start from a zero carry (e.g. an epoch's first batch).
 

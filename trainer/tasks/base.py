@@ -1,15 +1,17 @@
 """The task protocol: everything the generic trainer asks of a task.
 
 The trainer (``config_lib``, ``compiled``, ``loop``, ``checkpoints``,
-``inference``, ``evaluation``) knows no task by name. It builds one
-:class:`Task` per run from ``config.task`` (through the registry in
-:mod:`trainer.tasks`) and calls it for:
+``inference``, ``evaluation``) knows no task by name. Each command builds
+one :class:`Task` from ``config.task`` (``trainer.tasks.build``: module
+``trainer.tasks.<task>`` declares ``TASK``), hands it to that code, which
+calls it for:
 
 * **config**: :meth:`Task.default_config` (the task's sections: ``model``,
   ``data`` and anything else the task reads) and :meth:`Task.validate`;
-* **data**: :meth:`Task.load_datasets` (an object with ``tokenizer``,
-  ``train_batches(start_step)``, ``eval_batches(split)``) and the few facts
-  of it that size the model (:meth:`Task.model_inputs`);
+* **data**: :meth:`Task.load_datasets` returns the task's
+  :class:`Datasets` (the one data contract: ``tokenizer``, the facts that
+  size the model, training / evaluation batches, epoch lengths, carry
+  resets, the arrays the steps take, what a resume must share);
 * **model**: :meth:`Task.build_model`, :meth:`Task.init_variables` (logically
   partitioned, see ``lstm_flax.axes``), :meth:`Task.initial_carry` (the state
   carried between training batches, leaves ``[layers, batch, features]``, or
@@ -21,17 +23,17 @@ The trainer (``config_lib``, ``compiled``, ``loop``, ``checkpoints``,
 * **metrics**: :meth:`Task.summarize` (sums -> reported scalars),
   :meth:`Task.evaluate` (a whole split; may decode) and :attr:`Task.best_metric`
   (which validation metric, in which direction, picks the best checkpoint);
-* **resume / inference**: :meth:`Task.signature` (what a checkpoint must
-  share with the config to be resumed) and :attr:`Task.INFERENCE_KEYS` (the
-  keys a user's evaluate / inference config may change in the saved one).
+* **inference**: :attr:`Task.INFERENCE_KEYS` (the keys a user's evaluate /
+  inference config may change in the saved one), :attr:`Task.COMMAND` and
+  :meth:`Task.predictor` (what ``generate.py`` / ``translate.py`` /
+  ``classify.py`` use), :meth:`Task.inference_settings` (export).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -75,6 +77,67 @@ class EvalContext:
   to_device: Callable[[Mapping[str, np.ndarray]], Batch]
 
 
+@dataclasses.dataclass
+class Datasets(abc.ABC):
+  """The data of a run, as the trainer sees them: one subclass per task,
+  wrapping the ``input_pipeline`` object ``source``.
+
+  Attributes:
+    source: the input pipeline's datasets (``LMDatasets``, ...).
+    config: the task's resolved config.
+    eval_split: the split loaded for the evaluate command (``None``: a
+      training run, which validates on 'valid').
+  """
+
+  source: Any
+  config: ml_collections.ConfigDict
+  eval_split: str | None = None
+
+  @property
+  def tokenizer(self) -> Any:
+    """The run's tokenizer (``input_pipeline.tokenizers.Tokenizer``)."""
+    return self.source.tokenizer
+
+  def model_inputs(self) -> dict[str, int]:
+    """The data facts the model is built with (saved in checkpoints)."""
+    return {'vocab_size': int(self.source.vocab_size)}
+
+  def train_batches(self, start_step: int = 0
+                    ) -> Iterator[Mapping[str, np.ndarray]]:
+    """This process's rows of the training batches, forever, from global
+    step ``start_step`` on."""
+    return self.source.train_batches(start_step)
+
+  @abc.abstractmethod
+  def eval_batches(self, split: str) -> Iterator[Mapping[str, np.ndarray]]:
+    """One pass over this process's rows of evaluation split ``split``."""
+
+  @abc.abstractmethod
+  def epoch_length(self) -> tuple[int, Callable[[int], int] | None]:
+    """(batches in epoch 0, ``fn(epoch) -> batches`` when epochs differ in
+    length, else ``None``)."""
+
+  def resets_carry(self, is_epoch_start: bool) -> bool:
+    """Whether the training batch starts from a zero carry."""
+    del is_epoch_start
+    return True
+
+  def device_batch(self, local: Mapping[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+    """The arrays of a local batch that the jit-compiled steps take."""
+    return dict(local)
+
+  @abc.abstractmethod
+  def batch_tokens(self, local: Mapping[str, np.ndarray]) -> float:
+    """Tokens in this process's rows (for tokens/s)."""
+
+  def signature(self) -> dict[str, Any]:
+    """What a checkpoint must share with the config to be resumed, beyond
+    the parameter and optimiser-state shapes (which the trainer compares
+    itself): by default the tokenizer."""
+    return {'tokenizer_fingerprint': self.tokenizer.fingerprint()}
+
+
 def sum_metrics(sums: Iterable[Mapping[str, Any]]) -> dict[str, float]:
   """Adds per-batch sums (device arrays) in float64 on the host."""
   total: dict[str, float] = {}
@@ -84,21 +147,13 @@ def sum_metrics(sums: Iterable[Mapping[str, Any]]) -> dict[str, float]:
   return total
 
 
-def loss_and_perplexity(prefix: str, sums: Mapping[str, float]
-                        ) -> dict[str, float]:
-  """``{prefix}_loss`` (per weight unit) and ``{prefix}_perplexity``."""
-  loss = sums['loss_sum'] / max(sums['weight'], 1.0)
-  # inf beyond float32 (TensorBoard stores float32 scalars).
-  return {f'{prefix}_loss': loss,
-          f'{prefix}_perplexity': math.exp(loss) if loss < 88.0 else math.inf}
-
-
 class Task(abc.ABC):
   """One training task; see the module docstring.
 
   A task is built once per run from the resolved config and passed to
   whatever needs it. Subclasses set :attr:`name` and implement the abstract
-  methods; registering the class in :mod:`trainer.tasks` makes
+  methods; a module ``trainer/tasks/<name>.py`` (or any importable
+  module, named by its dotted path) that declares ``TASK = TheClass`` makes
   ``config.task = name`` select it.
   """
 
@@ -109,6 +164,9 @@ class Task(abc.ABC):
   INFERENCE_KEYS: ClassVar[tuple[str, ...]] = ()
   # What a checkpoint of this task is, and which command uses it.
   USAGE: ClassVar[str] = ''
+  # The inference command that serves this task ('generate.py',
+  # 'translate.py', 'classify.py'): it takes :meth:`predictor`'s object.
+  COMMAND: ClassVar[str] = ''
 
   # Config keys whose values are dicts with free keys (split name -> file).
   FREE_KEYED: ClassVar[tuple[str, ...]] = ('data.files', 'data.tfds_splits')
@@ -129,9 +187,9 @@ class Task(abc.ABC):
     checks its own fields."""
     self.build_model(**self.placeholder_model_inputs())
 
+  @abc.abstractmethod
   def placeholder_model_inputs(self) -> dict[str, int]:
     """Data-dependent model sizes to validate the model fields with."""
-    return {'vocab_size': 8}
 
   def check_batch_sizes(self, check: Callable[[int, str], None]) -> None:
     """Calls ``check(global_batch_size, key)`` for each batch-size key."""
@@ -139,32 +197,10 @@ class Task(abc.ABC):
   # ---------------------------------------------------------------- data --
 
   @abc.abstractmethod
-  def load_datasets(self, workdir: str) -> Any:
-    """The datasets (tokenizer, ``train_batches``, ``eval_batches``)."""
-
-  def model_inputs(self, datasets: Any) -> dict[str, int]:
-    """The data facts the model is built with (saved in checkpoints)."""
-    return {'vocab_size': int(datasets.vocab_size)}
-
-  @abc.abstractmethod
-  def epoch_length(self, datasets: Any
-                   ) -> tuple[int, Callable[[int], int] | None]:
-    """(batches in epoch 0, ``fn(epoch) -> batches`` when epochs differ in
-    length, else ``None``)."""
-
-  def resets_carry(self, datasets: Any, is_epoch_start: bool) -> bool:
-    """Whether the training batch starts from a zero carry."""
-    del datasets, is_epoch_start
-    return True
-
-  def device_batch(self, local: Mapping[str, np.ndarray]
-                   ) -> dict[str, np.ndarray]:
-    """The arrays of a local batch that the jit-compiled steps take."""
-    return dict(local)
-
-  @abc.abstractmethod
-  def batch_tokens(self, local: Mapping[str, np.ndarray]) -> float:
-    """Tokens in this process's rows (for tokens/s)."""
+  def load_datasets(self, workdir: str, eval_split: str | None = None
+                    ) -> Datasets:
+    """The datasets of a training run (validating on 'valid'), or with
+    ``eval_split`` those that score that split (the evaluate command)."""
 
   # --------------------------------------------------------------- model --
 
@@ -214,7 +250,7 @@ class Task(abc.ABC):
                 ) -> dict[str, float]:
     """Reported scalars (``{prefix}_loss``, ...) of summed metrics."""
 
-  def evaluate(self, context: EvalContext, datasets: Any,
+  def evaluate(self, context: EvalContext, datasets: Datasets,
                split: str) -> dict[str, float]:
     """The metrics of a whole split (default: :meth:`eval_fn` summed over
     ``datasets.eval_batches(split)``, the carry flowing between batches)."""
@@ -222,17 +258,11 @@ class Task(abc.ABC):
     sums = []
     for local in datasets.eval_batches(split):
       carry, batch_sums = context.eval_step(
-          carry, context.to_device(self.device_batch(local)))
+          carry, context.to_device(datasets.device_batch(local)))
       sums.append(batch_sums)
     return self.summarize(split, sum_metrics(sums))
 
-  # -------------------------------------------------------------- resume --
-
-  def signature(self, datasets: Any) -> dict[str, Any]:
-    """What a checkpoint must share with the config to be resumed, beyond
-    the parameter and optimiser-state shapes (which the trainer compares
-    itself): by default the tokenizer."""
-    return {'tokenizer_fingerprint': datasets.tokenizer.fingerprint()}
+  # ----------------------------------------------------------- inference --
 
   def inference_settings(self, workdir: str) -> dict[str, Any]:
     """The JSON settings an exported model needs for inference beyond its
@@ -241,7 +271,8 @@ class Task(abc.ABC):
     del workdir
     return {}
 
-  def for_evaluation(self, split: str) -> None:
-    """Adjusts ``self.config`` so that :meth:`load_datasets` and
-    :meth:`evaluate` score ``split`` (the evaluate command)."""
-    del split
+  def predictor(self, restored: Any) -> Any:
+    """The object :attr:`COMMAND` uses (a generator, translator, classifier)
+    of a restored checkpoint (``trainer.inference.Restored``: model,
+    ``params()``, ``tokenizer``, step, workdir)."""
+    raise NotImplementedError(f'Task {self.name!r} has no inference command.')

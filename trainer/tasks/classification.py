@@ -11,14 +11,20 @@ and its embedding and LSTM layers start from the language model's
 parameters of the same paths (the backward direction and the classifier
 head stay freshly initialised). A parameter whose shape differs is an error
 that names it.
+
+Inference (``classify.py``): :class:`Classifier` encodes raw lines as the
+training data were (``lstm_flax.inference.TextEncoding``) and returns, per
+line, the predicted label and the class probabilities (``None`` for blank
+lines).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -31,12 +37,37 @@ import input_pipeline
 from input_pipeline import classification as classification_data
 from lstm_flax import inference as inference_lib, param_paths
 from lstm_flax.models import SequenceClassifier
-from trainer import config_lib, errors, inference
+from trainer import config_lib, errors, inference, tasks
 from trainer.tasks import base
+
+Prediction = inference_lib.Prediction  # The class of one line.
 
 
 EMBEDDING = 'embed/embedding'  # [vocab, embedding] in both models.
 VOCABULARY_CHOICES = ('language_model', 'data')
+
+
+class ClassificationDatasets(base.Datasets):
+  """``input_pipeline.classification.ClassificationDatasets`` for the
+  trainer: every labelled split is loaded; no carry between batches."""
+
+  def model_inputs(self) -> dict[str, int]:
+    return {'vocab_size': int(self.source.vocab_size),
+            'num_classes': int(self.source.num_classes)}
+
+  def eval_batches(self, split: str):
+    return self.source.eval_batches(split)
+
+  def epoch_length(self):
+    batcher = self.source.batcher('train')
+    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
+
+  def device_batch(self, local):
+    return {k: local[k] for k in ('tokens', 'lengths', 'labels',
+                                  'example_index')}
+
+  def batch_tokens(self, local):
+    return float(local['lengths'].sum())
 
 
 class ClassificationTask(base.Task):
@@ -46,6 +77,13 @@ class ClassificationTask(base.Task):
   INFERENCE_KEYS = ('data.eval_batch_size',)
   USAGE = ('a sentence classifier (use classify.py, or train.py with '
            '--config.mode=evaluate and a classification config)')
+  COMMAND = 'classify.py'
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    super().__init__(config)
+    # init_from_vocabulary='data': this run's token strings, by id (set by
+    # load_datasets).
+    self._run_vocabulary: list[str] | None = None
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
@@ -98,47 +136,27 @@ class ClassificationTask(base.Task):
 
   # ---------------------------------------------------------------- data --
 
+  @functools.cached_property
   def _pretrained(self) -> inference.Restored:
-    if not hasattr(self, '_restored'):
-      self._restored = inference.restore(
-          self.config.init_from, self.config.init_from_checkpoint,
-          task_name='lm')
-    return self._restored
-
-  def _pretrained_tokenizer(self) -> Any:
-    pretrained = self._pretrained()
-    return inference.checkpoint_tokenizer(
-        self.config.init_from, pretrained.meta, pretrained.step)
+    """The language model of ``init_from`` (restored on first use)."""
+    return inference.restore(
+        self.config.init_from, self.config.init_from_checkpoint,
+        lookup=tasks.task_class, task_name='lm')
 
   def _maps_vocabulary(self) -> bool:
     return bool(self.config.init_from) and (
         self.config.init_from_vocabulary == 'data')
 
-  def load_datasets(self, workdir: str
-                    ) -> classification_data.ClassificationDatasets:
+  def load_datasets(self, workdir: str, eval_split: str | None = None
+                    ) -> ClassificationDatasets:
     tokenizer = None
     if self.config.init_from and not self._maps_vocabulary():
-      tokenizer = self._pretrained_tokenizer()
+      tokenizer = self._pretrained.tokenizer
     datasets = classification_data.get_classification_datasets(
         self.config.data, workdir, tokenizer=tokenizer)
     if self._maps_vocabulary():
       self._run_vocabulary = _vocabulary(datasets.tokenizer, 'this run')
-    return datasets
-
-  def model_inputs(self, datasets) -> dict[str, int]:
-    return {'vocab_size': int(datasets.vocab_size),
-            'num_classes': int(datasets.num_classes)}
-
-  def epoch_length(self, datasets):
-    batcher = datasets.batcher('train')
-    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
-
-  def device_batch(self, local):
-    return {k: local[k] for k in ('tokens', 'lengths', 'labels',
-                                  'example_index')}
-
-  def batch_tokens(self, local):
-    return float(local['lengths'].sum())
+    return ClassificationDatasets(datasets, self.config, eval_split)
 
   # --------------------------------------------------------------- model --
 
@@ -155,7 +173,7 @@ class ClassificationTask(base.Task):
     """The language model's parameters of the same paths (``init_from``)."""
     if not self.config.init_from:
       return None
-    pretrained = self._pretrained()
+    pretrained = self._pretrained
     source = dict(_flat(pretrained.params()))
     flat = _flat(params)
     if self._maps_vocabulary() and EMBEDDING in source:
@@ -187,7 +205,7 @@ class ClassificationTask(base.Task):
     """The language model's ``[V_lm, E]`` rows for this run's vocabulary:
     ``[V, E]``, a word's own row where the language model knows it, else the
     mean row."""
-    lm_ids = _vocabulary(self._pretrained_tokenizer(),
+    lm_ids = _vocabulary(self._pretrained.tokenizer,
                          f'the language model in {self.config.init_from}')
     lm_ids = {token: i for i, token in enumerate(lm_ids)}
     mean = embedding.mean(axis=0)
@@ -241,6 +259,37 @@ class ClassificationTask(base.Task):
     return {f'{prefix}_loss': sums['loss_sum'] / weight,
             f'{prefix}_accuracy': sums['correct'] / weight}
 
+  def predictor(self, restored: inference.Restored) -> Classifier:
+    return Classifier(restored.model, restored.params(), restored.tokenizer,
+                      classification_data.load_label_names(restored.workdir),
+                      self.config.data, restored.step)
+
+
+@dataclasses.dataclass
+class Classifier:
+  """A restored classifier, its parameters, tokenizer and label names (what
+  ``classify.py`` uses)."""
+
+  model: Any  # lstm_flax.models.SequenceClassifier
+  params: Any
+  tokenizer: Any
+  label_names: list[str]
+  data_config: Any  # The run's config.data (encoding options).
+  step: int
+
+  def __post_init__(self):
+    self._probabilities = inference_lib.class_probabilities(self.model)
+
+  def classify(self, lines: Sequence[str], *, batch_size: int = 64
+               ) -> list[Prediction | None]:
+    """The prediction of each line (``None`` for blank lines), in order
+    (:func:`lstm_flax.inference.classify`)."""
+    with inference.settings_as_config_errors():
+      return inference_lib.classify(
+          self.model, self.params, self.tokenizer, lines, self.label_names,
+          inference_lib.TextEncoding.from_mapping(self.data_config),
+          batch_size=batch_size, probabilities_fn=self._probabilities)
+
 
 def _vocabulary(tokenizer: Any, whose: str
                 ) -> list[str]:
@@ -257,3 +306,6 @@ def _vocabulary(tokenizer: Any, whose: str
 
 def _flat(tree: Any) -> list[tuple[str, np.ndarray]]:
   return [(path, np.asarray(v)) for path, v in param_paths.flatten(tree).items()]
+
+
+TASK = ClassificationTask

@@ -6,12 +6,17 @@ translates (``config.decode``: beam, greedy or sampling) and scores corpus
 BLEU and chrF (sacrebleu, 13a tokenisation) of the detokenised output
 against the raw references; the best checkpoint has the highest validation
 BLEU (the lowest perplexity with ``decode.eval_bleu=False``).
+
+Inference (``translate.py``): :class:`Translator` translates text lines in
+length-sorted batches (``lstm_flax.inference.translate``) and reports the
+lines it had to change (empty lines are not translated, overlong ones are
+truncated, characters the vocabulary lacks become ``<unk>``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -23,11 +28,11 @@ import optax
 import input_pipeline
 from lstm_flax import inference as inference_lib
 from lstm_flax.seq2seq import Seq2Seq
-from trainer import config_lib
+from trainer import config_lib, inference, metrics
 from trainer.tasks import base
 
 DECODE_METHODS = inference_lib.DECODE_METHODS
-
+InputReport = inference_lib.InputReport  # What was changed in the input.
 
 
 def label_smoothed_cross_entropy(logits: jax.Array, labels: jax.Array,
@@ -47,6 +52,38 @@ def label_smoothed_cross_entropy(logits: jax.Array, labels: jax.Array,
   return optax.softmax_cross_entropy(
       logits.astype(jnp.float32), optax.smooth_labels(one_hot, smoothing))
 
+class TranslationDatasets(base.Datasets):
+  """``input_pipeline.TranslationDatasets`` for the trainer: one evaluation
+  split is loaded ('valid', or the evaluate command's ``eval_split``), its
+  raw references kept for BLEU / chrF."""
+
+  def eval_batches(self, split: str):
+    """One ordered pass over the loaded evaluation pairs (empty rows: index
+    -1)."""
+    loaded = self.eval_split or 'valid'
+    if split != loaded:
+      raise config_lib.ConfigError(
+          f'Split {split!r} was not loaded (this run loaded {loaded!r}); '
+          'evaluate it with --config.mode=evaluate '
+          f'--config.eval_split={split}.')
+    return self.source.eval_batches()
+
+  def epoch_length(self):
+    batcher = self.source.batcher('train')
+    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
+
+  def device_batch(self, local):
+    return {k: local[k] for k in TranslationTask.BATCH_KEYS}
+
+  def batch_tokens(self, local):
+    return float(local['target_mask'].sum())
+
+  def signature(self) -> dict[str, Any]:
+    return {**super().signature(), **{
+        f'data.{k}': self.config.data[k] for k in (
+            'tokens_per_batch', 'batch_size_multiple', 'max_length')}}
+
+
 class TranslationTask(base.Task):
   """Attention encoder-decoder on a joint vocabulary (``task='translation'``)."""
 
@@ -56,6 +93,7 @@ class TranslationTask(base.Task):
   INFERENCE_KEYS = ('decode', 'data.eval_tokens_per_batch')
   USAGE = ('a translation model (use translate.py, or train.py with '
            '--config.mode=evaluate and a translation config)')
+  COMMAND = 'translate.py'
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
@@ -108,39 +146,27 @@ class TranslationTask(base.Task):
                 'batch_size_multiple', 'vocab_size'):
       config_lib.positive(f'data.{key}', c.data[key])
 
+  def placeholder_model_inputs(self) -> dict[str, int]:
+    return {'vocab_size': 8}
+
   def check_batch_sizes(self, check) -> None:
     check(self.config.data.batch_size_multiple, 'data.batch_size_multiple')
 
   # ---------------------------------------------------------------- data --
 
-  def load_datasets(self, workdir: str) -> input_pipeline.TranslationDatasets:
-    return input_pipeline.get_translation_datasets(self.config.data, workdir)
-
-  def for_evaluation(self, split: str) -> None:
-    """Scores BLEU / chrF too. 'valid' is the run's validation split; any
-    other name is a file prefix (parallel text, e.g. 'test_2016_flickr') or
-    a TFDS split."""
-    self.config.decode.eval_bleu = True
-    if split != 'valid':
-      data = self.config.data
+  def load_datasets(self, workdir: str, eval_split: str | None = None
+                    ) -> TranslationDatasets:
+    """With ``eval_split``: 'valid' is the run's validation split; any other
+    name is a file prefix (parallel text, e.g. 'test_2016_flickr') or a TFDS
+    split."""
+    data = self.config.data
+    if eval_split not in (None, 'valid'):
       key = ('eval_prefix' if data.source == 'parallel_text' else
              'tfds_eval_split')
-      data[key] = split
-
-  def epoch_length(self, datasets):
-    batcher = datasets.batcher('train')
-    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
-
-  def device_batch(self, local):
-    return {k: local[k] for k in self.BATCH_KEYS}
-
-  def batch_tokens(self, local):
-    return float(local['target_mask'].sum())
-
-  def signature(self, datasets) -> dict[str, Any]:
-    return {**super().signature(datasets), **{
-        f'data.{k}': self.config.data[k] for k in (
-            'tokens_per_batch', 'batch_size_multiple', 'max_length')}}
+      data = {**data.to_dict(), key: eval_split}
+    return TranslationDatasets(
+        input_pipeline.get_translation_datasets(data, workdir), self.config,
+        eval_split)
 
   def inference_settings(self, workdir: str) -> dict[str, Any]:
     """The run's decoding settings (``lstm_flax.inference.DecodeOptions``)."""
@@ -199,21 +225,23 @@ class TranslationTask(base.Task):
 
   def summarize(self, prefix: str, sums: Mapping[str, float]
                 ) -> dict[str, float]:
-    return base.loss_and_perplexity(prefix, sums)
+    return metrics.loss_and_perplexity(prefix, sums)
 
   def evaluate(self, context, datasets, split):
     """Loss / perplexity of the evaluation pairs, and corpus BLEU / chrF of
-    their translations (``config.decode``) against the raw references."""
+    their translations (``config.decode``) against the raw references
+    (always for the evaluate command's datasets)."""
     d = self.config.decode
-    limit = int(d.max_bleu_examples) or len(datasets.eval_references)
-    limit = min(limit, len(datasets.eval_references))
+    eval_bleu = d.eval_bleu or datasets.eval_split is not None
+    references = datasets.source.eval_references
+    limit = min(int(d.max_bleu_examples) or len(references), len(references))
     hypotheses: dict[int, str] = {}
     sums = []
-    for local in datasets.eval_batches():
-      batch = context.to_device(self.device_batch(local))
+    for local in datasets.eval_batches(split):
+      batch = context.to_device(datasets.device_batch(local))
       _, batch_sums = context.eval_step(None, batch)
       sums.append(batch_sums)
-      if not d.eval_bleu:
+      if not eval_bleu:
         continue
       index = _gather_rows(local['example_index'])
       if not np.any((index >= 0) & (index < limit)):
@@ -226,11 +254,46 @@ class TranslationTask(base.Task):
         if 0 <= i < limit:
           hypotheses[i] = inference_lib.detokenize(datasets.tokenizer, row)
     out = self.summarize(split, base.sum_metrics(sums))
-    if d.eval_bleu:
+    if eval_bleu:
       out.update(bleu_and_chrf(
           split, [hypotheses.get(i, '') for i in range(limit)],
-          datasets.eval_references[:limit]))
+          references[:limit]))
     return out
+
+  def predictor(self, restored: inference.Restored) -> Translator:
+    return Translator(restored.model, restored.params(), restored.tokenizer,
+                      restored.step, self.config)
+
+
+@dataclasses.dataclass
+class Translator:
+  """A restored translation model, its parameters and tokenizer (what
+  ``translate.py`` uses)."""
+
+  model: Any  # lstm_flax.seq2seq.Seq2Seq
+  params: Any
+  tokenizer: Any  # input_pipeline.tokenizers.Tokenizer
+  step: int
+  config: ml_collections.ConfigDict  # The run's config (decode defaults).
+
+  def translate(self, lines: Sequence[str], *, batch_size: int = 32,
+                method: str | None = None, beam_size: int | None = None,
+                alpha: float | None = None,
+                max_input_tokens: int | None = None,
+                seed: int = 0) -> tuple[list[str], InputReport]:
+    """Translations of ``lines`` (in order) and the report of changes
+    (:func:`lstm_flax.inference.translate`).
+
+    ``method``, ``beam_size``, ``alpha`` default to the run's
+    ``config.decode``; ``max_input_tokens`` to ``config.decode.max_length``.
+    """
+    with inference.settings_as_config_errors():
+      decode = decode_options(
+          self.config.decode, method=method, beam_size=beam_size, alpha=alpha)
+      return inference_lib.translate(
+          self.model, self.params, self.tokenizer, lines, decode=decode,
+          batch_size=batch_size, max_input_tokens=max_input_tokens,
+          seed=seed)
 
 
 def _gather_rows(x: Any) -> np.ndarray:
@@ -263,3 +326,6 @@ def bleu_and_chrf(prefix: str, hypotheses: list[str],
               hypotheses, [references]).score),
           f'{prefix}_chrf': float(sacrebleu.corpus_chrf(
               hypotheses, [references]).score)}
+
+
+TASK = TranslationTask

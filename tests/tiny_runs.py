@@ -1,4 +1,6 @@
-"""Helpers for the trainer's tests: the tiny config, runs, per-step losses."""
+"""Helpers for the trainer's tests and benchmarks: the tiny config, runs,
+per-step losses (``import tiny_runs`` with ``tests/`` on ``sys.path``, as
+pytest puts it)."""
 
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def python_env(num_cpu_devices: int = 1) -> dict[str, str]:
   env['JAX_PLATFORMS'] = 'cpu'
   env['TF_CPP_MIN_LOG_LEVEL'] = '3'
   env['PYTHONPATH'] = os.pathsep.join(
-      [str(REPO_ROOT), env.get('PYTHONPATH', '')])
+      [str(REPO_ROOT), str(REPO_ROOT / 'tests'), env.get('PYTHONPATH', '')])
   return env
 
 
@@ -104,7 +106,7 @@ def shared_run(tmp_path_factory: Any, request: Any, name: str,
   import fcntl  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   import shutil  # pylint: disable=g-import-not-at-top
-  from trainer import loop  # pylint: disable=g-import-not-at-top
+  from trainer import loop, tasks  # pylint: disable=g-import-not-at-top
   base = pathlib.Path(tmp_path_factory.getbasetemp())
   workerinput = getattr(request.config, 'workerinput', None)
   uid = 'local'
@@ -117,7 +119,8 @@ def shared_run(tmp_path_factory: Any, request: Any, name: str,
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not done.exists():
       shutil.rmtree(run_dir, ignore_errors=True)
-      result = loop.train_and_evaluate(make_config(root), str(run_dir))
+      result = loop.train_and_evaluate(tasks.build(make_config(root)),
+                                       str(run_dir))
       done.write_text(json.dumps(result))
   return str(run_dir), json.loads(done.read_text())
 

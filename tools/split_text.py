@@ -3,7 +3,7 @@
 TFDS ``tiny_shakespeare`` takes the first 90 % of the characters as train and
 halves the rest into validation and test:
 
-  python -m trainer.split_text --input=../shared/data/tiny_shakespeare/input.txt \
+  python tools/split_text.py --input=../shared/data/tiny_shakespeare/input.txt \
       --output_dir=/tmp/tiny_shakespeare
 """
 

@@ -5,11 +5,13 @@ stopped) and is reset at every epoch (stream batching) or every batch
 (sentence batching). The loss is the fused output layer + cross-entropy
 (``LanguageModel(targets=...)``, ``lstm_flax.losses``), summed over unmasked
 tokens. Metrics: loss, perplexity, bits per character for character models.
-The best checkpoint has the lowest validation perplexity.
+The best checkpoint has the lowest validation perplexity. Inference
+(``generate.py``): :class:`Generator` samples continuations of a prompt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -19,9 +21,61 @@ import jax.numpy as jnp
 import ml_collections
 
 import input_pipeline
+from lstm_flax import inference as inference_lib
 from lstm_flax.models import LanguageModel
-from trainer import config_lib, errors
+from trainer import config_lib, errors, inference, metrics
 from trainer.tasks import base
+
+
+@dataclasses.dataclass
+class Generator:
+  """A restored language model, its parameters and tokenizer (what
+  ``generate.py`` uses)."""
+
+  model: LanguageModel
+  params: Any
+  tokenizer: Any  # input_pipeline.tokenizers.Tokenizer
+  step: int
+
+  def generate(self, prompt: str = '', *, num_tokens: int = 100,
+               temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, seed: int = 0,
+               num_samples: int = 1) -> list[str]:
+    """``num_samples`` continuations of ``prompt``
+    (:func:`lstm_flax.inference.generate`, a jit-compiled ``lax.scan`` that
+    carries the LSTM state)."""
+    return inference_lib.generate(
+        self.model, self.params, self.tokenizer, prompt, num_tokens=num_tokens,
+        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+        num_samples=num_samples)
+
+
+class LMDatasets(base.Datasets):
+  """``input_pipeline.LMDatasets`` for the trainer: stream batches carry the
+  LSTM state from batch to batch within an epoch; sentence batches do not."""
+
+  @property
+  def streams(self) -> bool:
+    return self.source.config['batching'] == 'stream'
+
+  def eval_batches(self, split: str):
+    return self.source.eval_batches(split)
+
+  def epoch_length(self):
+    if self.streams and self.source.config['random_window']:
+      batcher = self.source.batcher('train')
+      return self.source.steps_per_epoch(), lambda e: len(batcher.windows(e))
+    return self.source.steps_per_epoch(), None
+
+  def resets_carry(self, is_epoch_start):
+    return is_epoch_start or not self.streams
+
+  def batch_tokens(self, local):
+    return float(local['mask'].sum())
+
+  def signature(self) -> dict[str, Any]:
+    return {**super().signature(),
+            'data.batch_size': self.config.data.batch_size}
 
 
 class LanguageModelTask(base.Task):
@@ -31,6 +85,7 @@ class LanguageModelTask(base.Task):
   INFERENCE_KEYS = ('data.eval_batch_size',)
   USAGE = ('a language model (use generate.py, or train.py with '
            '--config.mode=evaluate and a language-model config)')
+  COMMAND = 'generate.py'
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
@@ -56,34 +111,23 @@ class LanguageModelTask(base.Task):
           'data.packing=True puts several sentences in one row, but the LSTM '
           'carry is not reset between them; use data.packing=False.')
 
+  def placeholder_model_inputs(self) -> dict[str, int]:
+    return {'vocab_size': 8}
+
   def check_batch_sizes(self, check) -> None:
     check(self.config.data.batch_size, 'data.batch_size')
     check(self.config.data.eval_batch_size, 'data.eval_batch_size')
 
   # ---------------------------------------------------------------- data --
 
-  def load_datasets(self, workdir: str) -> input_pipeline.LMDatasets:
-    return input_pipeline.get_lm_datasets(self.config.data, workdir)
-
-  def for_evaluation(self, split: str) -> None:
-    self.config.data.eval_splits = (split,)
-
-  def epoch_length(self, datasets):
-    cfg = datasets.config
-    if cfg['batching'] == 'stream' and cfg['random_window']:
-      batcher = datasets.batcher('train')
-      return datasets.steps_per_epoch(), lambda e: len(batcher.windows(e))
-    return datasets.steps_per_epoch(), None
-
-  def resets_carry(self, datasets, is_epoch_start):
-    return is_epoch_start or datasets.config['batching'] != 'stream'
-
-  def batch_tokens(self, local):
-    return float(local['mask'].sum())
-
-  def signature(self, datasets) -> dict[str, Any]:
-    return {**super().signature(datasets),
-            'data.batch_size': self.config.data.batch_size}
+  def load_datasets(self, workdir: str, eval_split: str | None = None
+                    ) -> LMDatasets:
+    """The splits of ``data.eval_splits``, or only ``eval_split``."""
+    data = self.config.data
+    if eval_split is not None:
+      data = {**data.to_dict(), 'eval_splits': (eval_split,)}
+    return LMDatasets(input_pipeline.get_lm_datasets(data, workdir),
+                      self.config, eval_split)
 
   # --------------------------------------------------------------- model --
 
@@ -128,7 +172,7 @@ class LanguageModelTask(base.Task):
 
   def summarize(self, prefix: str, sums: Mapping[str, float]
                 ) -> dict[str, float]:
-    out = base.loss_and_perplexity(prefix, sums)
+    out = metrics.loss_and_perplexity(prefix, sums)
     if self.config.data.tokenizer == 'char':
       out[f'{prefix}_bits_per_char'] = out[f'{prefix}_loss'] / math.log(2.0)
     return out
@@ -137,11 +181,18 @@ class LanguageModelTask(base.Task):
     """Loss / perplexity of ``split``: every token once; with stream
     batching the carry flows from batch to batch as in training, with
     sentence batching every batch starts from zero."""
-    if datasets.config['batching'] == 'stream':
+    if datasets.streams:
       return super().evaluate(context, datasets, split)
     sums = []
     for local in datasets.eval_batches(split):
       _, batch_sums = context.eval_step(
-          context.zero_carry(), context.to_device(self.device_batch(local)))
+          context.zero_carry(), context.to_device(datasets.device_batch(local)))
       sums.append(batch_sums)
     return self.summarize(split, base.sum_metrics(sums))
+
+  def predictor(self, restored: inference.Restored) -> Generator:
+    return Generator(restored.model, restored.params(), restored.tokenizer,
+                     restored.step)
+
+
+TASK = LanguageModelTask
