@@ -29,7 +29,8 @@ def loading_instructions(kind: str, directory: str = 'DIR',
   use = _USAGE.get(kind, '# outputs = module.apply(variables, *inputs)  (see the model class)')
   text = (
       f'`{directory}` is this directory. With jax, flax, numpy and safetensors '
-      '(`pip install lstm-flax`; no trainer, TensorFlow or Orbax):\n\n'
+      '(the library alone: `pip install .` in a checkout of lstm-flax, or its built wheel; no '
+      'trainer, TensorFlow or Orbax):\n\n'
       '```python\nfrom lstm_flax import export\n\n'
       f"model = export.load('{directory}')\n"
       'module, variables = model.module, model.variables  # a Flax module and its '
