@@ -1,12 +1,14 @@
-"""Input pipelines for LSTM language, translation and classification models.
+"""Input pipelines for LSTM language, translation and classification models
+(text, and feature frames: speech, image rows).
 
 Text is read from files or TFDS (``tf.data``, TensorFlow imported only
 then), tokenised once, in chunks and in parallel across processes, into
 memory-mapped ``.npy`` cache shards (:mod:`input_pipeline.cache`); batches
 are planned with numpy from lengths alone and prepared ahead on a Python
 thread (:mod:`input_pipeline.prefetch`). Knows no model: of ``lstm_flax`` it
-imports only :mod:`lstm_flax.tokenizer`, the saved tokenizer format, which
-it builds (:mod:`input_pipeline.tokenizers`). Entry points:
+imports only the saved input formats, :mod:`lstm_flax.tokenizer` (which it
+builds, :mod:`input_pipeline.tokenizers`) and :mod:`lstm_flax.features`
+(the audio front end, :mod:`input_pipeline.audio`). Entry points:
 
 * Language models: :func:`get_lm_datasets` -> :class:`LMDatasets`
   (``train_batches``, ``eval_batches``), batches ``{'inputs', 'targets',

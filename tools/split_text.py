@@ -12,10 +12,15 @@ import os
 from absl import app
 from absl import flags
 
-flags.DEFINE_string('input', None, 'The text file.')
-flags.DEFINE_string('output_dir', None, 'Where train.txt, valid.txt, test.txt go.')
-flags.DEFINE_float('train_fraction', 0.9, 'Fraction of the characters for train.')
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined when run, so importing ``split`` defines
+  none that could clash with another command's)."""
+  flags.DEFINE_string('input', None, 'The text file.')
+  flags.DEFINE_string('output_dir', None, 'Where train.txt, valid.txt, test.txt go.')
+  flags.DEFINE_float('train_fraction', 0.9, 'Fraction of the characters for train.')
 
 
 def split(text: str, train_fraction: float = 0.9) -> dict[str, str]:
@@ -38,5 +43,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['input', 'output_dir'])
   app.run(main)
