@@ -18,6 +18,8 @@ import wave
 import numpy as np
 import pytest
 
+import input_pipeline
+
 from lstm_flax import features as features_lib
 from trainer import checkpoints, errors, evaluation, loop, metrics, tasks
 from trainer import export as trainer_export
@@ -116,6 +118,15 @@ def test_trains_saves_feature_settings_and_evaluates(trained, recordings):
       workdir, tasks.task_class)
   assert scored['valid_accuracy'] == 1.0
   assert scored['valid_loss'] == pytest.approx(result['valid_loss'], rel=1e-4)
+
+
+def test_a_bad_recording_is_a_one_line_error_naming_it(recordings, tmp_path):
+  bad = tmp_path / 'bad'
+  shutil.copytree(recordings, bad)
+  write_wav(bad / '1_synth_3.wav', np.zeros(800), channels=2)
+  with pytest.raises(input_pipeline.errors.MalformedLineError,
+                     match=r'1_synth_3.wav has 2 channels; only mono'):
+    tasks.build(tone_config(bad)).load_datasets(str(tmp_path / 'run'))
 
 
 def test_resume_and_a_changed_front_end_is_refused(trained, recordings, tmp_path):
