@@ -193,6 +193,11 @@ def test_mnist_rows_trains_on_idx_files(tmp_path):
   result = loop.train_and_evaluate(tasks.build(config), str(tmp_path / 'run'))
   assert 0.0 <= result['valid_accuracy'] <= 1.0 and np.isfinite(result['valid_loss'])
   assert config.data.max_length == 784  # :pixels fits; rows are 28 steps.
+  np.save(tmp_path / 'image.npy', images[0])
+  predictions = tasks.load(str(tmp_path / 'run'), 'latest', 'classification').classify(
+      [str(tmp_path / 'image.npy'), ''])
+  assert predictions[0].label in ('0', '1') and predictions[1] is None
+  assert sum(predictions[0].probabilities.values()) == pytest.approx(1.0, abs=1e-5)
   config.data.data_dir = str(tmp_path / 'no_mnist')
   with pytest.raises(errors.ConfigError, match='no_mnist.*is not a directory of MNIST'):
     tasks.build(config).load_datasets(str(tmp_path / 'run2'))

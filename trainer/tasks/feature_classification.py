@@ -320,8 +320,8 @@ class FeatureClassificationTask(ClassificationTask):
 
   def predictor(self, restored: inference.Restored) -> FeatureClassifier:
     return FeatureClassifier(restored.model, restored.params(),
-                             FeatureInputs.of_workdir(restored.workdir,
-                                                       self.config.data.to_dict()),
+                             FeatureInputs.of_workdir(restored.workdir, self.config.data.to_dict(),
+                                                      restored.tokenizer),
                              restored.step)
 
 
@@ -341,9 +341,12 @@ class FeatureInputs:
   data: Mapping[str, Any]
 
   @classmethod
-  def of_workdir(cls, workdir: str, data: Mapping[str, Any]) -> FeatureInputs:
+  def of_workdir(cls, workdir: str, data: Mapping[str, Any],
+                 tokenizer: WordTokenizer | None = None) -> FeatureInputs:
+    """Those of the run in ``workdir`` (``data``: its data config;
+    ``tokenizer``: its label tokenizer, if already loaded)."""
     directory = Path(workdir) / tokenizers.TOKENIZER_DIR
-    tokenizer = tokenizers.load_tokenizer(workdir)
+    tokenizer = tokenizer or tokenizers.load_tokenizer(workdir)
     settings = None
     if data['source'] in AUDIO_SOURCES:
       try:
