@@ -13,7 +13,9 @@ the trainer's ``input_pipeline`` builds).
 * :func:`translate`: a ``Seq2Seq`` translates lines in length-sorted
   batches (``lstm_flax.decoding.translate``) and reports the lines it had to
   change (:class:`InputReport`).
-* :func:`classify`: a ``SequenceClassifier`` labels lines.
+* :func:`classify`: a ``SequenceClassifier`` labels lines;
+  :func:`classify_frames`: a ``FeatureSequenceClassifier`` labels frame
+  sequences (audio features, image rows).
 """
 
 from __future__ import annotations
@@ -283,7 +285,8 @@ class Prediction:
 
 
 def class_probabilities(model: Any) -> Any:
-  """``jit(params, tokens [B, T], lengths [B]) -> probabilities [B, C]``."""
+  """``jit(params, tokens [B, T] (or features [B, T, F]), lengths [B]) ->
+  probabilities [B, C]``."""
   return jax.jit(lambda params, tokens, lengths: jax.nn.softmax(
       model.apply({'params': params}, tokens, lengths, deterministic=True)))
 
@@ -314,12 +317,52 @@ def classify(model: Any, params: Any, tokenizer: Tokenizer, lines: Sequence[str]
   for begin in range(0, len(todo), batch_size):
     chunk = todo[begin:begin + batch_size]
     tokens, lengths = encoding.encode(tokenizer, [lines[i] for i in chunk])
-    probs = np.asarray(probabilities_fn(params, tokens, lengths))  # [rows, classes]
-    if probs.shape[-1] != len(label_names):
-      raise SettingError(f'The model has {probs.shape[-1]} classes but {len(label_names)} label '
+    _predict(out, chunk, probabilities_fn(params, tokens, lengths), label_names)
+  return out
+
+
+def _predict(out: list[Optional[Prediction]], chunk: Sequence[int], probs: Any,
+             label_names: Sequence[str]) -> None:
+  """Sets ``out[chunk[r]]`` from ``probs [rows, classes]`` row ``r``."""
+  probs = np.asarray(probs)
+  if probs.shape[-1] != len(label_names):
+    raise SettingError(f'The model has {probs.shape[-1]} classes but {len(label_names)} label '
                        f'names were given: {list(label_names)}.')
+  for row, i in enumerate(chunk):
+    p = probs[row]
+    out[i] = Prediction(label_names[int(np.argmax(p))],
+                        {name: float(v) for name, v in zip(label_names, p)})
+
+
+def classify_frames(model: Any, params: Any, frames: Sequence[Optional[np.ndarray]],
+                    label_names: Sequence[str], *, batch_size: int = 64,
+                    probabilities_fn: Any = None) -> list[Optional[Prediction]]:
+  """The prediction of each frame sequence (``None`` stays ``None``), in
+  order, for a model taking ``(features [B, T, F] float32, lengths [B])``
+  (``lstm_flax.feature_models.FeatureSequenceClassifier``).
+
+  ``frames``: normalised ``[T_i, F]`` arrays (e.g.
+  ``lstm_flax.features.FeatureSettings.featurize``); a batch is padded to its
+  longest sequence.
+
+  Raises:
+    SettingError: ``batch_size`` below 1, an array that is not ``[T, F]``
+      with ``T >= 1``, or ``label_names`` not one per class.
+  """
+  if batch_size < 1:
+    raise SettingError(f'batch_size must be >= 1; got {batch_size}.')
+  probabilities_fn = probabilities_fn or class_probabilities(model)
+  todo = [i for i, x in enumerate(frames) if x is not None]
+  for i in todo:
+    if np.ndim(frames[i]) != 2 or not len(frames[i]):
+      raise SettingError(f'Input {i} has shape {np.shape(frames[i])}; give [frames, features] '
+                         'with at least one frame.')
+  out: list[Optional[Prediction]] = [None] * len(frames)
+  for begin in range(0, len(todo), batch_size):
+    chunk = todo[begin:begin + batch_size]
+    lengths = np.asarray([len(frames[i]) for i in chunk], np.int32)
+    batch = np.zeros((len(chunk), int(lengths.max()), np.shape(frames[chunk[0]])[1]), np.float32)
     for row, i in enumerate(chunk):
-      p = probs[row]
-      out[i] = Prediction(label_names[int(np.argmax(p))],
-                          {name: float(v) for name, v in zip(label_names, p)})
+      batch[row, :lengths[row]] = frames[i]
+    _predict(out, chunk, probabilities_fn(params, batch, lengths), label_names)
   return out

@@ -30,7 +30,10 @@ attribute) and ``dummy_inputs()`` (``init``'s arguments for one token);
 exports and reloads with no edit here. Today: ``'language_model'``
 (``lstm_flax.models.LanguageModel``), ``'translation'``
 (``lstm_flax.seq2seq.Seq2Seq``), ``'classifier'``
-(``lstm_flax.models.SequenceClassifier``).
+(``lstm_flax.models.SequenceClassifier``), ``'feature_classifier'``
+(``lstm_flax.feature_models.FeatureSequenceClassifier``: ``classify`` takes
+``.wav`` paths, samples or frames; the audio front end and its statistics
+are in ``model.json``'s inference settings).
 
 Modules: ``files`` (the directory layout), ``arguments`` (class and
 constructor arguments as JSON, parameter shapes), ``saving``, ``loading``

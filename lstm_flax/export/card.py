@@ -16,6 +16,8 @@ _USAGE = {
     'translation': "translations, report = model.translate(['Ein Hund läuft.'], "
                    'beam_size=4)',
     'classifier': "predictions = model.classify(['a gorgeous , witty movie .'])",
+    'feature_classifier': "predictions = model.classify(['0_george_0.wav'])  # or samples, "
+                          'frames [T, F]',
 }
 
 

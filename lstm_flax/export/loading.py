@@ -16,10 +16,12 @@ from typing import Any, Optional
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_flax import inference, param_paths, tokenizer as tokenizer_lib
+from lstm_flax import features, inference, param_paths, tokenizer as tokenizer_lib
 from lstm_flax.export import arguments
 from lstm_flax.export.files import (
     CONFIG_FILE, FORMAT, FORMAT_VERSION, MODEL_FILE, PARAMS_FILE, TOKENIZER_DIR)
+
+FEATURE_KIND = 'feature_classifier'  # lstm_flax.feature_models.FeatureSequenceClassifier
 
 
 @dataclasses.dataclass
@@ -100,17 +102,56 @@ class ExportedModel:
       return [str(i) for i in range(int(self.module.num_classes))]
     return list(names)
 
-  def classify(self, lines: Sequence[str], *, batch_size: int = 64
+  def classify(self, lines: Sequence[Any], *, batch_size: int = 64
                ) -> list[Optional[inference.Prediction]]:
     """The prediction of each line (None for blank lines) (classifiers;
-    :func:`lstm_flax.inference.classify`)."""
+    :func:`lstm_flax.inference.classify`), or of each input of a feature
+    classifier (:meth:`frames`; :func:`lstm_flax.inference.classify_frames`)."""
+    if self._probabilities is None and self.kind in ('classifier', FEATURE_KIND):
+      self._probabilities = inference.class_probabilities(self.module)
+    if self.kind == FEATURE_KIND:
+      return inference.classify_frames(self.module, self.params, [self.frames(x) for x in lines],
+                                       self.label_names, batch_size=batch_size,
+                                       probabilities_fn=self._probabilities)
     tokenizer = self._need('classifier', 'classify()')
     encoding = self.info['inference'].get('encoding') or {'max_length': 1 << 30}
-    if self._probabilities is None:
-      self._probabilities = inference.class_probabilities(self.module)
     return inference.classify(self.module, self.params, tokenizer, lines, self.label_names,
                               inference.TextEncoding.from_mapping(encoding),
                               batch_size=batch_size, probabilities_fn=self._probabilities)
+
+
+  @property
+  def feature_settings(self) -> Optional[features.FeatureSettings]:
+    """The audio front end with the training statistics (feature
+    classifiers of audio), else None."""
+    saved = self.info['inference'].get('features')
+    if saved is None:
+      return None
+    try:
+      return features.FeatureSettings(**saved)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f'{self.directory / MODEL_FILE}: inference "features": {e}') from None
+
+  def frames(self, x: Any) -> np.ndarray:
+    """float32 ``[T, F]`` normalised frames of one feature-classifier input:
+    a ``.wav`` path or samples ``[n]`` (audio exports, through
+    :attr:`feature_settings`), or unnormalised frames ``[T, F]`` (e.g. an
+    image's rows; scaled by the saved ``normalisation``)."""
+    settings = self.feature_settings
+    if isinstance(x, (str, os.PathLike)):
+      if settings is None:
+        raise ValueError(f'{self.directory} is not an audio model; give frames [T, F], not {x}.')
+      x = features.read_wav(x, settings.sample_rate)[0]
+    x = np.asarray(x)
+    if x.ndim == 1 and settings is not None:
+      return settings.featurize(x)
+    if x.ndim != 2:
+      raise ValueError(f'An input of shape {x.shape}: give a .wav path or samples [n] (audio) '
+                       'or frames [T, F].')
+    norm = self.info['inference'].get('normalisation') or {'mean': 0.0, 'std': 1.0}
+    if settings is not None:
+      norm = {'mean': np.asarray(settings.mean), 'std': np.asarray(settings.std)}
+    return ((x.astype(np.float32) - norm['mean']) / norm['std']).astype(np.float32)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
