@@ -5,12 +5,24 @@ run: with the explicit coordinator address, process count and process id if
 given (any cluster, or several processes on one machine), else automatically
 where JAX detects the cluster (TPU pods, SLURM, Open MPI, Kubernetes
 JobSets). A single process on one machine needs nothing.
+
+Several processes also get a watchdog (:class:`PeerWatchdog`): each process
+publishes a heartbeat in the coordination service's key-value store every
+second and checks the others'. When a process stops (``kill -9``, a crash,
+a lost host) the others exit within ``PEER_TIMEOUT_S`` seconds with one line
+naming it and status 1, instead of blocking in a collective until JAX's own
+heartbeat timeout ends them with a C++ ``Check failure`` abort. Restarting
+all processes resumes from the latest checkpoint.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import sys
+import threading
+import time
 
 import jax
 
@@ -67,6 +79,156 @@ def in_cluster() -> bool:
   return _env_hints_cluster() or _jax_detects_cluster()
 
 
+# A process whose heartbeat has not advanced for this long is lost: the
+# others exit (status 1). Several times the heartbeat interval, so a process
+# that is only slow (compiling, a saturated host) is not taken for dead.
+PEER_TIMEOUT_S = 20.0
+HEARTBEAT_INTERVAL_S = 1.0
+# JAX's own coordination-service heartbeat timeout, longer than the
+# watchdog's: its expiry aborts the process with a C++ trace.
+JAX_HEARTBEAT_TIMEOUT_S = 120
+LOST_STATUS = 1
+# Seconds the processes wait for each other to connect at start-up (JAX's
+# default, 300); the environment variable LSTM_FLAX_INIT_TIMEOUT_S sets it
+# (benchmarks/chaos.py: 30). A process lost before all connected leaves the
+# others waiting this long, then they exit with JAX's error.
+INIT_TIMEOUT_ENV = 'LSTM_FLAX_INIT_TIMEOUT_S'
+DEFAULT_INIT_TIMEOUT_S = 300
+_KEY = 'lstm_flax/heartbeat/'
+_DONE = 'lstm_flax/done/'
+
+
+class PeerWatchdog:
+  """Exits this process when another process of the run stops.
+
+  A daemon thread sets ``lstm_flax/heartbeat/<process>`` to a counter every
+  ``interval`` seconds and reads the other processes' counters; one that has
+  not changed for ``timeout`` seconds (or the coordination service itself,
+  hosted by process 0, becoming unreachable) ends this process with one
+  line on stderr and ``os._exit(LOST_STATUS)`` (no unwinding: the main
+  thread may be blocked in a collective that would never return).
+
+  Args:
+    client: JAX's distributed runtime client (``key_value_set`` /
+      ``key_value_try_get``).
+    process_id: this process.
+    num_processes: the run's processes.
+    timeout: seconds without a heartbeat after which a process is lost.
+    interval: seconds between heartbeats.
+    exit_fn: called with the status instead of ``os._exit`` (tests).
+  """
+
+  def __init__(self, client, process_id: int, num_processes: int, *,
+               timeout: float = PEER_TIMEOUT_S,
+               interval: float = HEARTBEAT_INTERVAL_S, exit_fn=None):
+    self._client = client
+    self._me = process_id
+    self._peers = [p for p in range(num_processes) if p != process_id]
+    self.timeout = timeout
+    self.interval = interval
+    self._exit = exit_fn or os._exit  # pylint: disable=protected-access
+    self._ending = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True,
+                                    name='lstm_flax-peer-watchdog')
+
+  def start(self) -> 'PeerWatchdog':
+    self._thread.start()
+    return self
+
+  def stop(self) -> None:
+    """The run is ending normally: publishes that this process is done (the
+    others stop watching it), and from now on an unreachable coordination
+    service (process 0 shutting down) ends the watch quietly. Lost peers
+    are still reported: a process waiting in JAX's shutdown barrier for one
+    that died would otherwise wait for JAX's shutdown timeout."""
+    self._ending.set()
+    try:
+      self._client.key_value_set(f'{_DONE}{self._me}', '1',
+                                 allow_overwrite=True)
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+  def _lost(self, message: str) -> None:
+    try:
+      os.write(2, (f'{os.path.basename(sys.argv[0]) or "python"}: error: '
+                   f'{message} Process {self._me} stops (exit status '
+                   f'{LOST_STATUS}); restart all processes with the same '
+                   'command to resume from the latest checkpoint.\n').encode())
+    except OSError:
+      pass
+    self._exit(LOST_STATUS)
+
+  def _poll(self, count: int) -> dict[int, tuple[str | None, bool]]:
+    """Publishes heartbeat ``count``; returns each peer's (heartbeat, done)."""
+    self._client.key_value_set(f'{_KEY}{self._me}', str(count),
+                               allow_overwrite=True)
+    out = {}
+    for p in self._peers:
+      values = []
+      for key in (_KEY, _DONE):
+        try:
+          values.append(self._client.key_value_try_get(f'{key}{p}'))
+        except Exception:  # pylint: disable=broad-except  # Not set (yet).
+          values.append(None)
+      out[p] = (values[0], values[1] is not None)
+    return out
+
+  def _run(self) -> None:
+    start = time.monotonic()
+    seen = {p: (None, start) for p in self._peers}  # value, when it changed
+    watched = set(self._peers)
+    count = 0
+    while watched:
+      count += 1
+      now = time.monotonic()
+      try:
+        polled = self._poll(count)
+      except Exception as e:  # pylint: disable=broad-except
+        if self._ending.is_set() or self._me == 0:
+          return  # Process 0 hosts the service: this is its own shutdown.
+        text = str(e).splitlines()[0][:120] if str(e) else ''
+        self._lost('process 0 (the coordinator) is unreachable '
+                   f'({type(e).__name__}: {text}).')
+        return
+      for p, (value, done) in polled.items():
+        if done:
+          watched.discard(p)
+        elif value is not None and value != seen[p][0]:
+          seen[p] = (value, now)
+        elif p in watched and now - seen[p][1] > self.timeout:
+          self._lost(f'process {p} of {len(self._peers) + 1} stopped '
+                     f'responding (no heartbeat for {self.timeout:.0f} s).')
+          return
+      time.sleep(self.interval)
+
+
+_watchdog: PeerWatchdog | None = None
+
+
+def _await_watchdog_then(previous_hook):
+  """A ``sys.excepthook`` that, for an uncaught JAX runtime error (a
+  collective failing because another process died), first gives the
+  watchdog time to name the lost process and exit; the traceback is printed
+  only if no process was lost."""
+
+  def hook(kind, value, traceback):
+    if (_watchdog is not None and
+        issubclass(kind, getattr(jax.errors, 'JaxRuntimeError', ()))):
+      print(f'A JAX operation failed ({str(value).splitlines()[0][:200]}); '
+            'checking whether another process stopped...', file=sys.stderr,
+            flush=True)
+      time.sleep(_watchdog.timeout + 3 * _watchdog.interval)
+    previous_hook(kind, value, traceback)
+
+  return hook
+
+
+def stop_watchdog() -> None:
+  """Stops the peer watchdog, if any (at exit, before JAX's shutdown)."""
+  if _watchdog is not None:
+    _watchdog.stop()
+
+
 def initialize(coordinator_address: str = '', num_processes: int = 0,
                process_id: int = -1, cpu_collectives: str = 'gloo') -> None:
   """Initialises multi-process JAX when needed (call before any JAX use).
@@ -88,7 +250,22 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
     kwargs['num_processes'] = num_processes
   if process_id >= 0:
     kwargs['process_id'] = process_id
-  jax.distributed.initialize(**kwargs)
+  try:
+    init_timeout = int(os.environ.get(INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT_S))
+  except ValueError:
+    raise ValueError(f'{INIT_TIMEOUT_ENV}={os.environ[INIT_TIMEOUT_ENV]!r} is '
+                     'not a whole number of seconds; set it to e.g. 300 or '
+                     'unset it.') from None
+  jax.distributed.initialize(heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
+                             initialization_timeout=init_timeout, **kwargs)
+  global _watchdog
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  client = getattr(jax_distributed.global_state, 'client', None)
+  if client is not None and jax.process_count() > 1:
+    _watchdog = PeerWatchdog(client, jax.process_index(),
+                             jax.process_count()).start()
+    atexit.register(stop_watchdog)
+    sys.excepthook = _await_watchdog_then(sys.excepthook)
   logging.info('JAX process %d of %d; %d local / %d global devices.',
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
