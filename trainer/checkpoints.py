@@ -23,8 +23,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -46,41 +48,71 @@ CORRUPT_PREFIX = 'corrupt-'
 OBJECTIVE = 'objective'
 
 
-# Orbax's own warnings and errors of a training run, tracebacks included
-# (the console shows one line per failure: the trainer's).
+# Orbax's, TensorStore's and asyncio's warnings and errors of a training run,
+# tracebacks included (the console shows one line per failure: the
+# trainer's).
 CHECKPOINT_LOG = 'checkpoint_errors.log'
 
 
-def _from_orbax(record: logging.LogRecord) -> bool:
-  return '/orbax/' in record.pathname.replace('\\', '/')
+def _from_checkpointing(record: logging.LogRecord) -> bool:
+  """Whether a log record comes from the checkpoint writers: Orbax,
+  TensorStore, or asyncio (whose event loops Orbax runs TensorStore in)."""
+  path = record.pathname.replace('\\', '/')
+  return ('/orbax/' in path or '/tensorstore/' in path or
+          record.name == 'asyncio' or record.name.startswith('asyncio.'))
+
+
+def _closed_loop_callback(kind: type[BaseException],
+                          value: BaseException) -> bool:
+  """Whether an exception is TensorStore completing a write for an asyncio
+  loop that Orbax already closed (after the save failed): TensorStore's C++
+  prints those with ``PyErr_Print``, one traceback per pending write."""
+  return issubclass(kind, RuntimeError) and str(value) == 'Event loop is closed'
 
 
 @contextlib.contextmanager
 def orbax_errors_to_file(workdir: str | os.PathLike[str]) -> Iterator[str]:
-  """Within the block, Orbax's warnings and errors go to
-  ``workdir/checkpoint_errors.log`` (created only if one arrives) and its
-  errors leave the console (absl's handler), where the trainer's one-line
-  error reports the failure. Yields the log's path."""
+  """Within the block, Orbax's, TensorStore's and asyncio's warnings and
+  errors go to ``workdir/checkpoint_errors.log`` (created only if one
+  arrives) and their errors leave the console (every handler of the root
+  and absl loggers), where the trainer's one-line error reports the failure.
+  So do the "Event loop is closed" tracebacks that TensorStore prints
+  through ``sys.excepthook`` after a failed write. Yields the log's path."""
   path = os.path.join(os.fspath(workdir), CHECKPOINT_LOG)
   handler = logging.FileHandler(path, delay=True, encoding='utf-8')
   handler.setLevel(logging.WARNING)
-  handler.addFilter(_from_orbax)
+  handler.addFilter(_from_checkpointing)
   handler.setFormatter(logging.Formatter(
       '%(asctime)s %(levelname)s %(pathname)s:%(lineno)d] %(message)s'))
-  not_orbax_errors = lambda r: not (_from_orbax(r) and  # noqa: E731
-                                    r.levelno >= logging.ERROR)
-  absl_logger = logging.getLogger('absl')
+  not_checkpoint_errors = lambda r: not (  # noqa: E731
+      _from_checkpointing(r) and r.levelno >= logging.ERROR)
+  root = logging.getLogger()
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  console = [absl_logging.get_absl_handler()]
-  absl_logger.addHandler(handler)
+  console = list(dict.fromkeys(
+      [absl_logging.get_absl_handler(), *root.handlers,
+       *logging.getLogger('absl').handlers]))
+  previous_hook = sys.excepthook
+
+  def excepthook(kind, value, traceback):
+    if _closed_loop_callback(kind, value):
+      logging.getLogger('asyncio').error(
+          'A checkpoint write completed after its event loop closed',
+          exc_info=(kind, value, traceback))
+    else:
+      previous_hook(kind, value, traceback)
+
+  root.addHandler(handler)
   for h in console:
-    h.addFilter(not_orbax_errors)
+    h.addFilter(not_checkpoint_errors)
+  sys.excepthook = excepthook
   try:
     yield path
   finally:
+    if sys.excepthook is excepthook:
+      sys.excepthook = previous_hook
     for h in console:
-      h.removeFilter(not_orbax_errors)
-    absl_logger.removeHandler(handler)
+      h.removeFilter(not_checkpoint_errors)
+    root.removeHandler(handler)
     handler.close()
 
 
@@ -96,7 +128,9 @@ def best_metrics(scores: Mapping[str, float], name: str,
 
 
 def _objective(metrics: Mapping[str, float]) -> float:
-  return float(metrics[OBJECTIVE])
+  """The ranking of a checkpoint; one saved without a validation (empty
+  metrics) ranks below every validated one."""
+  return float(metrics.get(OBJECTIVE, math.inf))
 
 
 def _first_line(error: BaseException) -> str:
@@ -323,6 +357,52 @@ class Checkpointer:
         self.set_aside(step, problem)
     return None
 
+  def restore_newest(self, first: int, abstract_state: PyTree, *,
+                     fallback: bool = True, primary: bool = True,
+                     check: Callable[[int], None] | None = None
+                     ) -> tuple[int, PyTree, dict[str, Any]] | None:
+    """Restores checkpoint ``first`` (:meth:`latest_intact_step` verified
+    it) or, when restoring it fails (damage its checksum record could not
+    show, e.g. a save killed before the record was written) and
+    ``fallback``, the newest older one that passes :meth:`damage` and
+    restores. The same ``abstract_state`` serves every candidate, so the
+    caller loads no data and compiles nothing again. Failed candidates are
+    moved aside by the ``primary`` process (elsewhere: skipped, with a
+    warning); ``check(step)`` vets each older candidate before its restore
+    (e.g. that it is of the same model).
+
+    Returns:
+      (step, state placed like ``abstract_state``, meta), or None when no
+      checkpoint restores.
+
+    Raises:
+      CheckpointCorruptError: restoring ``first`` failed and not
+        ``fallback`` (nothing changed).
+    """
+    older = sorted((s for s in self.all_steps() if s < first), reverse=True)
+    for step in [first] + older:
+      problem = None if step == first else self.damage(step)
+      if problem is None:
+        if check is not None and step != first:
+          check(step)
+        try:
+          state, meta = self.restore(step, abstract_state)
+          return step, state, meta
+        except Exception as e:  # pylint: disable=broad-except
+          problem = f'restoring it failed: {type(e).__name__}: {_first_line(e)[:200]}'
+          if not fallback:
+            raise errors.CheckpointCorruptError(
+                f'The checkpoint of step {step} in {self.directory} is '
+                f'damaged: {problem}. Nothing was changed. Rerun with '
+                '--config.checkpoint_fallback=True to resume from the newest '
+                'intact checkpoint.') from e
+      if self.read_only or not primary:
+        logging.warning('The checkpoint of step %d is damaged (%s); using '
+                        'an earlier one.', step, problem)
+      else:
+        self.set_aside(step, problem)
+    return None
+
   def check_intact(self, step: int) -> None:
     """Raises CheckpointCorruptError if the checkpoint of ``step`` is
     damaged (an explicitly chosen step is never replaced)."""
@@ -366,7 +446,9 @@ class Checkpointer:
           step, args=ocp.args.Composite(
               state=ocp.args.StandardSave(state),
               meta=ocp.args.JsonSave(dict(meta))),
-          metrics=dict(metrics) if metrics else None, force=True)
+          # Always given (empty without a validation): Orbax warns about
+          # every save without metrics when it tracks the best.
+          metrics=dict(metrics) if metrics else {}, force=True)
     except Exception as e:  # pylint: disable=broad-except
       raise errors.CheckpointSaveError(
           f'Saving the checkpoint of step {step} in {self.directory} failed: '

@@ -18,11 +18,14 @@ all processes resumes from the latest checkpoint.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 
@@ -126,7 +129,7 @@ class PeerWatchdog:
     self._peers = [p for p in range(num_processes) if p != process_id]
     self.timeout = timeout
     self.interval = interval
-    self._exit = exit_fn or os._exit  # pylint: disable=protected-access
+    self._exit = exit_fn
     self._ending = threading.Event()
     self._thread = threading.Thread(target=self._run, daemon=True,
                                     name='lstm_flax-peer-watchdog')
@@ -149,14 +152,10 @@ class PeerWatchdog:
       pass
 
   def _lost(self, message: str) -> None:
-    try:
-      os.write(2, (f'{os.path.basename(sys.argv[0]) or "python"}: error: '
-                   f'{message} Process {self._me} stops (exit status '
-                   f'{LOST_STATUS}); restart all processes with the same '
-                   'command to resume from the latest checkpoint.\n').encode())
-    except OSError:
-      pass
-    self._exit(LOST_STATUS)
+    if self._exit is None:
+      _exit_lost(message)
+    else:
+      self._exit(LOST_STATUS)
 
   def _poll(self, count: int) -> dict[int, tuple[str | None, bool]]:
     """Publishes heartbeat ``count``; returns each peer's (heartbeat, done)."""
@@ -223,6 +222,51 @@ def _await_watchdog_then(previous_hook):
   return hook
 
 
+def _exit_lost(message: str) -> None:
+  """One line on stderr, then ``os._exit(LOST_STATUS)``."""
+  try:
+    os.write(2, (f'{os.path.basename(sys.argv[0]) or "python"}: error: '
+                 f'{message} This process stops (exit status {LOST_STATUS}); '
+                 'restart all processes with the same command to resume '
+                 'from the latest checkpoint.\n').encode())
+  except OSError:
+    pass
+  os._exit(LOST_STATUS)  # pylint: disable=protected-access
+
+
+def _on_coordination_error(status: Any) -> None:
+  """JAX's client calls this when the coordination service reports an error
+  (a process missed its heartbeats or the service is gone); without it,
+  the client aborts the process with a C++ ``Check failure`` trace."""
+  text = str(status).strip().splitlines()
+  _exit_lost('the JAX coordination service reports that a process of the '
+             f'run stopped ({text[0][:200] if text else "no detail"}).')
+
+
+@contextlib.contextmanager
+def _coordination_errors_exit_cleanly() -> Iterator[None]:
+  """Within the block, JAX's distributed runtime client is created with
+  :func:`_on_coordination_error` as its error callback. ``jax.distributed``
+  has no argument for it, so this wraps the private factory it calls, where
+  this JAX release has it (else JAX's default, an abort, stays)."""
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  lib = getattr(jax_distributed, '_jax', None)
+  factory = getattr(lib, 'get_distributed_runtime_client', None)
+  if factory is None:
+    yield
+    return
+
+  def with_callback(*args, **kwargs):
+    kwargs.setdefault('missed_heartbeat_callback', _on_coordination_error)
+    return factory(*args, **kwargs)
+
+  lib.get_distributed_runtime_client = with_callback
+  try:
+    yield
+  finally:
+    lib.get_distributed_runtime_client = factory
+
+
 def stop_watchdog() -> None:
   """Stops the peer watchdog, if any (at exit, before JAX's shutdown)."""
   if _watchdog is not None:
@@ -256,8 +300,21 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
     raise ValueError(f'{INIT_TIMEOUT_ENV}={os.environ[INIT_TIMEOUT_ENV]!r} is '
                      'not a whole number of seconds; set it to e.g. 300 or '
                      'unset it.') from None
-  jax.distributed.initialize(heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
-                             initialization_timeout=init_timeout, **kwargs)
+  try:
+    with _coordination_errors_exit_cleanly():
+      jax.distributed.initialize(
+          heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
+          initialization_timeout=init_timeout, **kwargs)
+  except Exception as e:  # pylint: disable=broad-except
+    text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
+    print(f'{os.path.basename(sys.argv[0]) or "python"}: error: starting JAX '
+          f'on {num_processes or "the detected"} processes (coordinator '
+          f'{coordinator_address or "detected"}) failed within '
+          f'{init_timeout} s: {type(e).__name__}: {text}. Start every '
+          'process of the run (a process that stopped during start-up '
+          f'leaves the others waiting {INIT_TIMEOUT_ENV} seconds).',
+          file=sys.stderr, flush=True)
+    raise SystemExit(LOST_STATUS) from e
   global _watchdog
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
   client = getattr(jax_distributed.global_state, 'client', None)

@@ -24,6 +24,8 @@ nothing and no signal can arrive in the middle of its own import of JAX.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -59,3 +61,13 @@ def exit_cleanly_on_signals() -> None:
     return
   for signum in _NAMES:
     signal.signal(signum, _exit_now)
+  # JAX's preemption service (several processes) replaces the SIGTERM
+  # handler and leaves the default one behind when it shuts down at exit:
+  # this atexit hook, registered before JAX's own, runs after it.
+  atexit.register(_reinstall)
+
+
+def _reinstall() -> None:
+  for signum in _NAMES:
+    with contextlib.suppress(ValueError, OSError):
+      signal.signal(signum, _exit_now)
