@@ -88,8 +88,9 @@ def in_cluster() -> bool:
 PEER_TIMEOUT_S = 20.0
 HEARTBEAT_INTERVAL_S = 1.0
 # JAX's own coordination-service heartbeat timeout, longer than the
-# watchdog's: its expiry aborts the process with a C++ trace.
-JAX_HEARTBEAT_TIMEOUT_S = 120
+# watchdog's; it still covers the shutdown barrier, after the watchdog
+# stopped (its expiry is reported by _on_coordination_error: one line).
+JAX_HEARTBEAT_TIMEOUT_S = 60
 LOST_STATUS = 1
 # Seconds the processes wait for each other to connect at start-up (JAX's
 # default, 300); the environment variable LSTM_FLAX_INIT_TIMEOUT_S sets it
@@ -140,16 +141,21 @@ class PeerWatchdog:
 
   def stop(self) -> None:
     """The run is ending normally: publishes that this process is done (the
-    others stop watching it), and from now on an unreachable coordination
-    service (process 0 shutting down) ends the watch quietly. Lost peers
-    are still reported: a process waiting in JAX's shutdown barrier for one
-    that died would otherwise wait for JAX's shutdown timeout."""
+    others stop watching it) and ends the watch, waiting for the thread (it
+    must not be inside a call into JAX's client when the interpreter
+    finalises: a daemon thread stopped there aborts the process). From here
+    on JAX's own heartbeat (``JAX_HEARTBEAT_TIMEOUT_S``, reported by
+    :func:`_on_coordination_error`) covers a process lost during the
+    shutdown barrier."""
     self._ending.set()
     try:
       self._client.key_value_set(f'{_DONE}{self._me}', '1',
                                  allow_overwrite=True)
     except Exception:  # pylint: disable=broad-except
       pass
+    if self._thread.is_alive() and (
+        self._thread is not threading.current_thread()):
+      self._thread.join(timeout=10 * self.interval + 5)
 
   def _lost(self, message: str) -> None:
     if self._exit is None:
@@ -177,7 +183,7 @@ class PeerWatchdog:
     seen = {p: (None, start) for p in self._peers}  # value, when it changed
     watched = set(self._peers)
     count = 0
-    while watched:
+    while watched and not self._ending.is_set():
       count += 1
       now = time.monotonic()
       try:
@@ -198,7 +204,7 @@ class PeerWatchdog:
           self._lost(f'process {p} of {len(self._peers) + 1} stopped '
                      f'responding (no heartbeat for {self.timeout:.0f} s).')
           return
-      time.sleep(self.interval)
+      self._ending.wait(self.interval)
 
 
 _watchdog: PeerWatchdog | None = None
