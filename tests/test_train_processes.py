@@ -121,30 +121,32 @@ def test_two_processes_match_one_process_through_a_one_host_sigterm(
   host): both save the same step and exit 0; restarted, they finish with
   the losses of the one-process run."""
   workdir = str(tmp_path / 'two')
-  procs = _two_processes(workdir, cache, num_train_steps=8,
+  procs = _two_processes(workdir, cache, num_train_steps=16,
                          checkpoint_every_steps=100)
   _wait_for_step(procs[0], workdir, 2)
   procs[1].send_signal(signal.SIGTERM)
   outputs = [p.communicate(timeout=120) for p in procs]
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, out[-2000:] + err[-6000:]
-  saved = [int(re.search(r'Preempted: saved the checkpoint of step (\d+)',
-                         err).group(1)) for _, err in outputs]
-  assert saved[0] == saved[1] < 8
+  saved = [re.findall(r'Preempted: saved the checkpoint of step (\d+)', err)
+           for _, err in outputs]
+  assert saved[0] == saved[1] and len(saved[0]) == 1, outputs[0][1][-3000:]
+  assert int(saved[0][0]) < 16
   assert 'process 1 of 2' in outputs[1][1] or 'Rank 1' in outputs[1][1]
-  procs = _two_processes(workdir, cache, num_train_steps=8)
+  procs = _two_processes(workdir, cache, num_train_steps=16,
+                         checkpoint_every_steps=100)
   outputs = [p.communicate(timeout=300) for p in procs]
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, out[-2000:] + err[-6000:]
   two = testing.train_losses(workdir)
   one = reference[1]
-  assert sorted(two) == list(range(1, 9))
-  np.testing.assert_allclose([two[s] for s in range(1, 9)],
-                             [one[s] for s in range(1, 9)],
+  assert sorted(two) == list(range(1, 17))
+  np.testing.assert_allclose([two[s] for s in range(1, 17)],
+                             [one[s] for s in range(1, 17)],
                              rtol=1e-5, atol=1e-5)
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
-  assert ckpt.latest_step() == 8
-  assert ckpt.read_meta(8)['process_count'] == 2
+  assert ckpt.latest_step() == 16
+  assert ckpt.read_meta(16)['process_count'] == 2
   ckpt.close()
 
 
