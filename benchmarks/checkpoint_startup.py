@@ -8,8 +8,9 @@ MB (float32 parameters) with the project's ``Checkpointer`` (checksum records
 included), then times, in fresh ``Checkpointer`` objects, what a resuming
 run does before its restore: opening the manager and
 ``latest_intact_step()`` (only the newest checkpoint is hashed; an older one
-only if the newest is damaged), and the same after damaging the newest
-(one fallback), and the restore itself for comparison.
+only if the newest is damaged), and for comparison checking every
+checkpoint, the restore itself, and the start-up check after damaging the
+newest (one fallback).
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def main() -> int:
     step, took = _timed(start_up)
     print(f'start-up check (run {attempt + 1}): newest intact step {step} in '
           f'{took:.2f} s')
+  def every_step():
+    c = checkpoints.Checkpointer(root, keep=args.keep, keep_best=0)
+    problems = [c.damage(s) for s in c.all_steps()]
+    c.close()
+    return problems
+
+  problems, took = _timed(every_step)
+  print(f'for comparison, checking all {len(problems)} checkpoints: '
+        f'{took:.2f} s')
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   c = checkpoints.Checkpointer(root, keep=args.keep, keep_best=0)
   _, took = _timed(lambda: c.restore(args.keep, abstract))
