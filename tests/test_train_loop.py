@@ -523,7 +523,8 @@ def test_orbax_errors_go_to_the_workdir_log_not_the_console(tmp_path):
 
   orbax_error = record('/site-packages/orbax/checkpoint/_src/future.py',
                        logging.ERROR)
-  with checkpoints.orbax_errors_to_file(str(tmp_path)) as path:
+  with metrics.orbax_errors_to_file(
+      str(tmp_path / checkpoints.CHECKPOINT_LOG)) as path:
     assert not console.filter(orbax_error)
     assert console.filter(record('/work/trainer/loop.py', logging.ERROR))
     assert console.filter(record('/site-packages/orbax/x.py', logging.WARNING))
@@ -573,7 +574,8 @@ def test_closed_loop_tracebacks_go_to_the_workdir_log(tmp_path, capsys):
   (printed through sys.excepthook) land in checkpoint_errors.log."""
   import sys  # pylint: disable=g-import-not-at-top
   hook = sys.excepthook
-  with checkpoints.orbax_errors_to_file(str(tmp_path)) as path:
+  with metrics.orbax_errors_to_file(
+      str(tmp_path / checkpoints.CHECKPOINT_LOG)) as path:
     try:
       raise RuntimeError('Event loop is closed')
     except RuntimeError as e:

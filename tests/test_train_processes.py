@@ -177,7 +177,8 @@ def _watch(client, me, exits, **kwargs):
 def test_peer_watchdog_ends_a_process_whose_peer_stopped():
   client = _FakeCoordination()
   exits0, exits1 = [], []
-  w0, w1 = _watch(client, 0, exits0), _watch(client, 1, exits1)
+  _watch(client, 0, exits0)
+  w1 = _watch(client, 1, exits1)
   time.sleep(0.6)
   assert exits0 == exits1 == []  # Both alive: nobody exits.
   w1.stop()  # Process 1 finished normally: process 0 stops watching it.

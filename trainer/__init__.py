@@ -11,6 +11,10 @@ Modules, one responsibility each:
 * ``train_lib``: ``train_step`` / ``eval_step`` and the training loop.
 * ``generate``: text generation from a checkpoint.
 * ``translate``: translation of text lines from a checkpoint.
+* ``distributed``: ``jax.distributed`` start-up and the peer watchdog
+  (a lost process ends the others with one line).
+* ``signals``: SIGINT / SIGTERM exit 130 / 143 at any moment (start-up
+  included).
 * ``host_memory``: glibc ``malloc`` settings that keep XLA:CPU's per-step
   buffers mapped (``train.py`` applies them on the CPU backend).
 """

@@ -19,14 +19,12 @@ metric (``Task.best_metric``, recorded as an objective) are kept.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -43,77 +41,13 @@ CHECKPOINT_DIR = 'checkpoints'
 CHECKSUM_FILE = 'lstm_flax_checksums.json'
 # A damaged checkpoint is moved to checkpoints/corrupt-<step>/ (never deleted).
 CORRUPT_PREFIX = 'corrupt-'
+# Orbax's, TensorStore's and asyncio's warnings and errors of a training run,
+# tracebacks included (trainer.metrics.orbax_errors_to_file routes them
+# there; the console shows one line per failure: the trainer's).
+CHECKPOINT_LOG = 'checkpoint_errors.log'
 # The number a save records for ranking checkpoints (lower is better): the
 # task's best metric, negated when higher is better.
 OBJECTIVE = 'objective'
-
-
-# Orbax's, TensorStore's and asyncio's warnings and errors of a training run,
-# tracebacks included (the console shows one line per failure: the
-# trainer's).
-CHECKPOINT_LOG = 'checkpoint_errors.log'
-
-
-def _from_checkpointing(record: logging.LogRecord) -> bool:
-  """Whether a log record comes from the checkpoint writers: Orbax,
-  TensorStore, or asyncio (whose event loops Orbax runs TensorStore in)."""
-  path = record.pathname.replace('\\', '/')
-  return ('/orbax/' in path or '/tensorstore/' in path or
-          record.name == 'asyncio' or record.name.startswith('asyncio.'))
-
-
-def _closed_loop_callback(kind: type[BaseException],
-                          value: BaseException) -> bool:
-  """Whether an exception is TensorStore completing a write for an asyncio
-  loop that Orbax already closed (after the save failed): TensorStore's C++
-  prints those with ``PyErr_Print``, one traceback per pending write."""
-  return issubclass(kind, RuntimeError) and str(value) == 'Event loop is closed'
-
-
-@contextlib.contextmanager
-def orbax_errors_to_file(workdir: str | os.PathLike[str]) -> Iterator[str]:
-  """Within the block, Orbax's, TensorStore's and asyncio's warnings and
-  errors go to ``workdir/checkpoint_errors.log`` (created only if one
-  arrives) and their errors leave the console (every handler of the root
-  and absl loggers), where the trainer's one-line error reports the failure.
-  So do the "Event loop is closed" tracebacks that TensorStore prints
-  through ``sys.excepthook`` after a failed write. Yields the log's path."""
-  path = os.path.join(os.fspath(workdir), CHECKPOINT_LOG)
-  handler = logging.FileHandler(path, delay=True, encoding='utf-8')
-  handler.setLevel(logging.WARNING)
-  handler.addFilter(_from_checkpointing)
-  handler.setFormatter(logging.Formatter(
-      '%(asctime)s %(levelname)s %(pathname)s:%(lineno)d] %(message)s'))
-  not_checkpoint_errors = lambda r: not (  # noqa: E731
-      _from_checkpointing(r) and r.levelno >= logging.ERROR)
-  root = logging.getLogger()
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  console = list(dict.fromkeys(
-      [absl_logging.get_absl_handler(), *root.handlers,
-       *logging.getLogger('absl').handlers]))
-  previous_hook = sys.excepthook
-
-  def excepthook(kind, value, traceback):
-    if _closed_loop_callback(kind, value):
-      logging.getLogger('asyncio').error(
-          'A checkpoint write completed after its event loop closed',
-          exc_info=(kind, value, traceback))
-    else:
-      previous_hook(kind, value, traceback)
-
-  root.addHandler(handler)
-  for h in console:
-    h.addFilter(not_checkpoint_errors)
-  sys.excepthook = excepthook
-  try:
-    yield path
-  finally:
-    if sys.excepthook is excepthook:
-      sys.excepthook = previous_hook
-    for h in console:
-      h.removeFilter(not_checkpoint_errors)
-    root.removeHandler(handler)
-    handler.close()
 
 
 def best_metrics(scores: Mapping[str, float], name: str,

@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -95,7 +95,7 @@ LOST_STATUS = 1
 # Seconds the processes wait for each other to connect at start-up (JAX's
 # default, 300); the environment variable LSTM_FLAX_INIT_TIMEOUT_S sets it
 # (benchmarks/chaos.py: 30). A process lost before all connected leaves the
-# others waiting this long, then they exit with JAX's error.
+# others waiting this long, then they exit with one line (status 1).
 INIT_TIMEOUT_ENV = 'LSTM_FLAX_INIT_TIMEOUT_S'
 DEFAULT_INIT_TIMEOUT_S = 300
 _KEY = 'lstm_flax/heartbeat/'
@@ -122,9 +122,10 @@ class PeerWatchdog:
     exit_fn: called with the status instead of ``os._exit`` (tests).
   """
 
-  def __init__(self, client, process_id: int, num_processes: int, *,
+  def __init__(self, client: Any, process_id: int, num_processes: int, *,
                timeout: float = PEER_TIMEOUT_S,
-               interval: float = HEARTBEAT_INTERVAL_S, exit_fn=None):
+               interval: float = HEARTBEAT_INTERVAL_S,
+               exit_fn: Callable[[int], Any] | None = None):
     self._client = client
     self._me = process_id
     self._peers = [p for p in range(num_processes) if p != process_id]
@@ -210,7 +211,7 @@ class PeerWatchdog:
 _watchdog: PeerWatchdog | None = None
 
 
-def _await_watchdog_then(previous_hook):
+def _await_watchdog_then(previous_hook: Callable[..., Any]) -> Callable[..., Any]:
   """A ``sys.excepthook`` that, for an uncaught JAX runtime error (a
   collective failing because another process died), first gives the
   watchdog time to name the lost process and exit; the traceback is printed

@@ -260,7 +260,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict,
                                          config.logical_axis_rules)
   task.check_batch_sizes(partitioner.check_batch_size)
   with workdir_lock.hold(workdir, primary=jax.process_index() == 0), \
-      checkpoints.orbax_errors_to_file(workdir):
+      metrics_lib.orbax_errors_to_file(
+          os.path.join(workdir, checkpoints.CHECKPOINT_LOG)):
     ckpt = checkpoints.Checkpointer(
         workdir, keep=config.keep_checkpoints,
         keep_best=config.keep_best_checkpoints,
