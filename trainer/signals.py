@@ -13,10 +13,12 @@ heavy import) installs handlers that print one line and leave at once with
 Nothing unfinished is ever used after such an exit: checkpoints are written
 into temporary directories and renamed when complete, ``metrics.jsonl`` rows
 after the resumed checkpoint are dropped and replayed, and the workdir lock
-is released by the kernel. The training loop replaces the SIGTERM handler
-while it runs (single process: it saves a checkpoint and exits 0; several
-processes: JAX's preemption service catches SIGTERM and all processes save
-the same step) and restores this one afterwards.
+is released by the kernel; from the last atexit hook on (the run's work
+done) both signals are ignored, so the process exits with its own status.
+The training loop replaces the SIGTERM handler while it runs (single
+process: it saves a checkpoint and exits 0; several processes: JAX's
+preemption service catches SIGTERM and all processes save the same step)
+and restores this one afterwards.
 
 This module imports only the standard library, so installing it costs
 nothing and no signal can arrive in the middle of its own import of JAX.
@@ -61,13 +63,19 @@ def exit_cleanly_on_signals() -> None:
     return
   for signum in _NAMES:
     signal.signal(signum, _exit_now)
-  # JAX's preemption service (several processes) replaces the SIGTERM
-  # handler and leaves the default one behind when it shuts down at exit:
-  # this atexit hook, registered before JAX's own, runs after it.
-  atexit.register(_reinstall)
+  # Registered before JAX's and Orbax's atexit hooks, so it runs last.
+  atexit.register(_ignore_during_teardown)
 
 
-def _reinstall() -> None:
+def _ignore_during_teardown() -> None:
+  """Ignores SIGINT / SIGTERM for the rest of the interpreter's teardown.
+
+  The run's work is over here (every atexit hook of JAX and Orbax ran), but
+  finalisation resets Python-level handlers to the default, and JAX's
+  preemption service leaves the default SIGTERM action behind: a signal
+  in that window killed the process (status -15) after a complete run. An
+  ignored signal lets it exit with its own status.
+  """
   for signum in _NAMES:
     with contextlib.suppress(ValueError, OSError):
-      signal.signal(signum, _exit_now)
+      signal.signal(signum, signal.SIG_IGN)
