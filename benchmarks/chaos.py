@@ -20,7 +20,8 @@
    processes on this machine sharing the workdir (README, "two processes on
    one machine"), and one of: SIGKILL to one process, SIGKILL to both,
    SIGTERM to one (a preemption notice on one host only), SIGTERM to both.
-   Every process must then stop by itself within ``--stop_within`` seconds
+   Every process must then stop by itself within ``--stop_within`` seconds,
+   with status 0, 1 (a lost peer), 130 or 143 unless SIGKILLed
    (the peer watchdog of trainer/distributed.py: 20 s without a heartbeat,
    or JAX's initialisation timeout for a process lost before all connected,
    which this script sets to 30 s through LSTM_FLAX_INIT_TIMEOUT_S), and no
@@ -180,6 +181,17 @@ def _start_and_hit(commands, rng, duration, stop_within, log, hit=True
   return name, statuses, time.monotonic() - start
 
 
+def _unclean(statuses: list[int] | None, name: str | None,
+             took: float) -> list[str]:
+  """What was not clean about how the processes ended: one that hung, or
+  one ended by a signal other than SIGKILL (statuses 0, 1 for a lost
+  peer, 130 and 143 are clean)."""
+  if statuses is None:
+    return [f'a process still ran {took:.0f} s after {name}']
+  return [f'exit {s} after {name}' for s in statuses
+          if s < 0 and s != -signal.SIGKILL]
+
+
 def _run_until_done(commands, rng, duration, args, log
                     ) -> tuple[int, list[str], list[str]]:
   """Reruns until every process exits 0: (restarts, signals, problems)."""
@@ -190,9 +202,8 @@ def _run_until_done(commands, rng, duration, args, log
                                           args.stop_within, log, hit)
     if name:
       sent.append(name)
-    if statuses is None:
-      problems.append(f'a process still ran {took:.0f} s after {name}')
-    elif all(s == 0 for s in statuses):
+    problems += _unclean(statuses, name, took)
+    if statuses is not None and all(s == 0 for s in statuses):
       return attempt, sent, problems
   return args.max_restarts + 1, sent, problems
 
@@ -252,8 +263,7 @@ def main() -> int:
       delay = time.monotonic() - start - took
       restarts, later, problems = _run_until_done(cmds, rng, duration, args,
                                                   log)
-    if first is None:
-      problems.insert(0, f'a process still ran {took:.0f} s after {name}')
+    problems[:0] = _unclean(first, name, took)
     text = log_path.read_text(errors='replace')
     problems += [f'log has "{m}"' for m in CRASH_MARKS if m in text]
     ok = restarts <= args.max_restarts and not problems
