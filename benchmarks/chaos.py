@@ -27,9 +27,10 @@
    which this script sets to 30 s through LSTM_FLAX_INIT_TIMEOUT_S), and no
    log may hold a C++ ``Check failure`` trace, ``Fatal Python error`` or a
    ``Segmentation fault``.
-3. The same command (all processes) is rerun until every process exits 0
-   (at most ``--max_restarts`` times, each of them also hit at random with
-   probability ``--rekill``).
+3. The same command (all processes) is rerun until a start that was not hit
+   exits 0 in every process (at most ``--max_restarts`` times, each of them
+   also hit at random with probability ``--rekill``; a hit start that exits
+   0 has saved on SIGTERM, and is resumed).
 4. The run survived if its per-step training losses and final validation
    metrics in ``metrics.jsonl`` equal the reference's exactly (the reference
    has as many processes), with each step logged once.
@@ -203,7 +204,9 @@ def _run_until_done(commands, rng, duration, args, log
     if name:
       sent.append(name)
     problems += _unclean(statuses, name, took)
-    if statuses is not None and all(s == 0 for s in statuses):
+    # Exit 0 after a hit may be a save on SIGTERM: only an unhit start that
+    # exits 0 has finished the run.
+    if not name and statuses is not None and all(s == 0 for s in statuses):
       return attempt, sent, problems
   return args.max_restarts + 1, sent, problems
 

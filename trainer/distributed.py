@@ -18,13 +18,12 @@ all processes resumes from the latest checkpoint.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -89,7 +88,7 @@ PEER_TIMEOUT_S = 20.0
 HEARTBEAT_INTERVAL_S = 1.0
 # JAX's own coordination-service heartbeat timeout, longer than the
 # watchdog's; it still covers the shutdown barrier, after the watchdog
-# stopped (its expiry is reported by _on_coordination_error: one line).
+# stopped.
 JAX_HEARTBEAT_TIMEOUT_S = 60
 LOST_STATUS = 1
 # Seconds the processes wait for each other to connect at start-up (JAX's
@@ -145,9 +144,8 @@ class PeerWatchdog:
     others stop watching it) and ends the watch, waiting for the thread (it
     must not be inside a call into JAX's client when the interpreter
     finalises: a daemon thread stopped there aborts the process). From here
-    on JAX's own heartbeat (``JAX_HEARTBEAT_TIMEOUT_S``, reported by
-    :func:`_on_coordination_error`) covers a process lost during the
-    shutdown barrier."""
+    on JAX's own heartbeat (``JAX_HEARTBEAT_TIMEOUT_S``) covers a process
+    lost during the shutdown barrier."""
     self._ending.set()
     try:
       self._client.key_value_set(f'{_DONE}{self._me}', '1',
@@ -241,39 +239,6 @@ def _exit_lost(message: str) -> None:
   os._exit(LOST_STATUS)  # pylint: disable=protected-access
 
 
-def _on_coordination_error(status: Any) -> None:
-  """JAX's client calls this when the coordination service reports an error
-  (a process missed its heartbeats or the service is gone); without it,
-  the client aborts the process with a C++ ``Check failure`` trace."""
-  text = str(status).strip().splitlines()
-  _exit_lost('the JAX coordination service reports that a process of the '
-             f'run stopped ({text[0][:200] if text else "no detail"}).')
-
-
-@contextlib.contextmanager
-def _coordination_errors_exit_cleanly() -> Iterator[None]:
-  """Within the block, JAX's distributed runtime client is created with
-  :func:`_on_coordination_error` as its error callback. ``jax.distributed``
-  has no argument for it, so this wraps the private factory it calls, where
-  this JAX release has it (else JAX's default, an abort, stays)."""
-  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
-  lib = getattr(jax_distributed, '_jax', None)
-  factory = getattr(lib, 'get_distributed_runtime_client', None)
-  if factory is None:
-    yield
-    return
-
-  def with_callback(*args, **kwargs):
-    kwargs.setdefault('missed_heartbeat_callback', _on_coordination_error)
-    return factory(*args, **kwargs)
-
-  lib.get_distributed_runtime_client = with_callback
-  try:
-    yield
-  finally:
-    lib.get_distributed_runtime_client = factory
-
-
 def stop_watchdog() -> None:
   """Stops the peer watchdog, if any (at exit, before JAX's shutdown)."""
   if _watchdog is not None:
@@ -308,10 +273,9 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
                      'not a whole number of seconds; set it to e.g. 300 or '
                      'unset it.') from None
   try:
-    with _coordination_errors_exit_cleanly():
-      jax.distributed.initialize(
-          heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
-          initialization_timeout=init_timeout, **kwargs)
+    jax.distributed.initialize(
+        heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
+        initialization_timeout=init_timeout, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
     text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
     print(f'{os.path.basename(sys.argv[0]) or "python"}: error: starting JAX '

@@ -311,8 +311,9 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
     start = int(meta['input_pipeline']['next_step'])
     validation_pending = bool(meta.get('validation_pending'))
     logging.info('Resumed from the checkpoint of step %d.', start)
-    if jax.process_index() == 0:  # The steps after it are replayed.
-      metrics_lib.drop_rows_after(workdir, start)
+  if jax.process_index() == 0:  # Steps after the checkpoint are replayed;
+    # a fresh start (a run killed before its first save) replays them all.
+    metrics_lib.drop_rows_after(workdir, start if start else -1)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   logging.info('The model has %s parameters.', f'{num_params:,}')
   writer = metrics_lib.create_writer(workdir)
