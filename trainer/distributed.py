@@ -13,6 +13,13 @@ a lost host) the others exit within ``PEER_TIMEOUT_S`` seconds with one line
 naming it and status 1, instead of blocking in a collective until JAX's own
 heartbeat timeout ends them with a C++ ``Check failure`` abort. Restarting
 all processes resumes from the latest checkpoint.
+
+Process 0 hosts JAX's coordination service: when it dies, JAX's client on
+every other process aborts at once with that C++ trace, before any Python
+code can run. jaxlib's client takes an error callback
+(``missed_heartbeat_callback``) but cannot hand its ``absl::Status`` to a
+Python function (``std::bad_cast``, itself an abort; jaxlib 0.10.2), so
+that case keeps JAX's own abort (the processes still stop at once).
 """
 
 from __future__ import annotations
