@@ -101,7 +101,8 @@ LOST_STATUS = 1
 # Seconds the processes wait for each other to connect at start-up (JAX's
 # default, 300); the environment variable LSTM_FLAX_INIT_TIMEOUT_S sets it
 # (benchmarks/chaos.py: 30). A process lost before all connected leaves the
-# others waiting this long, then they exit with one line (status 1).
+# others waiting this long, then they exit with one line (status 1; a
+# timer 2 s before JAX's own timeout, whose expiry is a C++ abort).
 INIT_TIMEOUT_ENV = 'LSTM_FLAX_INIT_TIMEOUT_S'
 DEFAULT_INIT_TIMEOUT_S = 300
 _KEY = 'lstm_flax/heartbeat/'
@@ -279,11 +280,21 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
     raise ValueError(f'{INIT_TIMEOUT_ENV}={os.environ[INIT_TIMEOUT_ENV]!r} is '
                      'not a whole number of seconds; set it to e.g. 300 or '
                      'unset it.') from None
+  # JAX's client aborts (C++ Check failure) when not every process
+  # connected in time: this timer ends the process with one line first.
+  timer = threading.Timer(max(1.0, init_timeout - 2.0), _exit_lost, args=(
+      f'not every one of the {num_processes or "detected"} processes '
+      f'connected to the coordinator {coordinator_address or "(detected)"} '
+      f'within {init_timeout} s (a process that stopped during start-up, or '
+      f'was never started; {INIT_TIMEOUT_ENV} sets the wait).',))
+  timer.daemon = True
+  timer.start()
   try:
     jax.distributed.initialize(
         heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
         initialization_timeout=init_timeout, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
+    timer.cancel()
     text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
     print(f'{os.path.basename(sys.argv[0]) or "python"}: error: starting JAX '
           f'on {num_processes or "the detected"} processes (coordinator '
@@ -293,6 +304,7 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
           f'leaves the others waiting {INIT_TIMEOUT_ENV} seconds).',
           file=sys.stderr, flush=True)
     raise SystemExit(LOST_STATUS) from e
+  timer.cancel()
   global _watchdog
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
   client = getattr(jax_distributed.global_state, 'client', None)
