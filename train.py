@@ -12,6 +12,8 @@ Rerunning the same command resumes from the workdir's latest checkpoint.
 The resolved config is written to ``workdir/config.json``.
 """
 
+from trainer import signals  # First: SIGINT/SIGTERM exit cleanly from here on.
+signals.exit_cleanly_on_signals()
 import json
 import math
 

@@ -82,6 +82,8 @@ def test_trains_evaluates_and_checkpoints(trained):
   assert meta['tokenizer']['vocab_size'] == 300
   assert os.path.isfile(os.path.join(workdir, 'tokenizer', 'tokenizer.json'))
   ckpt.close()
+  # Nothing went wrong: no Orbax warning (e.g. saves without metrics).
+  assert not os.path.exists(os.path.join(workdir, checkpoints.CHECKPOINT_LOG))
 
 
 def test_carry_flows_between_batches_and_resets_each_epoch(cache):
@@ -523,7 +525,8 @@ def test_orbax_errors_go_to_the_workdir_log_not_the_console(tmp_path):
 
   orbax_error = record('/site-packages/orbax/checkpoint/_src/future.py',
                        logging.ERROR)
-  with checkpoints.orbax_errors_to_file(str(tmp_path)) as path:
+  with metrics.orbax_errors_to_file(
+      str(tmp_path / checkpoints.CHECKPOINT_LOG)) as path:
     assert not console.filter(orbax_error)
     assert console.filter(record('/work/trainer/loop.py', logging.ERROR))
     assert console.filter(record('/site-packages/orbax/x.py', logging.WARNING))
@@ -533,3 +536,53 @@ def test_orbax_errors_go_to_the_workdir_log_not_the_console(tmp_path):
   with open(path, encoding='utf-8') as f:
     lines = f.read().splitlines()
   assert len(lines) == 1 and 'orbax' in lines[0] and 'disk full' in lines[0]
+
+
+def _break_unrecorded(step_dir):
+  """Damage the checksum check cannot see: no record (a save killed before
+  it was written) and a truncated state file."""
+  os.remove(os.path.join(step_dir, checkpoints.CHECKSUM_FILE))
+  _truncate_state_file(step_dir)
+
+
+def test_a_failed_restore_falls_back_in_place(trained, tmp_path):
+  """restore_newest: the latest fails to restore -> refused untouched
+  without the fallback; with it, set aside and the next older one restored
+  with the same abstract state (vetted by ``check``)."""
+  workdir = _copy(trained[0], tmp_path)
+  ckpt = checkpoints.Checkpointer(workdir)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                          ckpt.restore(NUM_STEPS, None)[0])
+  _break_unrecorded(ckpt.step_dir(NUM_STEPS))
+  assert ckpt.latest_intact_step() == NUM_STEPS  # Invisible to the checks.
+  before = _snapshot(workdir)
+  with pytest.raises(errors.CheckpointCorruptError,
+                     match=rf'step {NUM_STEPS} .* restoring it failed'):
+    ckpt.restore_newest(NUM_STEPS, abstract, fallback=False)
+  assert _snapshot(workdir) == before
+  checked = []
+  step, state, meta = ckpt.restore_newest(NUM_STEPS, abstract,
+                                          check=checked.append)
+  older = max(set(ckpt.all_steps()) | {0})
+  assert step == older == checked[0] == meta['step'] and NUM_STEPS not in (
+      ckpt.all_steps())
+  assert int(state['step']) == older
+  assert os.path.isdir(ckpt.directory + f'/corrupt-{NUM_STEPS}')
+  ckpt.close()
+
+
+def test_closed_loop_tracebacks_go_to_the_workdir_log(tmp_path, capsys):
+  """TensorStore's "Event loop is closed" tracebacks after a failed write
+  (printed through sys.excepthook) land in checkpoint_errors.log."""
+  import sys  # pylint: disable=g-import-not-at-top
+  hook = sys.excepthook
+  with metrics.orbax_errors_to_file(
+      str(tmp_path / checkpoints.CHECKPOINT_LOG)) as path:
+    try:
+      raise RuntimeError('Event loop is closed')
+    except RuntimeError as e:
+      sys.excepthook(type(e), e, e.__traceback__)
+  assert sys.excepthook is hook
+  assert 'Event loop is closed' not in capsys.readouterr().err
+  with open(path, encoding='utf-8') as f:
+    assert 'RuntimeError: Event loop is closed' in f.read()

@@ -4,6 +4,7 @@ resume, restoring 8 devices -> 1, the generation CLI, CLI config errors."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from trainer import checkpoints, evaluation, loop, tasks
+from trainer import checkpoints, distributed, evaluation, loop, signals, tasks
 
 import tiny_runs as testing
 
@@ -106,30 +107,122 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(cache, reference, tmp_path):
-  workdir = str(tmp_path / 'two')
+def _two_processes(workdir, cache, **overrides):
   port = _free_port()
-  procs = [subprocess.Popen(
+  return [subprocess.Popen(
       testing.train_command(
           workdir, f'--coordinator_address=localhost:{port}',
           '--num_processes=2', f'--process_id={i}',
-          *_flags(cache, num_train_steps=8)),
+          *_flags(cache, **overrides)),
       env=testing.python_env(1), cwd=testing.REPO_ROOT, text=True,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_through_a_one_host_sigterm(
+    cache, reference, tmp_path):
+  """Two processes; SIGTERM to process 1 only (a preemption notice on one
+  host): both save the same step and exit 0; restarted, they finish with
+  the losses of the one-process run."""
+  workdir = str(tmp_path / 'two')
+  procs = _two_processes(workdir, cache, num_train_steps=16,
+                         checkpoint_every_steps=100)
+  _wait_for_step(procs[0], workdir, 2)
+  procs[1].send_signal(signal.SIGTERM)
+  outputs = [p.communicate(timeout=120) for p in procs]
+  for p, (out, err) in zip(procs, outputs):
+    assert p.returncode == 0, out[-2000:] + err[-6000:]
+  saved = [re.findall(r'Preempted: saved the checkpoint of step (\d+)', err)
+           for _, err in outputs]
+  assert saved[0] == saved[1] and len(saved[0]) == 1, outputs[0][1][-3000:]
+  assert int(saved[0][0]) < 16
+  assert 'process 1 of 2' in outputs[1][1] or 'Rank 1' in outputs[1][1]
+  procs = _two_processes(workdir, cache, num_train_steps=16,
+                         checkpoint_every_steps=100)
   outputs = [p.communicate(timeout=300) for p in procs]
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, out[-2000:] + err[-6000:]
-  assert 'process 1 of 2' in outputs[1][1] or 'Rank 1' in outputs[1][1]
   two = testing.train_losses(workdir)
   one = reference[1]
-  assert sorted(two) == list(range(1, 9))
-  np.testing.assert_allclose([two[s] for s in range(1, 9)],
-                             [one[s] for s in range(1, 9)],
+  assert sorted(two) == list(range(1, 17))
+  np.testing.assert_allclose([two[s] for s in range(1, 17)],
+                             [one[s] for s in range(1, 17)],
                              rtol=1e-5, atol=1e-5)
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
-  assert ckpt.latest_step() == 8
-  assert ckpt.read_meta(8)['process_count'] == 2
+  assert ckpt.latest_step() == 16
+  assert ckpt.read_meta(16)['process_count'] == 2
   ckpt.close()
+
+
+class _FakeCoordination:
+  """The key-value store of JAX's coordination service, in memory; a
+  process in ``frozen`` stops updating its heartbeat."""
+
+  def __init__(self):
+    self.values, self.frozen, self.down = {}, set(), False
+
+  def key_value_set(self, key, value, allow_overwrite=False):
+    del allow_overwrite
+    if self.down:
+      raise RuntimeError('UNAVAILABLE: connection refused')
+    self.values[key] = value
+
+  def key_value_try_get(self, key):
+    if self.down:
+      raise RuntimeError('UNAVAILABLE: connection refused')
+    return self.values[key]
+
+
+def _watch(client, me, exits, **kwargs):
+  return distributed.PeerWatchdog(client, me, 2, timeout=0.3, interval=0.02,
+                                  exit_fn=exits.append, **kwargs).start()
+
+
+def test_peer_watchdog_ends_a_process_whose_peer_stopped():
+  client = _FakeCoordination()
+  exits0, exits1 = [], []
+  _watch(client, 0, exits0)
+  w1 = _watch(client, 1, exits1)
+  time.sleep(0.6)
+  assert exits0 == exits1 == []  # Both alive: nobody exits.
+  w1.stop()  # Process 1 finished normally: process 0 stops watching it.
+  time.sleep(0.6)
+  assert exits0 == []
+  client = _FakeCoordination()
+  exits0, exits1 = [], []
+  _watch(client, 0, exits0)
+  w1 = _watch(client, 1, exits1)
+  time.sleep(0.1)
+  client.key_value_set = lambda *a, **k: None  # Nobody's heartbeat advances.
+  deadline = time.time() + 5
+  while not (exits0 and exits1) and time.time() < deadline:
+    time.sleep(0.05)
+  assert exits0 == exits1 == [distributed.LOST_STATUS]
+  # Process 1 loses the coordinator (process 0 hosts the service).
+  client, exits1 = _FakeCoordination(), []
+  _watch(client, 1, exits1)
+  client.down = True
+  time.sleep(0.2)
+  assert exits1 == [distributed.LOST_STATUS]
+
+
+@pytest.mark.parametrize('signum, delay', [
+    (signal.SIGINT, 1.0), (signal.SIGTERM, 2.0), (signal.SIGINT, 4.0)])
+def test_a_signal_during_start_up_exits_cleanly(tmp_path, signum, delay):
+  """SIGINT / SIGTERM during imports and JAX's start-up: exit status 130 /
+  143 and one line, never a crash."""
+  proc = subprocess.Popen(
+      testing.train_command(str(tmp_path / 'w'),
+                            *_flags(tmp_path / 'cache')),
+      env=testing.python_env(1),
+      cwd=testing.REPO_ROOT, text=True, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE)
+  time.sleep(delay)
+  proc.send_signal(signum)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == signals.exit_status(signum), err[-3000:]
+  assert 'Fatal' not in err and 'Segmentation' not in err, err[-3000:]
+  assert 'stopped by SIG' in err
 
 
 def _start(workdir, cache, **overrides):

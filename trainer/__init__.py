@@ -15,6 +15,10 @@ Modules, one responsibility each:
 * ``loop``: the training loop; ``evaluation``: the evaluate mode.
 * ``inference``: restoring a checkpoint for generate / translate / classify
   / export.
+* ``distributed``: ``jax.distributed`` start-up and the peer watchdog
+  (a lost process ends the others with one line).
+* ``signals``: SIGINT / SIGTERM exit 130 / 143 at any moment (start-up
+  included).
 * ``host_memory``: glibc ``malloc`` settings that keep XLA:CPU's per-step
   buffers mapped (``train.py`` applies them on the CPU backend).
 """

@@ -19,12 +19,12 @@ metric (``Task.best_metric``, recorded as an objective) are kept.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -41,47 +41,13 @@ CHECKPOINT_DIR = 'checkpoints'
 CHECKSUM_FILE = 'lstm_flax_checksums.json'
 # A damaged checkpoint is moved to checkpoints/corrupt-<step>/ (never deleted).
 CORRUPT_PREFIX = 'corrupt-'
+# Orbax's, TensorStore's and asyncio's warnings and errors of a training run,
+# tracebacks included (trainer.metrics.orbax_errors_to_file routes them
+# there; the console shows one line per failure: the trainer's).
+CHECKPOINT_LOG = 'checkpoint_errors.log'
 # The number a save records for ranking checkpoints (lower is better): the
 # task's best metric, negated when higher is better.
 OBJECTIVE = 'objective'
-
-
-# Orbax's own warnings and errors of a training run, tracebacks included
-# (the console shows one line per failure: the trainer's).
-CHECKPOINT_LOG = 'checkpoint_errors.log'
-
-
-def _from_orbax(record: logging.LogRecord) -> bool:
-  return '/orbax/' in record.pathname.replace('\\', '/')
-
-
-@contextlib.contextmanager
-def orbax_errors_to_file(workdir: str | os.PathLike[str]) -> Iterator[str]:
-  """Within the block, Orbax's warnings and errors go to
-  ``workdir/checkpoint_errors.log`` (created only if one arrives) and its
-  errors leave the console (absl's handler), where the trainer's one-line
-  error reports the failure. Yields the log's path."""
-  path = os.path.join(os.fspath(workdir), CHECKPOINT_LOG)
-  handler = logging.FileHandler(path, delay=True, encoding='utf-8')
-  handler.setLevel(logging.WARNING)
-  handler.addFilter(_from_orbax)
-  handler.setFormatter(logging.Formatter(
-      '%(asctime)s %(levelname)s %(pathname)s:%(lineno)d] %(message)s'))
-  not_orbax_errors = lambda r: not (_from_orbax(r) and  # noqa: E731
-                                    r.levelno >= logging.ERROR)
-  absl_logger = logging.getLogger('absl')
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  console = [absl_logging.get_absl_handler()]
-  absl_logger.addHandler(handler)
-  for h in console:
-    h.addFilter(not_orbax_errors)
-  try:
-    yield path
-  finally:
-    for h in console:
-      h.removeFilter(not_orbax_errors)
-    absl_logger.removeHandler(handler)
-    handler.close()
 
 
 def best_metrics(scores: Mapping[str, float], name: str,
@@ -96,7 +62,9 @@ def best_metrics(scores: Mapping[str, float], name: str,
 
 
 def _objective(metrics: Mapping[str, float]) -> float:
-  return float(metrics[OBJECTIVE])
+  """The ranking of a checkpoint; one saved without a validation (empty
+  metrics) ranks below every validated one."""
+  return float(metrics.get(OBJECTIVE, math.inf))
 
 
 def _first_line(error: BaseException) -> str:
@@ -323,6 +291,52 @@ class Checkpointer:
         self.set_aside(step, problem)
     return None
 
+  def restore_newest(self, first: int, abstract_state: PyTree, *,
+                     fallback: bool = True, primary: bool = True,
+                     check: Callable[[int], None] | None = None
+                     ) -> tuple[int, PyTree, dict[str, Any]] | None:
+    """Restores checkpoint ``first`` (:meth:`latest_intact_step` verified
+    it) or, when restoring it fails (damage its checksum record could not
+    show, e.g. a save killed before the record was written) and
+    ``fallback``, the newest older one that passes :meth:`damage` and
+    restores. The same ``abstract_state`` serves every candidate, so the
+    caller loads no data and compiles nothing again. Failed candidates are
+    moved aside by the ``primary`` process (elsewhere: skipped, with a
+    warning); ``check(step)`` vets each older candidate before its restore
+    (e.g. that it is of the same model).
+
+    Returns:
+      (step, state placed like ``abstract_state``, meta), or None when no
+      checkpoint restores.
+
+    Raises:
+      CheckpointCorruptError: restoring ``first`` failed and not
+        ``fallback`` (nothing changed).
+    """
+    older = sorted((s for s in self.all_steps() if s < first), reverse=True)
+    for step in [first] + older:
+      problem = None if step == first else self.damage(step)
+      if problem is None:
+        if check is not None and step != first:
+          check(step)
+        try:
+          state, meta = self.restore(step, abstract_state)
+          return step, state, meta
+        except Exception as e:  # pylint: disable=broad-except
+          problem = f'restoring it failed: {type(e).__name__}: {_first_line(e)[:200]}'
+          if not fallback:
+            raise errors.CheckpointCorruptError(
+                f'The checkpoint of step {step} in {self.directory} is '
+                f'damaged: {problem}. Nothing was changed. Rerun with '
+                '--config.checkpoint_fallback=True to resume from the newest '
+                'intact checkpoint.') from e
+      if self.read_only or not primary:
+        logging.warning('The checkpoint of step %d is damaged (%s); using '
+                        'an earlier one.', step, problem)
+      else:
+        self.set_aside(step, problem)
+    return None
+
   def check_intact(self, step: int) -> None:
     """Raises CheckpointCorruptError if the checkpoint of ``step`` is
     damaged (an explicitly chosen step is never replaced)."""
@@ -349,7 +363,9 @@ class Checkpointer:
           step, args=ocp.args.Composite(
               state=ocp.args.StandardSave(state),
               meta=ocp.args.JsonSave(dict(meta))),
-          metrics=dict(metrics) if metrics else None, force=True)
+          # Always given (empty without a validation): Orbax warns about
+          # every save without metrics when it tracks the best.
+          metrics=dict(metrics) if metrics else {}, force=True)
     except Exception as e:  # pylint: disable=broad-except
       raise errors.CheckpointSaveError(
           f'Saving the checkpoint of step {step} in {self.directory} failed: '

@@ -260,7 +260,8 @@ def train_and_evaluate(task: base.Task, workdir: str) -> dict[str, float]:
                                          config.logical_axis_rules)
   task.check_batch_sizes(partitioner.check_batch_size)
   with workdir_lock.hold(workdir, primary=jax.process_index() == 0), \
-      checkpoints.orbax_errors_to_file(workdir):
+      metrics_lib.orbax_errors_to_file(
+          os.path.join(workdir, checkpoints.CHECKPOINT_LOG)):
     ckpt = checkpoints.Checkpointer(
         workdir, keep=config.keep_checkpoints,
         keep_best=config.keep_best_checkpoints,
@@ -293,7 +294,12 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
     with open(os.path.join(workdir, CONFIG_FILE), 'w', encoding='utf-8') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
   validation_pending = False
-  if latest is None:
+  # A restore that fails falls back to an older checkpoint in place.
+  restored = None if latest is None else ckpt.restore_newest(
+      latest, steps.abstract_state, fallback=config.checkpoint_fallback,
+      primary=jax.process_index() == 0,
+      check=lambda step: check_resumable(ckpt, step, signature, config))
+  if restored is None:
     state = steps.init(jax.random.PRNGKey(config.seed))
     transferred = task.transfer_params(jax.device_get(state.params))
     if transferred is not None:
@@ -301,26 +307,13 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
           transferred, steps.state_shardings.params))
     start = 0
   else:
-    try:
-      state, meta = ckpt.restore(latest, steps.abstract_state)
-    except Exception as e:  # pylint: disable=broad-except
-      # Damage the checks could not see (no checksum record yet).
-      problem = (f'restoring it failed: {type(e).__name__}: '
-                 f'{str(e).splitlines()[0][:200] if str(e) else ""}')
-      if not config.checkpoint_fallback:
-        raise errors.CheckpointCorruptError(
-            f'The checkpoint of step {latest} in {ckpt.directory} is '
-            f'damaged: {problem}. Nothing was changed. Rerun with '
-            '--config.checkpoint_fallback=True to resume from the newest '
-            'intact checkpoint.') from e
-      if jax.process_index() == 0:
-        ckpt.set_aside(latest, problem)
-      return _train(config, task, workdir, partitioner, ckpt)
+    _, state, meta = restored
     start = int(meta['input_pipeline']['next_step'])
     validation_pending = bool(meta.get('validation_pending'))
     logging.info('Resumed from the checkpoint of step %d.', start)
-    if jax.process_index() == 0:  # The steps after it are replayed.
-      metrics_lib.drop_rows_after(workdir, start)
+  if jax.process_index() == 0:  # Steps after the checkpoint are replayed;
+    # a fresh start (a run killed before its first save) replays them all.
+    metrics_lib.drop_rows_after(workdir, start if start else -1)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   logging.info('The model has %s parameters.', f'{num_params:,}')
   writer = metrics_lib.create_writer(workdir)

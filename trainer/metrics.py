@@ -10,14 +10,20 @@ clu's writers import TensorFlow. Where TensorFlow is not installed (GPU
 images that carry only JAX, say), the same three outputs come from
 tensorboard's own TF-free event writer and a small progress logger, so
 ``train.py`` runs there on local text files (with ``data.prefetch=0``).
+
+``orbax_errors_to_file`` routes the checkpoint writers' warnings and
+tracebacks (Orbax, TensorStore, asyncio) to a file in the workdir during a
+run, so the console shows only the trainer's one-line error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging as std_logging
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -244,8 +250,72 @@ def quiet_checkpoint_logs() -> None:
   def keep(record: logging.LogRecord) -> bool:
     if '/orbax/' not in record.pathname.replace('\\', '/'):
       return True
-    return record.levelno >= logging.WARNING and (
-        'did not provide metrics' not in str(record.msg) and
-        'read only' not in str(record.msg))
+    return (record.levelno >= logging.WARNING and
+            'read only' not in str(record.msg))
 
   absl_logging.get_absl_handler().addFilter(keep)
+
+
+# ------------------------------------------- checkpoint errors to a file --
+
+
+def _from_checkpointing(record: std_logging.LogRecord) -> bool:
+  """Whether a log record comes from the checkpoint writers: Orbax,
+  TensorStore, or asyncio (whose event loops Orbax runs TensorStore in)."""
+  path = record.pathname.replace('\\', '/')
+  return ('/orbax/' in path or '/tensorstore/' in path or
+          record.name == 'asyncio' or record.name.startswith('asyncio.'))
+
+
+def _closed_loop_callback(kind: type[BaseException],
+                          value: BaseException) -> bool:
+  """Whether an exception is TensorStore completing a write for an asyncio
+  loop that Orbax already closed (after the save failed): TensorStore's C++
+  prints those with ``PyErr_Print``, one traceback per pending write."""
+  return issubclass(kind, RuntimeError) and str(value) == 'Event loop is closed'
+
+
+@contextlib.contextmanager
+def orbax_errors_to_file(path: str | os.PathLike[str]) -> Iterator[str]:
+  """Within the block, Orbax's, TensorStore's and asyncio's warnings and
+  errors go to the file ``path`` (``checkpoints.CHECKPOINT_LOG`` in the
+  workdir; created only if one arrives) and their errors leave the console
+  (every handler of the root and absl loggers), where the trainer's
+  one-line error reports the failure.
+  So do the "Event loop is closed" tracebacks that TensorStore prints
+  through ``sys.excepthook`` after a failed write. Yields the log's path."""
+  path = os.fspath(path)
+  handler = std_logging.FileHandler(path, delay=True, encoding='utf-8')
+  handler.setLevel(std_logging.WARNING)
+  handler.addFilter(_from_checkpointing)
+  handler.setFormatter(std_logging.Formatter(
+      '%(asctime)s %(levelname)s %(pathname)s:%(lineno)d] %(message)s'))
+  not_checkpoint_errors = lambda r: not (  # noqa: E731
+      _from_checkpointing(r) and r.levelno >= std_logging.ERROR)
+  root = std_logging.getLogger()
+  console = list(dict.fromkeys(
+      [logging.get_absl_handler(), *root.handlers,
+       *std_logging.getLogger('absl').handlers]))
+  previous_hook = sys.excepthook
+
+  def excepthook(kind, value, traceback):
+    if _closed_loop_callback(kind, value):
+      std_logging.getLogger('asyncio').error(
+          'A checkpoint write completed after its event loop closed',
+          exc_info=(kind, value, traceback))
+    else:
+      previous_hook(kind, value, traceback)
+
+  root.addHandler(handler)
+  for h in console:
+    h.addFilter(not_checkpoint_errors)
+  sys.excepthook = excepthook
+  try:
+    yield path
+  finally:
+    if sys.excepthook is excepthook:
+      sys.excepthook = previous_hook
+    for h in console:
+      h.removeFilter(not_checkpoint_errors)
+    root.removeHandler(handler)
+    handler.close()
