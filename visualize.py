@@ -95,21 +95,24 @@ def sections_for(kind: str, module: Any, variables: Any, tokenizer: Any, text: s
   raise ValueError(f'visualize.py cannot show a model of kind {kind!r}.')
 
 
-def _load() -> tuple[str, Any, Any, Any, dict[str, Any], str]:
-  """(kind, module, variables, tokenizer, inference settings, where) from the flags."""
+def load(workdir: str | None = None, export_dir: str | None = None,
+         checkpoint: str = 'latest') -> tuple[str, Any, Any, Any, dict[str, Any], str]:
+  """(kind, module, variables, tokenizer, inference settings, where) of a
+  run's checkpoint (``workdir``, restored through the trainer) or of an
+  export (``export_dir``, through ``lstm_flax.export.load`` alone)."""
   from lstm_flax import export  # pylint: disable=g-import-not-at-top
-  if FLAGS.export_dir:
-    loaded = export.load(FLAGS.export_dir)
+  if export_dir:
+    loaded = export.load(export_dir)
     if loaded.tokenizer is None:
-      raise ValueError(f'{FLAGS.export_dir} has no tokenizer/; visualize.py needs it to read '
+      raise ValueError(f'{export_dir} has no tokenizer/; visualize.py needs it to read '
                        'the text.')
     return (loaded.kind, loaded.module, loaded.variables, loaded.tokenizer,
-            dict(loaded.info.get('inference', {})), str(FLAGS.export_dir))
+            dict(loaded.info.get('inference', {})), str(export_dir))
   from trainer import inference, tasks  # pylint: disable=g-import-not-at-top
-  restored = inference.restore(FLAGS.workdir, FLAGS.checkpoint, lookup=tasks.task_class)
+  restored = inference.restore(workdir, checkpoint, lookup=tasks.task_class)
   return (export.kind_of(restored.model), restored.model, {'params': restored.params()},
-          restored.tokenizer, restored.task.inference_settings(FLAGS.workdir),
-          f'{FLAGS.workdir} step {restored.step}')
+          restored.tokenizer, restored.task.inference_settings(workdir),
+          f'{workdir} step {restored.step}')
 
 
 def main(argv):
@@ -127,7 +130,8 @@ def main(argv):
         text = f.read()
     else:
       text = FLAGS.text
-    kind, module, variables, tokenizer, settings, where = _load()
+    kind, module, variables, tokenizer, settings, where = load(
+        FLAGS.workdir, FLAGS.export_dir, FLAGS.checkpoint)
     sections = sections_for(kind, module, variables, tokenizer, text, settings=settings,
                             max_tokens=FLAGS.max_tokens,
                             max_output_tokens=FLAGS.max_output_tokens)

@@ -31,7 +31,7 @@ def get_config(variant: str = 'dir'):
   config = tasks.default_config('feature_classification')
   config.task = 'feature_classification'
 
-  # 8 epochs over the 2,000 training recordings (63 batches each).
+  # 8 epochs over the 2,400 training recordings (75 batches of 32 each).
   config.num_epochs = 8
   config.log_every_steps = 50
   # Validation accuracy every epoch (0) and at the end; the best checkpoint

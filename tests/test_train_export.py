@@ -128,6 +128,23 @@ def test_classifier_gives_the_trainers_predictions(runs, fresh):
   assert fresh['predictions'][1] is None
 
 
+@pytest.mark.parametrize('kind,checkpoint', [('lm', 'best'), ('translation', 'best'),
+                                              ('classifier', 'latest')])
+def test_visualize_shows_the_same_gates_from_a_workdir_and_its_export(runs, exported, kind,
+                                                                       checkpoint):
+  import visualize  # pylint: disable=g-import-not-at-top
+  from trainer import gate_report  # pylint: disable=g-import-not-at-top
+  reports = []
+  for where in ({'workdir': runs[kind], 'checkpoint': checkpoint},
+                {'export_dir': str(exported / kind)}):
+    found, module, variables, tokenizer, settings, _ = visualize.load(**where)
+    sections = visualize.sections_for(found, module, variables, tokenizer, SENTENCES[0],
+                                      settings=settings, max_output_tokens=5)
+    assert sections and all(s.gates['c'].shape[2] == len(s.tokens) for s in sections)
+    reports.append(gate_report.render(sections))
+  assert reports[0] == reports[1]  # Same kind, tokens, predictions and gate values.
+
+
 def test_export_directory_and_model_card(runs, exported):
   lm = exported / 'lm'
   assert sorted(p.name for p in lm.iterdir()) == [
