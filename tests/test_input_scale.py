@@ -126,6 +126,7 @@ def _run_processes(config, workdir, count, tmp_path, tag):
   return stats, batches, [err for _, err in outputs]
 
 
+@pytest.mark.slow
 def test_two_processes_one_tokenizer_sharded_encoding(text_dir, tmp_path):
   """Two processes, one shared workdir: process 0 alone trains the
   SentencePiece model, each encodes about half the tokens, and their batches

@@ -151,6 +151,7 @@ _SMOKE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_wheel_runs_in_a_fresh_venv_with_only_the_core_dependencies(
     wheel, tmp_path):
   """``pip install lstm-flax`` alone: forward and backward passes of the LSTM

@@ -100,6 +100,7 @@ def fresh(exported, tmp_path_factory):
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_fresh_process_needs_only_the_export(fresh):
   assert fresh['imported'] == []
 

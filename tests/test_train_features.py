@@ -142,6 +142,7 @@ def test_resume_and_a_changed_front_end_is_refused(trained, recordings, tmp_path
         str(workdir))
 
 
+@pytest.mark.slow
 def test_classify_cli_and_export_in_a_fresh_process(trained, recordings, tmp_path):
   workdir, _ = trained
   paths = [str(recordings / f'{label}_synth_1.wav') for label in TONES]

@@ -73,6 +73,7 @@ print('RESULT' + json.dumps(out))
 ''' % (STEPS, STEPS)
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_and_restore_onto_one(cache, reference,
                                                       tmp_path):
   workdir, workdir_mp = str(tmp_path / 'eight'), str(tmp_path / 'eight_mp')
@@ -208,6 +209,7 @@ def test_peer_watchdog_ends_a_process_whose_peer_stopped():
 
 @pytest.mark.parametrize('signum, delay', [
     (signal.SIGINT, 1.0), (signal.SIGTERM, 2.0), (signal.SIGINT, 4.0)])
+@pytest.mark.slow
 def test_a_signal_during_start_up_exits_cleanly(tmp_path, signum, delay):
   """SIGINT / SIGTERM during imports and JAX's start-up: exit status 130 /
   143 and one line, never a crash."""
@@ -245,6 +247,7 @@ def _wait_for_step(proc, workdir, step, timeout=240):
   raise AssertionError(f'step {step} not reached in {timeout}s')
 
 
+@pytest.mark.slow
 def test_kill9_and_sigterm_then_resume_exactly(cache, reference, tmp_path):
   """kill -9 mid-run (checkpoints every step, so likely mid-save), rerun,
   SIGTERM (saves the current step, exits 0), resume to the end: every loss

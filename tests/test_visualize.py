@@ -89,6 +89,7 @@ def test_sections_cover_every_model_kind(sections):
 
 
 @pytest.mark.skipif(_chromium() is None, reason='no chromium on PATH (apt-get install chromium)')
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(sections, tmp_path):
   page = tmp_path / 'report.html'
   gate_report.write(str(page), sections, title='Gate report test')
