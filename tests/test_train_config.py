@@ -212,3 +212,16 @@ def test_multi_process_detection(monkeypatch):
   assert not distributed.in_cluster()
   monkeypatch.setenv('OMPI_COMM_WORLD_SIZE', '4')
   assert distributed.in_cluster()
+
+
+def test_generic_trainer_modules_import_no_task_lookup():
+  """The loop, steps, checkpoints, config, evaluation and inference code get
+  the task handed to them: importing them loads neither ``trainer.tasks``
+  (the lookup) nor any task module."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  code = ('import sys; import trainer.loop, trainer.evaluation, trainer.inference, '
+          'trainer.compiled, trainer.steps, trainer.checkpoints, trainer.config_lib; '
+          "loaded = [m for m in sys.modules if m.startswith('trainer.tasks')]; "
+          'assert not loaded, loaded')
+  subprocess.run([sys.executable, '-c', code], check=True, cwd=testing.REPO_ROOT,
+                 env=testing.python_env())

@@ -33,7 +33,7 @@ import optax
 
 from trainer import optimizers, partitioning
 from trainer.steps import TrainState, eval_step, train_step
-from trainer.tasks import base
+from trainer import task_base as base
 
 PyTree = Any
 

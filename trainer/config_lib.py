@@ -2,7 +2,7 @@
 
 ``default_config(task_cls)`` is the schema: the generic keys below (what to
 run, how long, checkpoints, optimiser, devices) plus the task's sections
-(:meth:`trainer.tasks.base.Task.default_config`: ``model``, ``data`` and the
+(:meth:`trainer.task_base.Task.default_config`: ``model``, ``data`` and the
 task's own keys). Each config file in ``configs/`` starts from
 ``trainer.tasks.default_config(name)`` (which looks the task class up) and
 changes the fields it needs. This module knows no task by name.
@@ -39,7 +39,7 @@ from lstm_flax import axes
 from trainer import errors
 
 if TYPE_CHECKING:
-  from trainer.tasks.base import Task
+  from trainer.task_base import Task
 
 ConfigError = errors.ConfigError
 

@@ -19,7 +19,7 @@ from absl import logging
 
 from trainer import inference, metrics as metrics_lib
 from trainer import workdir_lock
-from trainer.tasks import base
+from trainer import task_base as base
 
 
 def evaluate(task: base.Task, workdir: str,

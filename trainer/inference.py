@@ -8,7 +8,7 @@ task), gets the compiled steps from
 :mod:`trainer.compiled` and places the state on the current devices (any
 device count). It is the one path of the inference commands (generate / translate /
 classify, through ``trainer.tasks.load``): the restored task's
-:meth:`~trainer.tasks.base.Task.predictor` supplies what differs, so a new
+:meth:`~trainer.task_base.Task.predictor` supplies what differs, so a new
 task plugs into a command through its own module. The evaluate command and export use
 :func:`restore` too; none of them imports the loop.
 """
@@ -31,7 +31,7 @@ from lstm_flax import inference as inference_lib
 from trainer import checkpoints, compiled, config_lib, errors, partitioning
 from trainer import workdir_lock
 from trainer.steps import TrainState
-from trainer.tasks import base
+from trainer import task_base as base
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ N steps and at the end, keeps the best checkpoints by the task's validation
 metric, saves on SIGTERM (or at Orbax's multi-host preemption sync point)
 and exits, and stops with the step number when the loss becomes NaN or
 infinite. It never names a task: everything task-specific comes from the
-:class:`~trainer.tasks.base.Task` and its ``Datasets``.
+:class:`~trainer.task_base.Task` and its ``Datasets``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from trainer import checkpoints, compiled, config_lib, errors
 from trainer import metrics as metrics_lib
 from trainer import partitioning, workdir_lock
 from trainer.steps import TrainState
-from trainer.tasks import base
+from trainer import task_base as base
 
 CONFIG_FILE = 'config.json'  # The resolved config of the run, in the workdir.
 # Per-step metrics that are not sums (everything else a step returns is).

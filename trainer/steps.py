@@ -5,7 +5,7 @@ update and returns the task's metric *sums* (a loss sum and its weight, as
 in Flax's lm1b example, plus anything else the task counts), the gradient
 norm and the learning rate, so metrics aggregate exactly over steps and
 devices. :func:`eval_step` scores one batch deterministically. Neither knows
-which task it runs: the :class:`~trainer.tasks.base.Task` supplies the loss.
+which task it runs: the :class:`~trainer.task_base.Task` supplies the loss.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from trainer.tasks import base
+from trainer import task_base as base
 
 PyTree = Any
 Batch = dict[str, jax.Array]

@@ -1,7 +1,7 @@
 """Task lookup: ``config.task`` names a module that declares ``TASK``.
 
 ``config.task = 'lm'`` imports ``trainer.tasks.lm`` and takes its ``TASK``
-(a :class:`~trainer.tasks.base.Task` subclass); a dotted name
+(a :class:`~trainer.task_base.Task` subclass); a dotted name
 (``'mypackage.speech'``) imports that module instead, so a task kept outside
 this repository is one module plus its config, with no table to edit. Only
 the chosen task's module is imported (sacrebleu for translation, say).
@@ -22,7 +22,7 @@ from typing import Any
 import ml_collections
 
 from trainer import config_lib, errors
-from trainer.tasks.base import Task
+from trainer.task_base import Task
 
 DEFAULT_TASK = 'lm'
 
@@ -63,7 +63,7 @@ def task_class(name: Any) -> type[Task]:
   if not (isinstance(cls, type) and issubclass(cls, Task)):
     raise errors.ConfigError(
         f'task={name!r}: module {module_name} declares no TASK (a '
-        'trainer.tasks.base.Task subclass); add `TASK = YourTask` to it.')
+        'trainer.task_base.Task subclass); add `TASK = YourTask` to it.')
   return cls
 
 

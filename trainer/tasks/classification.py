@@ -38,7 +38,7 @@ from input_pipeline import classification as classification_data
 from lstm_flax import inference as inference_lib, param_paths
 from lstm_flax.models import SequenceClassifier
 from trainer import config_lib, errors, inference, tasks
-from trainer.tasks import base
+from trainer import task_base as base
 
 Prediction = inference_lib.Prediction  # The class of one line.
 

@@ -53,7 +53,7 @@ from lstm_flax import features as features_lib, inference as inference_lib
 from lstm_flax.feature_models import FeatureSequenceClassifier
 from lstm_flax.tokenizer import EOS, UNK, WordTokenizer
 from trainer import config_lib, errors, inference
-from trainer.tasks import base
+from trainer import task_base as base
 from trainer.tasks.classification import ClassificationDatasets, ClassificationTask
 
 AUDIO_SOURCES = ('audio_dir', 'tfds_spoken_digit', 'tfds')

@@ -24,7 +24,7 @@ import input_pipeline
 from lstm_flax import inference as inference_lib
 from lstm_flax.models import LanguageModel
 from trainer import config_lib, errors, inference, metrics
-from trainer.tasks import base
+from trainer import task_base as base
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ import input_pipeline
 from lstm_flax import inference as inference_lib
 from lstm_flax.seq2seq import Seq2Seq
 from trainer import config_lib, inference, metrics
-from trainer.tasks import base
+from trainer import task_base as base
 
 DECODE_METHODS = inference_lib.DECODE_METHODS
 InputReport = inference_lib.InputReport  # What was changed in the input.
