@@ -46,7 +46,8 @@ from input_pipeline import errors
 
 FORMAT_VERSION = 2
 # The .npy header is reserved before the data is known; 128 bytes hold the
-# header of any 1-D array (numpy aligns data to 64 bytes).
+# header of any 1-D array or array of fixed-shape rows (numpy aligns data to
+# 64 bytes).
 _NPY_HEADER_BYTES = 128
 
 
@@ -298,10 +299,10 @@ class ShardedEntry:
       is added).
     num_shards: shards of the split (a property of the data).
     fields: array name -> dtype. A plain dtype is a 1-D field; a sub-array
-      dtype ``(dtype, row_shape)`` a field of rows, e.g. speech features
-      ``np.dtype((np.float32, (80,)))``: ``[total_frames, 80]`` float32, with
-      an int32 field of frames per example beside it (ragged
-      ``[n, time, features]`` as LM ids are ragged ``[n, time]``).
+      dtype ``(dtype, row_shape)`` a field of rows, e.g.
+      ``np.dtype((np.float32, (80,)))``: ``[total, 80]`` float32. (The
+      speech cache, ``input_pipeline.audio``, stores its frames flat, 1-D,
+      with each example's frame count beside them.)
   """
 
   def __init__(self, cache_dir: str | os.PathLike[str], name: str,

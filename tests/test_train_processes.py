@@ -250,8 +250,9 @@ def _wait_for_step(proc, workdir, step, timeout=240):
 @pytest.mark.slow
 def test_kill9_and_sigterm_then_resume_exactly(cache, reference, tmp_path):
   """kill -9 mid-run (checkpoints every step, so likely mid-save), rerun,
-  SIGTERM (saves the current step, exits 0), resume to the end: every loss
-  equals the uninterrupted run's, bit for bit."""
+  SIGTERM (saves the current step, exits 0), rerun, SIGINT (the same),
+  resume to the end: every loss equals the uninterrupted run's, bit for
+  bit."""
   workdir = str(tmp_path / 'killed')
   every_step = {'checkpoint_every_steps': 1}
   proc = _start(workdir, cache, **every_step)
@@ -276,6 +277,18 @@ def test_kill9_and_sigterm_then_resume_exactly(cache, reference, tmp_path):
   ckpt.close()
   assert logged <= saved < 30
   assert saved == max(testing.train_losses(workdir))
+
+  # Ctrl-C (SIGINT) in the loop also saves the current step and exits 0.
+  proc = _start(workdir, cache, **every_step)
+  logged = _wait_for_step(proc, workdir, saved + 3)
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-4000:]
+  assert 'Preempted: saved the checkpoint of step' in err
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  saved = ckpt.latest_step()
+  ckpt.close()
+  assert logged <= saved < 30 and saved == max(testing.train_losses(workdir))
 
   # Finish in this process (same device count, same compiled program).
   loop.train_and_evaluate(

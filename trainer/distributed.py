@@ -226,7 +226,7 @@ def _await_watchdog_then(previous_hook: Callable[..., Any]) -> Callable[..., Any
   def hook(kind, value, traceback):
     if (_watchdog is not None and
         issubclass(kind, getattr(jax.errors, 'JaxRuntimeError', ()))):
-      print(f'A JAX operation failed ({str(value).splitlines()[0][:200]}); '
+      print(f'A JAX operation failed ({(str(value).splitlines() or [""])[0][:200]}); '
             'checking whether another process stopped...', file=sys.stderr,
             flush=True)
       time.sleep(_watchdog.timeout + 3 * _watchdog.interval)

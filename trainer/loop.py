@@ -85,37 +85,45 @@ class EpochTracker:
 
 
 class PreemptionHandler:
-  """Turns SIGTERM into a flag the loop polls (single process).
+  """Turns SIGTERM and SIGINT into a flag the loop polls (single process):
+  the loop saves a checkpoint and exits 0, so Ctrl-C keeps the steps done
+  so far (a second signal leaves at once through the start-up handler).
 
   On several processes JAX's preemption service catches SIGTERM and the loop
   asks Orbax's sync point (``reached_preemption``) instead, so that every
   host saves at the same step.
   """
 
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self._previous: dict[int, Any] = {}
 
   def __enter__(self):
     if (jax.process_count() == 1 and
         threading.current_thread() is threading.main_thread()):
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
     return self
 
   def _handle(self, signum, frame):
-    del frame
-    logging.warning('Received signal %d: saving a checkpoint and exiting.',
-                    signum)
+    if self.requested:  # A second signal: no more waiting for the save.
+      previous = self._previous.get(signum)
+      if callable(previous):
+        previous(signum, frame)
+      return
+    logging.warning('Received signal %d: saving a checkpoint and exiting '
+                    '(again to stop at once).', signum)
     self.requested = True
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
     return False
 
 
 class ValidationInterrupted(Exception):
-  """A stop was requested (SIGTERM) during a validation."""
+  """A stop was requested (SIGTERM, SIGINT) during a validation."""
 
 
 def interruptible(context: base.EvalContext,

@@ -15,10 +15,10 @@ into temporary directories and renamed when complete, ``metrics.jsonl`` rows
 after the resumed checkpoint are dropped and replayed, and the workdir lock
 is released by the kernel; from the last atexit hook on (the run's work
 done) both signals are ignored, so the process exits with its own status.
-The training loop replaces the SIGTERM handler while it runs (single
-process: it saves a checkpoint and exits 0; several processes: JAX's
-preemption service catches SIGTERM and all processes save the same step)
-and restores this one afterwards.
+The training loop replaces these handlers while it runs (single process:
+SIGTERM or SIGINT saves a checkpoint and exits 0, a second signal leaves at
+once; several processes: JAX's preemption service catches SIGTERM and all
+processes save the same step) and restores these afterwards.
 
 This module imports only the standard library, so installing it costs
 nothing and no signal can arrive in the middle of its own import of JAX.

@@ -18,10 +18,11 @@ import numpy as np
 
 from lstm_flax import features, inference, param_paths, tokenizer as tokenizer_lib
 from lstm_flax.export import arguments
+from lstm_flax.feature_models import FeatureSequenceClassifier
 from lstm_flax.export.files import (
     CONFIG_FILE, FORMAT, FORMAT_VERSION, MODEL_FILE, PARAMS_FILE, TOKENIZER_DIR)
 
-FEATURE_KIND = 'feature_classifier'  # lstm_flax.feature_models.FeatureSequenceClassifier
+FEATURE_KIND = FeatureSequenceClassifier.export_kind
 
 
 @dataclasses.dataclass

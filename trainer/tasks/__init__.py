@@ -35,8 +35,7 @@ def known_tasks() -> list[str]:
   """The task names of this package (its modules that declare ``TASK``),
   the default first."""
   names = [m.name for m in pkgutil.iter_modules(__path__)
-           if m.name != 'base' and
-           hasattr(importlib.import_module(_module_name(m.name)), 'TASK')]
+           if hasattr(importlib.import_module(_module_name(m.name)), 'TASK')]
   return sorted(names, key=lambda n: (n != DEFAULT_TASK, n))
 
 
@@ -47,7 +46,7 @@ def task_class(name: Any) -> type[Task]:
   Raises:
     ConfigError: no such task module, or it declares no ``TASK``.
   """
-  if not isinstance(name, str) or not name or name == 'base':
+  if not isinstance(name, str) or not name:
     raise errors.ConfigError(f'task={name!r} is unknown; use one of '
                              f'{known_tasks()}.')
   module_name = _module_name(name)
