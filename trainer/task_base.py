@@ -108,14 +108,16 @@ class Datasets(abc.ABC):
     step ``start_step`` on."""
     return self.source.train_batches(start_step)
 
-  @abc.abstractmethod
   def eval_batches(self, split: str) -> Iterator[Mapping[str, np.ndarray]]:
     """One pass over this process's rows of evaluation split ``split``."""
+    return self.source.eval_batches(split)
 
-  @abc.abstractmethod
   def epoch_length(self) -> tuple[int, Callable[[int], int] | None]:
     """(batches in epoch 0, ``fn(epoch) -> batches`` when epochs differ in
-    length, else ``None``)."""
+    length, else ``None``); by default from the plan of the source's
+    training batcher (``source.batcher('train').plan(epoch)``)."""
+    batcher = self.source.batcher('train')
+    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
 
   def resets_carry(self, is_epoch_start: bool) -> bool:
     """Whether the training batch starts from a zero carry."""

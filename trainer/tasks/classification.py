@@ -55,13 +55,6 @@ class ClassificationDatasets(base.Datasets):
     return {'vocab_size': int(self.source.vocab_size),
             'num_classes': int(self.source.num_classes)}
 
-  def eval_batches(self, split: str):
-    return self.source.eval_batches(split)
-
-  def epoch_length(self):
-    batcher = self.source.batcher('train')
-    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
-
   def device_batch(self, local):
     return {k: local[k] for k in ('tokens', 'lengths', 'labels',
                                   'example_index')}

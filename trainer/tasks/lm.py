@@ -58,9 +58,6 @@ class LMDatasets(base.Datasets):
   def streams(self) -> bool:
     return self.source.config['batching'] == 'stream'
 
-  def eval_batches(self, split: str):
-    return self.source.eval_batches(split)
-
   def epoch_length(self):
     if self.streams and self.source.config['random_window']:
       batcher = self.source.batcher('train')

@@ -68,10 +68,6 @@ class TranslationDatasets(base.Datasets):
           f'--config.eval_split={split}.')
     return self.source.eval_batches()
 
-  def epoch_length(self):
-    batcher = self.source.batcher('train')
-    return len(batcher.plan(0)), lambda e: len(batcher.plan(e))
-
   def device_batch(self, local):
     return {k: local[k] for k in TranslationTask.BATCH_KEYS}
 
