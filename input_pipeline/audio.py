@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,9 +118,12 @@ def _settings_key(settings: features_lib.FeatureSettings) -> dict:
 
 def load_split(recordings: Sequence[Recording], settings: features_lib.FeatureSettings,
                cache_dir: str | os.PathLike[str], name: str,
-               source_fingerprint: str) -> FeatureSplit:
+               source_fingerprint: str, *, process_index: int = 0,
+               timeout_s: float = 3600.0) -> FeatureSplit:
   """The recordings' unnormalised frames, from the cache or computed (and
-  cached) now; ``frames`` is memory-mapped ``[total_frames, F]`` float32."""
+  cached) now; ``frames`` is memory-mapped ``[total_frames, F]`` float32.
+  Process 0 computes them; the other processes wait for its cache entry
+  (at most ``timeout_s``)."""
   num_features = settings.num_features
   entry = cache.ShardedEntry(
       cache_dir, f'audio-{name}',
@@ -135,8 +139,9 @@ def load_split(recordings: Sequence[Recording], settings: features_lib.FeatureSe
       yield {'frames': x.reshape(-1), 'lengths': np.array([len(x)], np.int32),
              'labels': np.array([r.label], np.int32)}
 
-  if not entry.complete(0):
+  if process_index == 0 and not entry.complete(0):
     entry.write(0, chunks())
+  entry.wait(timeout_s)
   frames = entry.open('frames')[0].reshape(-1, num_features)
   lengths = np.asarray(entry.open('lengths')[0], np.int64)
   offsets = np.zeros(len(lengths) + 1, np.int64)
@@ -155,13 +160,15 @@ def load_directory(directory: str | os.PathLike[str],
                    cache_dir: str | os.PathLike[str],
                    splits: Mapping[str, tuple[int, int]] = FSDD_SPLITS,
                    pattern: str = FSDD_PATTERN,
-                   labels: Sequence[str] = FSDD_LABELS) -> dict[str, FeatureSplit]:
-  """Split name -> :class:`FeatureSplit` of a directory of ``.wav`` files."""
+                   labels: Sequence[str] = FSDD_LABELS,
+                   **wait: Any) -> dict[str, FeatureSplit]:
+  """Split name -> :class:`FeatureSplit` of a directory of ``.wav`` files
+  (``wait``: :func:`load_split`'s ``process_index`` and ``timeout_s``)."""
   out = {}
   for split, index_range in splits.items():
     recordings = list_recordings(directory, index_range, pattern, labels)
     out[split] = load_split(recordings, settings, cache_dir, split,
-                            directory_fingerprint(recordings))
+                            directory_fingerprint(recordings), **wait)
   return out
 
 
@@ -170,8 +177,10 @@ def load_tfds(name: str, settings: features_lib.FeatureSettings,
               splits: Mapping[str, tuple[int, int]] = FSDD_SPLITS,
               tfds_split: str = 'train', data_dir: str | None = None,
               pattern: str = FSDD_PATTERN,
-              labels: Sequence[str] = FSDD_LABELS) -> dict[str, FeatureSplit]:
-  """Split name -> :class:`FeatureSplit` of TFDS ``name`` (``spoken_digit``).
+              labels: Sequence[str] = FSDD_LABELS,
+              **wait: Any) -> dict[str, FeatureSplit]:
+  """Split name -> :class:`FeatureSplit` of TFDS ``name`` (``spoken_digit``)
+  (``wait``: :func:`load_split`'s ``process_index`` and ``timeout_s``).
 
   The cache key is the dataset's name, version and directory, so the samples
   are read (not featurised) before the cache is checked."""
@@ -182,7 +191,7 @@ def load_tfds(name: str, settings: features_lib.FeatureSettings,
     fingerprint = text_lines.fingerprint_of(
         'tfds_audio', name, str(builder.version), str(builder.data_dir), tfds_split,
         str(index_range), pattern, *(r.name for r in recordings))
-    out[split] = load_split(recordings, settings, cache_dir, split, fingerprint)
+    out[split] = load_split(recordings, settings, cache_dir, split, fingerprint, **wait)
   return out
 
 

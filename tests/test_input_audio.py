@@ -40,6 +40,11 @@ def _recordings(directory: Path) -> dict[str, np.ndarray]:
 
 def test_directory_split_cache_and_batches(tmp_path, monkeypatch):
   written = _recordings(tmp_path / 'rec')
+  # Another process only waits for process 0's entry; it never featurises.
+  with pytest.raises(errors.WaitTimeoutError, match='audio-train'):
+    audio.load_directory(tmp_path / 'rec', SETTINGS, tmp_path / 'cache',
+                         process_index=1, timeout_s=0.2)
+  assert not list((tmp_path / 'cache').glob('*/*.npy'))
   splits = audio.load_directory(tmp_path / 'rec', SETTINGS, tmp_path / 'cache')
   train, valid = splits['train'], splits['valid']
   assert train.labels.tolist() == [3, 3, 7, 7] and valid.labels.tolist() == [3, 7]
@@ -50,7 +55,8 @@ def test_directory_split_cache_and_batches(tmp_path, monkeypatch):
   assert isinstance(train.frames.base, np.memmap) or isinstance(train.frames, np.memmap)
   # A second start reads no audio.
   monkeypatch.setattr(features_lib, 'read_wav', lambda *a: pytest.fail('re-read'))
-  again = audio.load_directory(tmp_path / 'rec', SETTINGS, tmp_path / 'cache')
+  again = audio.load_directory(tmp_path / 'rec', SETTINGS, tmp_path / 'cache',
+                               process_index=1, timeout_s=0.2)
   np.testing.assert_array_equal(again['train'].frames, train.frames)
   settings = audio.with_train_statistics(SETTINGS, train)
   np.testing.assert_allclose(settings.mean, np.concatenate(expected).mean(0), rtol=1e-5)

@@ -189,17 +189,20 @@ def _load_audio(c: Mapping[str, Any], cache_dir: Path) -> tuple[dict[str, Featur
   settings = feature_settings(c)
   ranges = {k: tuple(v) for k, v in dict(c['index_ranges']).items()}
   labels = tuple(c['labels'])
+  # Process 0 featurises each split; the others wait for its cache entry.
+  wait = {'process_index': hosts.resolve().process_index,
+          'timeout_s': float(c.get('wait_timeout_s', 3600.0))}
   try:
     if c['source'] == 'audio_dir':
       if not c['data_dir']:
         raise errors.ConfigError("data.source='audio_dir' needs data.data_dir (the .wav directory).")
       splits = audio.load_directory(c['data_dir'], settings, cache_dir, ranges,
-                                    c['file_pattern'], labels)
+                                    c['file_pattern'], labels, **wait)
     else:
       name = 'spoken_digit' if c['source'] == 'tfds_spoken_digit' else c['tfds_name']
       splits = audio.load_tfds(name, settings, cache_dir, ranges,
                                data_dir=c['tfds_data_dir'] or None,
-                               pattern=c['file_pattern'], labels=labels)
+                               pattern=c['file_pattern'], labels=labels, **wait)
   except ValueError as e:  # read_wav's one-line errors name the file.
     if isinstance(e, (input_errors.InputPipelineError, errors.TrainerError)):
       raise
