@@ -15,11 +15,9 @@ heartbeat timeout ends them with a C++ ``Check failure`` abort. Restarting
 all processes resumes from the latest checkpoint.
 
 Process 0 hosts JAX's coordination service: when it dies, JAX's client on
-every other process aborts at once with that C++ trace, before any Python
-code can run. jaxlib's client takes an error callback
-(``missed_heartbeat_callback``) but cannot hand its ``absl::Status`` to a
-Python function (``std::bad_cast``, itself an abort; jaxlib 0.10.2), so
-that case keeps JAX's own abort (the processes still stop at once).
+every other process reports it at once, and
+:mod:`trainer.coordination_errors` turns that into the same one line
+(naming process 0) and status, instead of jaxlib's C++ abort.
 """
 
 from __future__ import annotations
@@ -34,6 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+
+from trainer import coordination_errors
 
 # Environment variables that mean several processes were launched.
 _CLUSTER_HINTS = (
@@ -127,18 +127,21 @@ class PeerWatchdog:
     timeout: seconds without a heartbeat after which a process is lost.
     interval: seconds between heartbeats.
     exit_fn: called with the status instead of ``os._exit`` (tests).
+    coordinator_address: process 0's ``host:port``, named when it is lost.
   """
 
   def __init__(self, client: Any, process_id: int, num_processes: int, *,
                timeout: float = PEER_TIMEOUT_S,
                interval: float = HEARTBEAT_INTERVAL_S,
-               exit_fn: Callable[[int], Any] | None = None):
+               exit_fn: Callable[[int], Any] | None = None,
+               coordinator_address: str = ''):
     self._client = client
     self._me = process_id
     self._peers = [p for p in range(num_processes) if p != process_id]
     self.timeout = timeout
     self.interval = interval
     self._exit = exit_fn
+    self.coordinator_address = coordinator_address
     self._ending = threading.Event()
     self._thread = threading.Thread(target=self._run, daemon=True,
                                     name='lstm_flax-peer-watchdog')
@@ -199,8 +202,8 @@ class PeerWatchdog:
         if self._ending.is_set() or self._me == 0:
           return  # Process 0 hosts the service: this is its own shutdown.
         text = str(e).splitlines()[0][:120] if str(e) else ''
-        self._lost('process 0 (the coordinator) is unreachable '
-                   f'({type(e).__name__}: {text}).')
+        self._lost(coordination_errors.describe(
+            self.coordinator_address, f'{type(e).__name__}: {text}'))
         return
       for p, (value, done) in polled.items():
         if done:
@@ -235,8 +238,16 @@ def _await_watchdog_then(previous_hook: Callable[..., Any]) -> Callable[..., Any
   return hook
 
 
+_exiting = threading.Lock()
+
+
 def _exit_lost(message: str) -> None:
-  """One line on stderr, then ``os._exit(LOST_STATUS)``."""
+  """One line on stderr, then ``os._exit(LOST_STATUS)``. Called from any
+  thread (the watchdog, JAX's client, a timer); the first caller's line is
+  the one written, and a second caller waits for the exit."""
+  if not _exiting.acquire(blocking=False):
+    while True:
+      time.sleep(60)
   try:
     os.write(2, (f'{os.path.basename(sys.argv[0]) or "python"}: error: '
                  f'{message} This process stops (exit status {LOST_STATUS}); '
@@ -290,9 +301,10 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
   timer.daemon = True
   timer.start()
   try:
-    jax.distributed.initialize(
-        heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
-        initialization_timeout=init_timeout, **kwargs)
+    with coordination_errors.reported(coordinator_address, _exit_lost):
+      jax.distributed.initialize(
+          heartbeat_timeout_seconds=JAX_HEARTBEAT_TIMEOUT_S,
+          initialization_timeout=init_timeout, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
     timer.cancel()
     text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
@@ -309,8 +321,10 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
   client = getattr(jax_distributed.global_state, 'client', None)
   if client is not None and jax.process_count() > 1:
-    _watchdog = PeerWatchdog(client, jax.process_index(),
-                             jax.process_count()).start()
+    _watchdog = PeerWatchdog(
+        client, jax.process_index(), jax.process_count(),
+        coordinator_address=jax_distributed.global_state.coordinator_address
+        or coordinator_address).start()
     atexit.register(stop_watchdog)
     sys.excepthook = _await_watchdog_then(sys.excepthook)
   logging.info('JAX process %d of %d; %d local / %d global devices.',
