@@ -4,13 +4,15 @@
   python benchmarks/chaos.py --runs=20 --processes=2
   python benchmarks/chaos.py --runs=20 --config=toy_translation
   python benchmarks/chaos.py --runs=20 --config=toy_classification
+  python benchmarks/chaos.py --runs=20 --config=toy_features
 
 1. Reference: ``train.py --config=configs/tiny.py`` (30 steps, a checkpoint
    every 4 steps, a validation every 10, asynchronous saves) runs to the end
    in its own workdir; its wall time ``T`` is measured. ``--config`` takes
-   another config file, or ``toy_translation`` / ``toy_classification``:
-   configs/multi30k.py:tiny and the tiny configs/sst2.py of the tests, on a
-   toy corpus written under ``--root`` (``tests/tiny_runs.py``), with a
+   another config file, or ``toy_translation`` / ``toy_classification`` /
+   ``toy_features``: configs/multi30k.py:tiny and the tiny configs/sst2.py
+   and configs/spoken_digits.py of the tests, on a toy corpus (sine-tone
+   recordings) written under ``--root`` (``tests/tiny_runs.py``), with a
    checkpoint every 5 steps.
 2. Each of ``--runs`` runs starts the same command in a fresh workdir (the
    data cache shared), waits a random time in ``[0.3 s, T]`` (start-up,
@@ -81,9 +83,13 @@ def _toy_config(name: str, root: pathlib.Path) -> str:
   if name == 'toy_translation':
     data = testing.write_toy_parallel_corpus(root / 'corpus')
     factory, what = 'tiny_translation_config', 'configs/multi30k.py:tiny'
-  else:
+  elif name == 'toy_classification':
     data = testing.write_toy_labelled_corpus(root / 'corpus')
     factory, what = 'tiny_classification_config', 'the tiny configs/sst2.py'
+  else:
+    data = str(testing.write_toy_recordings(root / 'recordings'))
+    factory, what = ('tiny_feature_config',
+                     'the tiny configs/spoken_digits.py (sine tones)')
   path = root / f'{name}.py'
   path.write_text(TOY_CONFIG.format(name=name, what=what + ' on a toy corpus',
                                     factory=factory, data=data,
@@ -219,8 +225,8 @@ def main() -> int:
   parser.add_argument('--runs', type=int, default=20)
   parser.add_argument('--root', default='/tmp/lstm_flax_chaos')
   parser.add_argument('--config', default='configs/tiny.py',
-                      help='a config file, toy_translation or '
-                      'toy_classification')
+                      help='a config file, toy_translation, '
+                      'toy_classification or toy_features')
   parser.add_argument('--processes', type=int, default=1)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--rekill', type=float, default=0.2,
@@ -235,7 +241,8 @@ def main() -> int:
   root.mkdir(parents=True)
   cache = root / 'data_cache'
   config = (_toy_config(args.config, root) if args.config in (
-      'toy_translation', 'toy_classification') else args.config)
+      'toy_translation', 'toy_classification', 'toy_features')
+            else args.config)
   rng = random.Random(args.seed)
   commands = lambda wd: _commands(wd, cache, config, args.processes)  # noqa: E731
 

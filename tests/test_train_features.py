@@ -13,7 +13,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import wave
 
 import numpy as np
 import pytest
@@ -26,9 +25,9 @@ from trainer import export as trainer_export
 
 import tiny_runs as testing
 
-RATE = 8000
-TONES = {'0': 300.0, '1': 1200.0, '2': 2600.0}  # Label -> Hz.
-NUM_STEPS = 12
+RATE = testing.TONE_RATE
+TONES = testing.TONES
+NUM_STEPS = testing.TONE_STEPS
 
 # Runs in a fresh process: the export alone classifies wav paths and samples.
 FRESH = r'''
@@ -47,49 +46,16 @@ print(json.dumps(out))
 '''
 
 
-def write_wav(path, samples, channels=1):
-  with wave.open(str(path), 'wb') as f:
-    f.setnchannels(channels)
-    f.setsampwidth(2)
-    f.setframerate(RATE)
-    f.writeframes((np.clip(samples, -1, 1) * 32000).astype('<i2').tobytes())
-
-
-def tone(hz, index, seconds=0.15):
-  t = np.arange(int(RATE * (seconds + 0.01 * (index % 4)))) / RATE
-  noise = np.random.default_rng(index).normal(0, 0.02, len(t))
-  return 0.5 * np.sin(2 * np.pi * hz * t + index) + noise
+write_wav = testing.write_wav
 
 
 @pytest.fixture(scope='module')
 def recordings(tmp_path_factory):
-  directory = tmp_path_factory.mktemp('tones')
-  for label, hz in TONES.items():
-    for index in range(8):  # valid: 0-1, train: 2-7.
-      write_wav(directory / f'{label}_synth_{index}.wav', tone(hz, index))
-  return directory
+  return testing.write_toy_recordings(tmp_path_factory.mktemp('tones'))
 
 
 def tone_config(directory, **overrides):
-  config = testing.load_config('spoken_digits')
-  config.num_epochs = 0
-  config.num_train_steps = NUM_STEPS
-  config.log_every_steps = 1
-  config.eval_every_steps = 6
-  config.checkpoint_every_steps = 6
-  config.model.embedding_size = 8
-  config.model.hidden_size = 8
-  config.optimizer.learning_rate = 2e-2
-  config.data.data_dir = str(directory)
-  config.data.labels = tuple(TONES)
-  config.data.index_ranges = {'train': (2, 7), 'valid': (0, 1)}
-  config.data.features.num_mel_bands = 12
-  config.data.batch_size = 6
-  config.data.eval_batch_size = 6
-  config.data.bucket_boundaries = (16, 32)
-  config.data.max_length = 32
-  config.data.prefetch = 0
-  return testing.apply_overrides(config, overrides)
+  return testing.tiny_feature_config(directory, **overrides)
 
 
 @pytest.fixture(scope='module')

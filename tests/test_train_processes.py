@@ -207,6 +207,63 @@ def test_peer_watchdog_ends_a_process_whose_peer_stopped():
   assert exits1 == [distributed.LOST_STATUS]
 
 
+_CONNECTED = r'''
+import sys, time
+from trainer import distributed
+distributed.initialize(f'localhost:{sys.argv[1]}', 2, int(sys.argv[2]))
+print('connected', flush=True)
+time.sleep(120)
+'''
+
+
+def test_losing_the_coordinator_ends_the_others_with_one_line():
+  """SIGKILL of process 0, which hosts JAX's coordination service: process 1
+  exits at once with status 1 and one line naming process 0, not jaxlib's
+  C++ abort (Check failure trace, SIGABRT)."""
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, '-c', _CONNECTED, str(port), str(i)],
+      env=testing.python_env(1), cwd=testing.REPO_ROOT, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+  try:
+    for proc in procs:
+      assert proc.stdout.readline() == 'connected\n', proc.stderr.read()
+    procs[0].kill()
+    start = time.monotonic()
+    _, err = procs[1].communicate(timeout=60)
+    stopped_after = time.monotonic() - start
+  finally:
+    for proc in procs:
+      proc.kill()
+  assert procs[1].returncode == distributed.LOST_STATUS, err[-3000:]
+  assert stopped_after < 10, (stopped_after, err[-3000:])
+  lines = [l for l in err.splitlines() if 'error: ' in l and 'process 0' in l]
+  assert len(lines) == 1 and (f'process 0 (the coordinator, localhost:{port}) '
+                              'is unreachable') in lines[0], err[-3000:]
+  for crash in ('Check failure', 'Fatal Python error', 'terminate called',
+                'Traceback'):
+    assert crash not in err, err[-3000:]
+
+
+_TERMINATE = r'''
+import ctypes, os
+from trainer import coordination_errors
+assert coordination_errors._install_terminate_handler(lambda: os._exit(7))
+ctypes.CDLL('libstdc++.so.6')._ZSt9terminatev()
+'''
+
+
+def test_the_terminate_handler_leaves_other_failures_to_the_previous_one():
+  """Only the error callback's std::bad_cast is taken for a lost
+  coordinator; another std::terminate (here without an exception) still
+  reaches the C++ runtime's handler and aborts."""
+  proc = subprocess.run([sys.executable, '-c', _TERMINATE],
+                        env=testing.python_env(1), cwd=testing.REPO_ROOT,
+                        text=True, capture_output=True, timeout=120)
+  assert proc.returncode == -signal.SIGABRT, proc.stderr[-2000:]
+  assert 'terminate called without an active exception' in proc.stderr
+
+
 @pytest.mark.parametrize('signum, delay', [
     (signal.SIGINT, 1.0), (signal.SIGTERM, 2.0), (signal.SIGINT, 4.0)])
 @pytest.mark.slow

@@ -1,6 +1,6 @@
-"""Helpers for the trainer's tests and benchmarks: the tiny config, runs,
-per-step losses (``import tiny_runs`` with ``tests/`` on ``sys.path``, as
-pytest puts it)."""
+"""Helpers for the trainer's tests and benchmarks: the tiny configs and toy
+data of each task, runs, per-step losses (``import tiny_runs`` with
+``tests/`` on ``sys.path``, as pytest puts it)."""
 
 from __future__ import annotations
 
@@ -263,3 +263,67 @@ def shared_classification_run(tmp_path_factory: Any, request: Any
       tmp_path_factory, request, 'shared_classification_run',
       lambda root: tiny_classification_config(
           write_toy_labelled_corpus(root / 'corpus'), root / 'cache'))
+
+
+# ----------------------------------------------------- feature sequences -----
+
+TONE_RATE = 8000
+TONES = {'0': 300.0, '1': 1200.0, '2': 2600.0}  # Label -> Hz.
+TONE_STEPS = 12
+
+
+def write_wav(path: str | os.PathLike[str], samples: Any,
+              channels: int = 1) -> None:
+  """16-bit PCM at ``TONE_RATE`` (samples in [-1, 1])."""
+  import wave  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with wave.open(os.fspath(path), 'wb') as f:
+    f.setnchannels(channels)
+    f.setsampwidth(2)
+    f.setframerate(TONE_RATE)
+    f.writeframes((np.clip(samples, -1, 1) * 32000).astype('<i2').tobytes())
+
+
+def write_toy_recordings(directory: str | os.PathLike[str]) -> pathlib.Path:
+  """Noisy sine tones, one pitch per label of ``TONES``, as FSDD-named
+  ``{label}_synth_{index}.wav`` (index 0-1: valid, 2-7: train) in
+  ``directory``; returns it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  for label, hz in TONES.items():
+    for index in range(8):
+      t = np.arange(int(TONE_RATE * (0.15 + 0.01 * (index % 4)))) / TONE_RATE
+      noise = np.random.default_rng(index).normal(0, 0.02, len(t))
+      write_wav(directory / f'{label}_synth_{index}.wav',
+                0.5 * np.sin(2 * np.pi * hz * t + index) + noise)
+  return directory
+
+
+def tiny_feature_config(data_dir: str | os.PathLike[str],
+                        cache_dir: str | os.PathLike[str] = '',
+                        **overrides: Any) -> ml_collections.ConfigDict:
+  """configs/spoken_digits.py's layout with a tiny model on the tones of
+  :func:`write_toy_recordings` (``TONE_STEPS`` steps; overrides as
+  ``section__key=value``)."""
+  config = load_config('spoken_digits')
+  config.num_epochs = 0
+  config.num_train_steps = TONE_STEPS
+  config.log_every_steps = 1
+  config.eval_every_steps = 6
+  config.checkpoint_every_steps = 6
+  config.model.embedding_size = 8
+  config.model.hidden_size = 8
+  config.optimizer.learning_rate = 2e-2
+  config.data.data_dir = os.fspath(data_dir)
+  config.data.labels = tuple(TONES)
+  config.data.index_ranges = {'train': (2, 7), 'valid': (0, 1)}
+  config.data.features.num_mel_bands = 12
+  config.data.batch_size = 6
+  config.data.eval_batch_size = 6
+  config.data.bucket_boundaries = (16, 32)
+  config.data.max_length = 32
+  config.data.prefetch = 0
+  if cache_dir:
+    config.data.cache_dir = os.fspath(cache_dir)
+  return apply_overrides(config, overrides)
