@@ -78,7 +78,7 @@ def get_config():
 
 def _toy_config(name: str, root: pathlib.Path) -> str:
   """Writes the toy corpus and a config file for ``name``; returns its path."""
-  sys.path.insert(0, str(REPO / 'tests'))
+  sys.path[:0] = [str(REPO), str(REPO / 'tests')]
   import tiny_runs as testing  # pylint: disable=g-import-not-at-top
   if name == 'toy_translation':
     data = testing.write_toy_parallel_corpus(root / 'corpus')

@@ -67,11 +67,6 @@ def _objective(metrics: Mapping[str, float]) -> float:
   return float(metrics.get(OBJECTIVE, math.inf))
 
 
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  return text.splitlines()[0][:500] if text else ''
-
-
 def _digest(path: str) -> str:
   digest = hashlib.blake2b(digest_size=16)
   with open(path, 'rb') as f:
@@ -248,7 +243,7 @@ class Checkpointer:
       int(meta['input_pipeline']['next_step'])
     except Exception as e:  # pylint: disable=broad-except
       return (f'its metadata is unreadable ({type(e).__name__}: '
-              f'{str(e).splitlines()[0][:200] if str(e) else ""})')
+              f'{errors.first_line(e, 200)})')
     return None
 
   def set_aside(self, step: int, problem: str) -> str:
@@ -323,7 +318,8 @@ class Checkpointer:
           state, meta = self.restore(step, abstract_state)
           return step, state, meta
         except Exception as e:  # pylint: disable=broad-except
-          problem = f'restoring it failed: {type(e).__name__}: {_first_line(e)[:200]}'
+          problem = ('restoring it failed: '
+                     f'{type(e).__name__}: {errors.first_line(e, 200)}')
           if not fallback:
             raise errors.CheckpointCorruptError(
                 f'The checkpoint of step {step} in {self.directory} is '
@@ -369,7 +365,7 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise errors.CheckpointSaveError(
           f'Saving the checkpoint of step {step} in {self.directory} failed: '
-          f'{type(e).__name__}: {_first_line(e)}. Earlier checkpoints are '
+          f'{type(e).__name__}: {errors.first_line(e)}. Earlier checkpoints are '
           f'intact (latest complete: {self._safe_latest()}); details in '
           f'{self._log_path()}.') from e
     self._unrecorded.append(step)
@@ -388,7 +384,7 @@ class Checkpointer:
       self._unrecorded.clear()
       raise errors.CheckpointSaveError(
           f'Writing the checkpoint of step {steps} in {self.directory} '
-          f'failed: {type(e).__name__}: {_first_line(e)}. Earlier checkpoints '
+          f'failed: {type(e).__name__}: {errors.first_line(e)}. Earlier checkpoints '
           f'are intact (latest complete: {self._safe_latest()}); details in '
           f'{self._log_path()}.') from e
     self._record_checksums()

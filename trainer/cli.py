@@ -42,7 +42,6 @@ def config_flags_parser(prog: str, config_flag: str = 'config',
   global ``FLAGS``).
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
   def fail(message: str) -> NoReturn:
     logging.debug('%s: bad command line', prog, exc_info=True)

@@ -31,6 +31,8 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from trainer import errors
+
 # The exceptions an error callback that cannot convert its argument throws:
 # nanobind raises std::bad_cast (its own cast_error where it has one).
 _CALLBACK_CAST_ERRORS = (b'St8bad_cast', b'N8nanobind10cast_errorE')
@@ -136,7 +138,7 @@ def reported(coordinator_address: str,
     return
 
   def on_error(status: Any = None) -> None:
-    text = (str(status or '').strip().splitlines() or [''])[0][:160]
+    text = errors.first_line(status, 160)
     address = coordinator_address or getattr(
         jax_distributed.global_state, 'coordinator_address', '') or ''
     exit_lost(describe(address, text))

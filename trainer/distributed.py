@@ -33,7 +33,7 @@ from typing import Any
 
 import jax
 
-from trainer import coordination_errors
+from trainer import coordination_errors, errors
 
 # Environment variables that mean several processes were launched.
 _CLUSTER_HINTS = (
@@ -95,7 +95,8 @@ PEER_TIMEOUT_S = 20.0
 HEARTBEAT_INTERVAL_S = 1.0
 # JAX's own coordination-service heartbeat timeout, longer than the
 # watchdog's; it still covers the shutdown barrier, after the watchdog
-# stopped.
+# stopped (the service then reports the lost process to the others, which
+# stop with the one line of trainer/coordination_errors.py).
 JAX_HEARTBEAT_TIMEOUT_S = 60
 LOST_STATUS = 1
 # Seconds the processes wait for each other to connect at start-up (JAX's
@@ -201,9 +202,9 @@ class PeerWatchdog:
       except Exception as e:  # pylint: disable=broad-except
         if self._ending.is_set() or self._me == 0:
           return  # Process 0 hosts the service: this is its own shutdown.
-        text = str(e).splitlines()[0][:120] if str(e) else ''
         self._lost(coordination_errors.describe(
-            self.coordinator_address, f'{type(e).__name__}: {text}'))
+            self.coordinator_address,
+            f'{type(e).__name__}: {errors.first_line(e, 120)}'))
         return
       for p, (value, done) in polled.items():
         if done:
@@ -229,7 +230,7 @@ def _await_watchdog_then(previous_hook: Callable[..., Any]) -> Callable[..., Any
   def hook(kind, value, traceback):
     if (_watchdog is not None and
         issubclass(kind, getattr(jax.errors, 'JaxRuntimeError', ()))):
-      print(f'A JAX operation failed ({(str(value).splitlines() or [""])[0][:200]}); '
+      print(f'A JAX operation failed ({errors.first_line(value, 200)}); '
             'checking whether another process stopped...', file=sys.stderr,
             flush=True)
       time.sleep(_watchdog.timeout + 3 * _watchdog.interval)
@@ -307,7 +308,7 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
           initialization_timeout=init_timeout, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
     timer.cancel()
-    text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
+    text = errors.first_line(e, 300)
     print(f'{os.path.basename(sys.argv[0]) or "python"}: error: starting JAX '
           f'on {num_processes or "the detected"} processes (coordinator '
           f'{coordinator_address or "detected"}) failed within '

@@ -38,3 +38,10 @@ class WorkdirError(TrainerError, OSError):
 
 class CheckpointCorruptError(TrainerError, ValueError):
   """A checkpoint fails its integrity checks (named with the step)."""
+
+
+def first_line(error: object, limit: int = 500) -> str:
+  """The first line of ``str(error)``, at most ``limit`` characters ('' for
+  an empty message): the part of an exception a one-line error quotes."""
+  lines = str(error or '').strip().splitlines()
+  return lines[0][:limit] if lines else ''

@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
