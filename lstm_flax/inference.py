@@ -34,7 +34,9 @@ from lstm_flax.tokenizer import Tokenizer
 
 Array = jax.Array
 
-PAD_TO = 8  # Translation sources are padded to a multiple of this (fewer compiles).
+# Translation sources are padded to a multiple of this, feature frames to a
+# power of two of at least this (fewer compiles).
+PAD_TO = 8
 DECODE_METHODS = ('beam', 'greedy', 'sample')
 
 
@@ -342,8 +344,10 @@ def classify_frames(model: Any, params: Any, frames: Sequence[Optional[np.ndarra
   (``lstm_flax.feature_models.FeatureSequenceClassifier``).
 
   ``frames``: normalised ``[T_i, F]`` arrays (e.g.
-  ``lstm_flax.features.FeatureSettings.featurize``); a batch is padded to its
-  longest sequence.
+  ``lstm_flax.features.FeatureSettings.featurize``). Every batch has
+  ``min(batch_size, len(frames))`` rows and is padded to the power of two
+  (at least ``PAD_TO``) above its longest sequence, so calls with recordings
+  of many lengths reuse a few compiled shapes.
 
   Raises:
     SettingError: ``batch_size`` below 1, an array that is not ``[T, F]``
@@ -358,10 +362,13 @@ def classify_frames(model: Any, params: Any, frames: Sequence[Optional[np.ndarra
       raise SettingError(f'Input {i} has shape {np.shape(frames[i])}; give [frames, features] '
                          'with at least one frame.')
   out: list[Optional[Prediction]] = [None] * len(frames)
+  rows = min(batch_size, len(todo))
   for begin in range(0, len(todo), batch_size):
     chunk = todo[begin:begin + batch_size]
-    lengths = np.asarray([len(frames[i]) for i in chunk], np.int32)
-    batch = np.zeros((len(chunk), int(lengths.max()), np.shape(frames[chunk[0]])[1]), np.float32)
+    lengths = np.ones(rows, np.int32)  # Rows past the chunk: one zero frame.
+    lengths[:len(chunk)] = [len(frames[i]) for i in chunk]
+    width = max(PAD_TO, 1 << (int(lengths.max()) - 1).bit_length())
+    batch = np.zeros((rows, width, np.shape(frames[chunk[0]])[1]), np.float32)
     for row, i in enumerate(chunk):
       batch[row, :lengths[row]] = frames[i]
     _predict(out, chunk, probabilities_fn(params, batch, lengths), label_names)

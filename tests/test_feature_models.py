@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from lstm_flax import axes
+from lstm_flax import axes, inference
 from lstm_flax.feature_models import FeatureSequenceClassifier
 
 
@@ -94,3 +94,29 @@ def test_parameters_have_axis_names_and_fields_are_checked():
   with pytest.raises(ValueError, match=r'features must be \[batch, time, 3\]'):
     model.apply({'params': {}},
                 np.zeros((1, 2, 4), np.float32), np.ones(1, np.int32), deterministic=True)
+
+
+def test_classify_frames_reuses_compiled_shapes_and_ignores_padding():
+  """Recordings of 3-30 frames in batches of 4: two compiled shapes (widths
+  32, 32 and 8, 4 rows each; padded to the longest, three), and every
+  prediction equals the model on that recording alone."""
+  model = FeatureSequenceClassifier(num_features=3, num_classes=2,
+                                    embedding_size=4, hidden_size=4)
+  rng = np.random.default_rng(1)
+  frames = [rng.normal(size=(n, 3)).astype(np.float32)
+            for n in (3, 12, 9, 30, 17, 5, 11, 13, 7)]
+  params = model.init(jax.random.PRNGKey(0), frames[0][None],
+                      np.array([3], np.int32), deterministic=True)['params']
+  probabilities = inference.class_probabilities(model)
+  got = inference.classify_frames(model, params, [*frames[:4], None, *frames[4:]],
+                                  ['a', 'b'], batch_size=4,
+                                  probabilities_fn=probabilities)
+  assert got[4] is None
+  got = got[:4] + got[5:]
+  assert probabilities._cache_size() == 2  # [4, 32, 3] and [4, 8, 3].
+  for x, prediction in zip(frames, got):
+    alone = np.asarray(probabilities(params, x[None], np.array([len(x)], np.int32)))[0]
+    np.testing.assert_allclose([prediction.probabilities['a'],
+                                prediction.probabilities['b']], alone,
+                               rtol=1e-5, atol=1e-6)
+    assert prediction.label == 'ab'[int(np.argmax(alone))]
