@@ -168,10 +168,10 @@ class _FakeCoordination:
       raise RuntimeError('UNAVAILABLE: connection refused')
     self.values[key] = value
 
-  def key_value_try_get(self, key):
+  def key_value_dir_get(self, prefix):
     if self.down:
       raise RuntimeError('UNAVAILABLE: connection refused')
-    return self.values[key]
+    return [(k, v) for k, v in self.values.items() if k.startswith(prefix)]
 
 
 def _watch(client, me, exits, **kwargs):

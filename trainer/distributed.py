@@ -175,19 +175,15 @@ class PeerWatchdog:
       self._exit(LOST_STATUS)
 
   def _poll(self, count: int) -> dict[int, tuple[str | None, bool]]:
-    """Publishes heartbeat ``count``; returns each peer's (heartbeat, done)."""
+    """Publishes heartbeat ``count``; returns each peer's (heartbeat, done).
+    Two directory reads, whatever the number of processes (not two reads
+    per peer: on a pod every process polls every second)."""
     self._client.key_value_set(f'{_KEY}{self._me}', str(count),
                                allow_overwrite=True)
-    out = {}
-    for p in self._peers:
-      values = []
-      for key in (_KEY, _DONE):
-        try:
-          values.append(self._client.key_value_try_get(f'{key}{p}'))
-        except Exception:  # pylint: disable=broad-except  # Not set (yet).
-          values.append(None)
-      out[p] = (values[0], values[1] is not None)
-    return out
+    beats, done = ({key.rsplit('/', 1)[-1]: value for key, value
+                    in self._client.key_value_dir_get(prefix)}
+                   for prefix in (_KEY, _DONE))
+    return {p: (beats.get(str(p)), str(p) in done) for p in self._peers}
 
   def _run(self) -> None:
     start = time.monotonic()
