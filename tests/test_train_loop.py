@@ -385,7 +385,9 @@ def test_sigterm_during_a_validation_stops_it_and_saves_at_once(
     trained, cache, tmp_path, monkeypatch):
   """SIGTERM at the 2nd batch of step 10's validation: no more batch is
   scored, step 10 is saved with its validation pending, and the rerun does
-  that validation first and ends as the uninterrupted run did."""
+  that validation first; SIGTERM in the training step before step 20's
+  validation leaves that one pending too; the last rerun ends as the
+  uninterrupted run did."""
   import signal  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / 'stopped')
   original = input_pipeline.LMDatasets.eval_batches
@@ -408,6 +410,27 @@ def test_sigterm_during_a_validation_stops_it_and_saves_at_once(
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   assert ckpt.latest_step() == 10
   assert ckpt.read_meta(10)['validation_pending']
+  ckpt.close()
+  # The rerun validates step 10 first; then SIGTERM during step 20's training
+  # step: step 20 is saved with its validation pending (not skipped), and
+  # without step 10's metrics.
+  from trainer.tasks import lm as lm_task  # pylint: disable=g-import-not-at-top
+  original_tokens = lm_task.LMDatasets.batch_tokens
+  trained_steps = []
+
+  def signalling_tokens(self, local):  # Called once per training step.
+    trained_steps.append(10 + len(trained_steps))
+    if trained_steps[-1] == 19:  # Step 19 -> 20 is under way.
+      os.kill(os.getpid(), signal.SIGTERM)
+    return original_tokens(self, local)
+
+  monkeypatch.setattr(lm_task.LMDatasets, 'batch_tokens', signalling_tokens)
+  assert loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir) == {}
+  monkeypatch.undo()
+  assert max(r['step'] for r in metrics.read_metrics(workdir)) == 20
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  assert ckpt.latest_step() == 20 and ckpt.read_meta(20)['validation_pending']
+  assert not ckpt.manager.metrics(20)  # Not step 10's validation.
   ckpt.close()
   result = loop.train_and_evaluate(tasks.build(testing.tiny_config(cache)), workdir)
   assert result == trained[1]

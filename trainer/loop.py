@@ -421,26 +421,29 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
                    done % config.checkpoint_every_steps == 0)
         if do_save or do_eval or done % config.log_every_steps == 0:
           flush(done)
-        interrupted = False
+        validated = False  # This step's validation ran to the end.
         if do_eval and not preempted:
           try:
             last_eval = validate(done, preemption)
+            validated = True
           except ValidationInterrupted:  # Save at once; resume validates.
             logging.warning('Stopped the validation of step %d for the '
                             'stop request.', done)
-            interrupted = preempted = True
-            last_eval = {}
+            preempted = True
         if do_save:
+          # A validation that a stop interrupted or came before is left
+          # pending: the resumed run does it first.
           ckpt.save(done, state,
                     _meta(config, task, signature, model_inputs, done, tracker,
-                          datasets, validation_pending=interrupted),
+                          datasets, validation_pending=do_eval and not validated),
                     metrics=(checkpoints.best_metrics(last_eval, best.name,
                                                       best.mode)
-                             if do_eval and last_eval else None))
+                             if validated else None))
         if preempted:
           ckpt.wait()
           logging.warning('Preempted: saved the checkpoint of step %d; '
                           'exiting.', done)
+          last_eval = {}  # Not this step's; the resumed run reports.
           break
       ckpt.wait()
     finally:
