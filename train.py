@@ -54,13 +54,16 @@ def main(argv):
     task = tasks.build(FLAGS.config)  # Validates; writes nothing.
     workdir = FLAGS.workdir
     logging.info('JAX devices: %s', jax.devices())
+    result = {}
     if task.config.mode == 'evaluate':
       evaluation.evaluate(task, workdir, tasks.task_class)
     else:
       result = loop.train_and_evaluate(task, workdir)
-      if result:
-        print(json.dumps({k: round(v, 4) if math.isfinite(v) else None
-                          for k, v in result.items()}), flush=True)
+    if jax.process_count() > 1:
+      signals.ignore()  # The others wait for this one in JAX's shutdown.
+    if result:
+      print(json.dumps({k: round(v, 4) if math.isfinite(v) else None
+                        for k, v in result.items()}), flush=True)
 
 
 if __name__ == '__main__':

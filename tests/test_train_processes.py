@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -124,7 +125,8 @@ def test_two_processes_match_one_process_through_a_one_host_sigterm(
     cache, reference, tmp_path):
   """Two processes; SIGTERM to process 1 only (a preemption notice on one
   host): both save the same step and exit 0; restarted, they finish with
-  the losses of the one-process run."""
+  the losses of the one-process run, and a Ctrl-C to one of them after its
+  work is done neither stops it nor leaves the other in JAX's shutdown."""
   workdir = str(tmp_path / 'two')
   procs = _two_processes(workdir, cache, num_train_steps=16,
                          checkpoint_every_steps=100)
@@ -140,9 +142,27 @@ def test_two_processes_match_one_process_through_a_one_host_sigterm(
   assert 'process 1 of 2' in outputs[1][1] or 'Rank 1' in outputs[1][1]
   procs = _two_processes(workdir, cache, num_train_steps=16,
                          checkpoint_every_steps=100)
-  outputs = [p.communicate(timeout=300) for p in procs]
+  # Ctrl-C to process 1 once its work is done (its result printed): it still
+  # takes part in JAX's shutdown, so neither is left waiting there.
+  errors = [[] for _ in procs]
+  readers = [threading.Thread(target=lambda p=p, e=e: e.append(p.stderr.read()))
+             for p, e in zip(procs, errors)]
+  for reader in readers:
+    reader.start()
+  for line in procs[1].stdout:
+    if line.startswith('{"valid_loss"'):
+      procs[1].send_signal(signal.SIGINT)
+      break
+  start, outputs = time.monotonic(), []
+  for p, e, reader in zip(procs, errors, readers):
+    out = p.stdout.read()
+    p.wait(timeout=300)
+    reader.join()
+    outputs.append((out, ''.join(e)))
+  assert time.monotonic() - start < 20, outputs
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, out[-2000:] + err[-6000:]
+  assert 'stopped by' not in outputs[1][1]
   two = testing.train_losses(workdir)
   one = reference[1]
   assert sorted(two) == list(range(1, 17))

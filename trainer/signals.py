@@ -76,6 +76,20 @@ def _ignore_during_teardown() -> None:
   in that window killed the process (status -15) after a complete run. An
   ignored signal lets it exit with its own status.
   """
+  ignore()
+
+
+def ignore() -> None:
+  """Ignores SIGINT and SIGTERM from now on (main thread only; the run's
+  work is done).
+
+  On several processes ``train.py`` calls it as soon as the run's work is
+  over: each process must still reach JAX's shutdown barrier, and one that
+  a signal ended before it (exit 130 / 143 without leaving the barrier)
+  left the others waiting there until JAX's heartbeat timeout (60 s).
+  """
+  if threading.current_thread() is not threading.main_thread():
+    return
   for signum in _NAMES:
     with contextlib.suppress(ValueError, OSError):
       signal.signal(signum, signal.SIG_IGN)
