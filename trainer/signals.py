@@ -14,7 +14,8 @@ Nothing unfinished is ever used after such an exit: checkpoints are written
 into temporary directories and renamed when complete, ``metrics.jsonl`` rows
 after the resumed checkpoint are dropped and replayed, and the workdir lock
 is released by the kernel; from the last atexit hook on (the run's work
-done) both signals are ignored, so the process exits with its own status.
+done) both signals are ignored, so the process exits with its own status
+(on several processes from the end of the run's work on: :func:`ignore`).
 The training loop replaces these handlers while it runs (single process:
 SIGTERM or SIGINT saves a checkpoint and exits 0, a second signal leaves at
 once; several processes: JAX's preemption service catches SIGTERM and all
