@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,15 +42,22 @@ _TERMINATE_HANDLER = ctypes.CFUNCTYPE(None)
 _installed: list[Any] = []
 
 
-def coordinator_reachable(address: str, timeout_s: float = 1.0) -> bool:
-  """Whether a TCP connection to ``host:port`` (``[v6]:port``) opens."""
+def coordinator_reachable(address: str, timeout_s: float = 1.0,
+                          tries: int = 3, pause_s: float = 0.25) -> bool:
+  """Whether TCP connections to ``host:port`` (``[v6]:port``) open on each
+  of ``tries`` attempts ``pause_s`` apart (a process being killed closes
+  its client connections a moment before its listening socket)."""
   host, _, port = address.rpartition(':')
-  try:
-    with socket.create_connection((host.strip('[]') or 'localhost',
-                                   int(port)), timeout=timeout_s):
-      return True
-  except (OSError, ValueError):
-    return False
+  for attempt in range(tries):
+    if attempt:
+      time.sleep(pause_s)
+    try:
+      with socket.create_connection((host.strip('[]') or 'localhost',
+                                     int(port)), timeout=timeout_s):
+        pass
+    except (OSError, ValueError):
+      return False
+  return True
 
 
 def describe(address: str, detail: str = '') -> str:

@@ -316,11 +316,16 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
   timer.cancel()
   global _watchdog
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
-  client = getattr(jax_distributed.global_state, 'client', None)
-  if client is not None and jax.process_count() > 1:
+  state = jax_distributed.global_state
+  client = getattr(state, 'client', None)
+  # From the coordination service's own record, not jax.process_count():
+  # that starts the backend, which waits for every process's devices, so a
+  # process lost right after connecting left the others there until JAX's
+  # heartbeat timeout (60 s) with no watchdog yet.
+  if client is not None and state.num_processes > 1:
     _watchdog = PeerWatchdog(
-        client, jax.process_index(), jax.process_count(),
-        coordinator_address=jax_distributed.global_state.coordinator_address
+        client, state.process_id, state.num_processes,
+        coordinator_address=state.coordinator_address
         or coordinator_address).start()
     atexit.register(stop_watchdog)
     sys.excepthook = _await_watchdog_then(sys.excepthook)
