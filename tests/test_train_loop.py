@@ -256,6 +256,21 @@ def test_generation_is_deterministic_for_a_seed(trained):
   assert greedy[0] == greedy[1]
 
 
+def test_a_damaged_or_missing_saved_tokenizer_is_named(trained, tmp_path):
+  """Inference reports an unreadable tokenizer.json with its reason, not
+  as missing."""
+  workdir = _copy(trained[0], tmp_path)
+  path = os.path.join(workdir, 'tokenizer', 'tokenizer.json')
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write('not json')
+  with pytest.raises(errors.CheckpointCorruptError,
+                     match=re.escape(path) + ' is not a tokenizer description'):
+    tasks.load(workdir, 'best', 'lm')
+  os.remove(path)
+  with pytest.raises(errors.CheckpointNotFoundError, match='which is missing'):
+    tasks.load(workdir, 'best', 'lm')
+
+
 def test_awd_lstm_features_train_and_average(cache, tmp_path):
   """Random BPTT windows, weight drop, locked dropout, a smaller tied last
   layer, gradient accumulation and averaged SGD together."""

@@ -28,6 +28,7 @@ import ml_collections
 
 from input_pipeline import tokenizers as tokenizers_lib
 from lstm_flax import inference as inference_lib
+from lstm_flax import tokenizer as tokenizer_format
 from trainer import checkpoints, compiled, config_lib, errors, partitioning
 from trainer import workdir_lock
 from trainer.steps import TrainState
@@ -52,20 +53,27 @@ class Restored:
 
     Raises:
       CheckpointNotFoundError: the tokenizer directory it names is missing.
+      CheckpointCorruptError: the saved tokenizer cannot be read (the
+        reason, naming the file).
       CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
     """
     info = self.meta['tokenizer']
     directory = os.path.join(self.workdir, info['directory'])
-    saved = tokenizers_lib.load_saved(directory)
-    if saved is None:
+    try:
+      tokenizer = tokenizer_format.load(directory)
+    except FileNotFoundError as e:
       raise errors.CheckpointNotFoundError(
           f'The checkpoint of step {self.step} refers to the tokenizer in '
-          f'{directory}, which is missing.')
-    if saved[0].fingerprint() != info['fingerprint']:
+          f'{directory}, which is missing ({e}).') from None
+    except (OSError, ValueError) as e:
+      raise errors.CheckpointCorruptError(
+          f'The tokenizer of the checkpoint of step {self.step} cannot be '
+          f'read: {errors.first_line(e)}') from None
+    if tokenizer.fingerprint() != info['fingerprint']:
       raise errors.CheckpointMismatchError(
           f'The tokenizer in {directory} is not the one the checkpoint of '
           f'step {self.step} was trained with.')
-    return saved[0]
+    return tokenizer
 
   @property
   def model(self) -> Any:
