@@ -17,7 +17,8 @@ hand the callback's ``absl::Status`` to a Python function: the call throws
 in ``std::terminate``. So :func:`reported` also installs a C++ terminate
 handler (ctypes, on the process's libstdc++) that does the same for exactly
 that exception and passes any other to the previous handler (``terminate
-called after throwing ...`` and ``abort()``, as without it). Where jaxlib
+called after throwing ...`` and ``abort()``, as without it); JAX's distributed
+shutdown at exit puts the previous handler back. Where jaxlib
 converts the status, the Python callback runs itself and the terminate
 handler is never reached. Where neither hook is available (another C++
 runtime, a jaxlib without the argument), JAX's own abort remains.
@@ -66,8 +67,8 @@ def describe(address: str, detail: str = '') -> str:
   detail = f' ({detail})' if detail else ''
   if address and coordinator_reachable(address):
     return ("JAX's coordination service (process 0, "
-            f'{address}) reported an error{detail}: another process of the '
-            'run stopped.')
+            f'{address}) reported an error{detail}: most likely another '
+            'process of the run stopped.')
   return (f'process 0 (the coordinator, {address or "detected address"}) '
           f'is unreachable{detail}.')
 
@@ -85,16 +86,18 @@ def _current_exception_name() -> bytes | None:
   return (name.value or b'').lstrip(b'*')
 
 
-def _install_terminate_handler(on_callback_failure: Callable[[], None]) -> bool:
+def _install_terminate_handler(
+    on_callback_failure: Callable[[], None]) -> Callable[[], None] | None:
   """Sets a C++ terminate handler that calls ``on_callback_failure`` for
   the error callback's ``std::bad_cast`` and otherwise calls the previous
-  handler. Returns whether it was installed."""
+  handler. Returns a function that puts the previous handler back (None if
+  nothing was installed)."""
   try:
     libstdcxx = ctypes.CDLL('libstdc++.so.6')
     set_terminate = libstdcxx._ZSt13set_terminatePFvvE  # pylint: disable=protected-access
     libstdcxx.__cxa_current_exception_type  # pylint: disable=pointless-statement
   except (OSError, AttributeError):
-    return False
+    return None
   set_terminate.restype = ctypes.c_void_p
   set_terminate.argtypes = [_TERMINATE_HANDLER]
   previous: list[Any] = []
@@ -109,7 +112,12 @@ def _install_terminate_handler(on_callback_failure: Callable[[], None]) -> bool:
   c_handler = _TERMINATE_HANDLER(handler)
   previous.append(set_terminate(c_handler))
   _installed.append(c_handler)
-  return True
+
+  def uninstall() -> None:
+    set_terminate.argtypes = [ctypes.c_void_p]
+    set_terminate(previous[0])
+
+  return uninstall
 
 
 def _client_factory_module() -> Any:
@@ -126,6 +134,22 @@ def _client_factory_module() -> Any:
                                          or ''):
     return None
   return jax_distributed
+
+
+def _uninstall_after_shutdown(state: Any, uninstall: Callable[[], None]
+                              ) -> None:
+  """Puts the previous terminate handler back once JAX's distributed
+  ``state`` is shut down (its client gone, at exit): no C++ failure during
+  the interpreter's finalisation reaches a Python callback."""
+  shutdown = state.shutdown
+
+  def shutdown_then_uninstall(*args: Any, **kwargs: Any) -> Any:
+    try:
+      return shutdown(*args, **kwargs)
+    finally:
+      uninstall()
+
+  state.shutdown = shutdown_then_uninstall
 
 
 @contextlib.contextmanager
@@ -151,9 +175,11 @@ def reported(coordinator_address: str,
         jax_distributed.global_state, 'coordinator_address', '') or ''
     exit_lost(describe(address, text))
 
-  if not _install_terminate_handler(on_error):
+  uninstall = _install_terminate_handler(on_error)
+  if uninstall is None:
     yield False
     return
+  _uninstall_after_shutdown(jax_distributed.global_state, uninstall)
   jaxlib_module = jax_distributed._jax  # pylint: disable=protected-access
   make_client = jaxlib_module.get_distributed_runtime_client
 

@@ -56,11 +56,14 @@ class Restored:
       CheckpointCorruptError: the saved tokenizer cannot be read (the
         reason, naming the file).
       CheckpointMismatchError: the saved tokenizer is not the checkpoint's.
+      ConfigError: a tokenizer kind this version does not know.
     """
     info = self.meta['tokenizer']
     directory = os.path.join(self.workdir, info['directory'])
     try:
       tokenizer = tokenizer_format.load(directory)
+    except tokenizer_format.UnknownKindError as e:
+      raise errors.ConfigError(str(e)) from None  # Saved by a newer version.
     except FileNotFoundError as e:
       raise errors.CheckpointNotFoundError(
           f'The checkpoint of step {self.step} refers to the tokenizer in '

@@ -252,7 +252,8 @@ def train_and_evaluate(task: base.Task, workdir: str) -> dict[str, float]:
   the workdir's latest checkpoint, and evaluates.
 
   Returns:
-    The last validation metrics.
+    The last validation metrics; ``{}`` for a run stopped by a signal (or a
+    preemption) before its end.
 
   Raises:
     BatchSizeError: a batch size the devices do not divide.
