@@ -225,6 +225,22 @@ def test_peer_watchdog_ends_a_process_whose_peer_stopped():
   client.down = True
   time.sleep(0.2)
   assert exits1 == [distributed.LOST_STATUS]
+  # Failing calls to a coordinator that still answers: no news, not a lost
+  # coordinator; the peer is taken for lost only after its timeout.
+  with socket.socket() as listening:
+    listening.bind(('localhost', 0))
+    listening.listen()
+    client, exits1 = _FakeCoordination(), []
+    _watch(client, 1, exits1, coordinator_address='localhost:%d' %
+           listening.getsockname()[1])
+    time.sleep(0.1)
+    client.down = True
+    time.sleep(0.1)
+    assert exits1 == []
+    deadline = time.time() + 5
+    while not exits1 and time.time() < deadline:
+      time.sleep(0.05)
+    assert exits1 == [distributed.LOST_STATUS]
 
 
 _CONNECTED = r'''

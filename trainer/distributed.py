@@ -198,17 +198,18 @@ class PeerWatchdog:
       except Exception as e:  # pylint: disable=broad-except
         if self._ending.is_set() or self._me == 0:
           return  # Process 0 hosts the service: this is its own shutdown.
-        if self.coordinator_address and coordination_errors.coordinator_reachable(
-            self.coordinator_address):
-          # A failed call to a coordinator that still answers (overloaded):
-          # no news this round; a lost peer still shows by its timeout.
-          self._ending.wait(self.interval)
-          continue
-        self._lost(coordination_errors.describe(
-            self.coordinator_address,
-            f'{type(e).__name__}: {errors.first_line(e, 120)}'))
-        return
-      for p, (value, done) in polled.items():
+        if not (self.coordinator_address and
+                coordination_errors.coordinator_reachable(
+                    self.coordinator_address)):
+          self._lost(coordination_errors.describe(
+              self.coordinator_address,
+              f'{type(e).__name__}: {errors.first_line(e, 120)}'))
+          return
+        # A failed call to a coordinator that still answers (overloaded):
+        # no news this round; a lost peer still shows by its timeout.
+        polled = {}
+      for p in self._peers:
+        value, done = polled.get(p, (None, False))
         if done:
           watched.discard(p)
         elif value is not None and value != seen[p][0]:
