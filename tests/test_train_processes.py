@@ -305,7 +305,8 @@ def test_the_terminate_handler_leaves_other_failures_to_the_previous_one():
 @pytest.mark.slow
 def test_a_signal_during_start_up_exits_cleanly(tmp_path, signum, delay):
   """SIGINT / SIGTERM during imports and JAX's start-up: exit status 130 /
-  143 and one line, never a crash."""
+  143 and one line, never a crash. (On a fast machine the 4 s signal may
+  land in the training loop instead: then a save and exit 0.)"""
   proc = subprocess.Popen(
       testing.train_command(str(tmp_path / 'w'),
                             *_flags(tmp_path / 'cache')),
@@ -315,9 +316,12 @@ def test_a_signal_during_start_up_exits_cleanly(tmp_path, signum, delay):
   time.sleep(delay)
   proc.send_signal(signum)
   _, err = proc.communicate(timeout=120)
-  assert proc.returncode == signals.exit_status(signum), err[-3000:]
   assert 'Fatal' not in err and 'Segmentation' not in err, err[-3000:]
-  assert 'stopped by SIG' in err
+  if 'Preempted: saved the checkpoint' in err:  # Reached the loop first.
+    assert proc.returncode == 0 and delay > 2, err[-3000:]
+  else:
+    assert proc.returncode == signals.exit_status(signum), err[-3000:]
+    assert 'stopped by SIG' in err
 
 
 def _start(workdir, cache, **overrides):
