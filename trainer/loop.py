@@ -16,13 +16,10 @@ infinite. It never names a task: everything task-specific comes from the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +32,7 @@ from input_pipeline import errors as input_errors
 from trainer import checkpoints, compiled, config_lib, errors
 from trainer import metrics as metrics_lib
 from trainer import partitioning, workdir_lock
+from trainer import preemption as preemption_lib
 from trainer.steps import TrainState
 from trainer import task_base as base
 
@@ -82,63 +80,6 @@ class EpochTracker:
     while len(self._starts) <= num_epochs:
       self._extend(self._starts[-1])
     return self._starts[num_epochs]
-
-
-class PreemptionHandler:
-  """Turns SIGTERM and SIGINT into a flag the loop polls (single process):
-  the loop saves a checkpoint and exits 0, so Ctrl-C keeps the steps done
-  so far (a second signal leaves at once through the start-up handler).
-
-  On several processes JAX's preemption service catches SIGTERM and the loop
-  asks Orbax's sync point (``reached_preemption``) instead, so that every
-  host saves at the same step.
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.requested = False
-    self._previous: dict[int, Any] = {}
-
-  def __enter__(self):
-    if (jax.process_count() == 1 and
-        threading.current_thread() is threading.main_thread()):
-      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-    return self
-
-  def _handle(self, signum, frame):
-    if self.requested:  # A second signal: no more waiting for the save.
-      previous = self._previous.get(signum)
-      if callable(previous):
-        previous(signum, frame)
-      return
-    logging.warning('Received signal %d: saving a checkpoint and exiting '
-                    '(again to stop at once).', signum)
-    self.requested = True
-
-  def __exit__(self, *exc):
-    for signum, previous in self._previous.items():
-      signal.signal(signum, previous)
-    return False
-
-
-class ValidationInterrupted(Exception):
-  """A stop was requested (SIGTERM, SIGINT) during a validation."""
-
-
-def interruptible(context: base.EvalContext,
-                  stop_requested: Callable[[], bool]) -> base.EvalContext:
-  """``context`` whose ``to_device`` raises ValidationInterrupted once
-  ``stop_requested()``: every task's evaluation places each batch through
-  it, so a validation stops within one batch of a SIGTERM."""
-  place = context.to_device
-
-  def to_device(local):
-    if stop_requested():
-      raise ValidationInterrupted
-    return place(local)
-
-  return dataclasses.replace(context, to_device=to_device)
 
 
 # ------------------------------------------------------------ resume checks --
@@ -376,22 +317,24 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
     pending.clear()
     window.update(time=now, tokens=0.0)
 
-  def validate(step: int, preemption: PreemptionHandler) -> dict[str, float]:
+  def validate(step: int,
+               preemption: preemption_lib.PreemptionHandler) -> dict[str, float]:
     """Validation metrics of ``step`` (written); ValidationInterrupted if a
     SIGTERM arrives meanwhile."""
     with report.timed('eval'):
       result = task.evaluate(
-          interruptible(steps.eval_context(state, eval_batch_size),
-                        lambda: preemption.requested), datasets, 'valid')
+          preemption_lib.interruptible(
+              steps.eval_context(state, eval_batch_size),
+              lambda: preemption.requested), datasets, 'valid')
     writer.write_scalars(step, result)
     return result
 
   if validation_pending:
-    with PreemptionHandler() as preemption:
+    with preemption_lib.PreemptionHandler() as preemption:
       logging.info('Validating step %d, which a stop interrupted.', start)
       try:
         last_eval = validate(start, preemption)
-      except ValidationInterrupted:
+      except preemption_lib.ValidationInterrupted:
         logging.warning('Stopped again during the validation of step %d; '
                         'exiting (it runs on the next resume).', start)
         return {}
@@ -401,7 +344,7 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
     logging.info('The run is complete (step %d of %d).', start, num_steps)
     return last_eval
   train_iter = datasets.train_batches(start)
-  with PreemptionHandler() as preemption:
+  with preemption_lib.PreemptionHandler() as preemption:
     try:
       for step in range(start, num_steps):
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
@@ -427,7 +370,8 @@ def _train(config: ml_collections.ConfigDict, task: base.Task, workdir: str,
           try:
             last_eval = validate(done, preemption)
             validated = True
-          except ValidationInterrupted:  # Save at once; resume validates.
+          except preemption_lib.ValidationInterrupted:
+            # Save at once; the resumed run validates.
             logging.warning('Stopped the validation of step %d for the '
                             'stop request.', done)
             preempted = True
