@@ -46,22 +46,15 @@ print(json.dumps(out))
 '''
 
 
-write_wav = testing.write_wav
-
-
 @pytest.fixture(scope='module')
 def recordings(tmp_path_factory):
   return testing.write_toy_recordings(tmp_path_factory.mktemp('tones'))
 
 
-def tone_config(directory, **overrides):
-  return testing.tiny_feature_config(directory, **overrides)
-
-
 @pytest.fixture(scope='module')
 def trained(recordings, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('tone_run') / 'run')
-  result = loop.train_and_evaluate(tasks.build(tone_config(recordings)), workdir)
+  result = loop.train_and_evaluate(tasks.build(testing.tiny_feature_config(recordings)), workdir)
   return workdir, result
 
 
@@ -79,7 +72,7 @@ def test_trains_saves_feature_settings_and_evaluates(trained, recordings):
   settings = features_lib.load(f'{workdir}/tokenizer')
   assert settings.num_mel_bands == 12 and len(settings.mean) == len(settings.std) == 12
   assert 'features_fingerprint' in meta['signature']
-  scored = evaluation.evaluate(tasks.build(tone_config(
+  scored = evaluation.evaluate(tasks.build(testing.tiny_feature_config(
       recordings, mode='evaluate', eval_split='valid', checkpoint='latest')),
       workdir, tasks.task_class)
   assert scored['valid_accuracy'] == 1.0
@@ -89,21 +82,21 @@ def test_trains_saves_feature_settings_and_evaluates(trained, recordings):
 def test_a_bad_recording_is_a_one_line_error_naming_it(recordings, tmp_path):
   bad = tmp_path / 'bad'
   shutil.copytree(recordings, bad)
-  write_wav(bad / '1_synth_3.wav', np.zeros(800), channels=2)
+  testing.write_wav(bad / '1_synth_3.wav', np.zeros(800), channels=2)
   with pytest.raises(input_pipeline.errors.MalformedLineError,
                      match=r'1_synth_3.wav has 2 channels; only mono'):
-    tasks.build(tone_config(bad)).load_datasets(str(tmp_path / 'run'))
+    tasks.build(testing.tiny_feature_config(bad)).load_datasets(str(tmp_path / 'run'))
 
 
 def test_resume_and_a_changed_front_end_is_refused(trained, recordings, tmp_path):
   workdir = tmp_path / 'resumed'
   shutil.copytree(trained[0], workdir)
-  loop.train_and_evaluate(tasks.build(tone_config(recordings, num_train_steps=NUM_STEPS + 2)),
-                          str(workdir))
+  loop.train_and_evaluate(tasks.build(testing.tiny_feature_config(
+      recordings, num_train_steps=NUM_STEPS + 2)), str(workdir))
   steps = [r['step'] for r in metrics.read_metrics(workdir) if 'train_accuracy' in r]
   assert steps == list(range(1, NUM_STEPS + 3))
   with pytest.raises(errors.CheckpointMismatchError, match='hop_length'):
-    loop.train_and_evaluate(tasks.build(tone_config(
+    loop.train_and_evaluate(tasks.build(testing.tiny_feature_config(
         recordings, num_train_steps=NUM_STEPS + 4, data__features__hop_length=40)),
         str(workdir))
 
@@ -121,7 +114,7 @@ def test_classify_cli_and_export_in_a_fresh_process(trained, recordings, tmp_pat
   # A stereo file: an input-pipeline error naming it, which classify.py
   # (trainer.cli.errors_as_messages) prints as one line.
   stereo = tmp_path / 'stereo.wav'
-  write_wav(stereo, np.zeros(800), channels=2)
+  testing.write_wav(stereo, np.zeros(800), channels=2)
   with pytest.raises(input_pipeline.errors.InputPipelineError,
                      match=f'^{stereo} has 2 channels; only mono is read'):
     tasks.load(workdir, 'latest', 'classification').classify([str(stereo)])

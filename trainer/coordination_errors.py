@@ -61,11 +61,15 @@ def coordinator_reachable(address: str, timeout_s: float = 1.0,
   return True
 
 
-def describe(address: str, detail: str = '') -> str:
+def describe(address: str, detail: str = '',
+             reachable: bool | None = None) -> str:
   """The one-line reason for a failed coordination service, from whether
-  process 0's service still answers at ``address``."""
+  process 0's service still answers at ``address`` (``reachable``: already
+  probed)."""
   detail = f' ({detail})' if detail else ''
-  if address and coordinator_reachable(address):
+  if reachable is None:
+    reachable = bool(address) and coordinator_reachable(address)
+  if reachable:
     return ("JAX's coordination service (process 0, "
             f'{address}) reported an error{detail}: most likely another '
             'process of the run stopped.')

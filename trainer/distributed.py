@@ -203,7 +203,8 @@ class PeerWatchdog:
                     self.coordinator_address)):
           self._lost(coordination_errors.describe(
               self.coordinator_address,
-              f'{type(e).__name__}: {errors.first_line(e, 120)}'))
+              f'{type(e).__name__}: {errors.first_line(e, 120)}',
+              reachable=False))
           return
         # A failed call to a coordinator that still answers (overloaded):
         # no news this round; a lost peer still shows by its timeout.
